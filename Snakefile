@@ -1,0 +1,41 @@
+# brainmill workflow: load -> preprocess -> features -> decode -> report.
+# Run from the repository root:  snakemake --cores all  [--configfile config/physionet.yaml]
+from snakemake.utils import min_version, validate
+
+from brainmill.config import validate_config
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+# pydantic gives the precise message (key path, closest valid name); the generated JSON schema
+# is the workflow's own check and fails if it ever drifts from the models.
+CFG = validate_config(config, source="the workflow config")
+validate(config, "workflow/schemas/config.schema.json")
+
+RESULTS = CFG.results_dir
+REPORTS = CFG.reports_dir
+LOGS = CFG.logs_dir
+
+
+wildcard_constraints:
+    ds="[A-Za-z0-9_]+",
+    sub="[A-Za-z0-9]+",
+    decoder="[a-z0-9_]+",
+    feature="[a-z0-9_]+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/load.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/decode.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,127 @@
+"""The ``brainmill`` command: datasets, info, schema, check-config, run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import BrainmillError
+
+_LIBRARIES = ["numpy", "scipy", "pandas", "mne", "mne_bids", "nilearn", "pyriemann",
+              "sklearn", "torch", "snakemake", "pydantic", "matplotlib"]
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .datasets import SOURCES
+
+    print("Known dataset sources (config key `source.kind`):")
+    width = max(len(k) for k in SOURCES)
+    for kind, (_, text) in SOURCES.items():
+        print(f"  {kind:<{width}}  {text}")
+    print("\nExample configs: config/config.yaml (synthetic), config/physionet.yaml (eegbci).")
+    return 0
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = getattr(importlib.import_module(name), "__version__", "?")
+        except ImportError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    print(f"brainmill  {__version__}")
+    print(f"python     {platform.python_version()} ({platform.platform()})")
+    for name, version in _library_versions().items():
+        print(f"{name:<11}{version}")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            print(f"GPU        yes: {', '.join(names)} (CUDA {torch.version.cuda})")
+        else:
+            print("GPU       no CUDA device seen by torch; torch models train on the CPU")
+    except ImportError:
+        print("GPU       unknown (torch is not installed)")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .config import write_schema
+
+    path = write_schema(args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    for name, ds in cfg.datasets.items():
+        decoders = ", ".join(ds.decoders.enabled())
+        print(f"{name}: source {ds.source.kind}, {len(ds.subjects)} subject(s), "
+              f"classes {ds.class_names}, decoders {decoders}")
+    print(f"{args.config}: valid")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    exe = shutil.which("snakemake")
+    if exe is None:
+        raise BrainmillError("snakemake is not on PATH; install brainmill with pip first")
+    cmd = [exe, "--cores", str(args.cores), "--configfile", str(args.config), *args.extra]
+    print("+ " + " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``brainmill`` command."""
+    parser = argparse.ArgumentParser(
+        prog="brainmill",
+        description="EEG and fMRI recordings to features, decoders and reports. "
+        "The workflow runs with `snakemake --cores all`; this command helps around it.",
+    )
+    parser.add_argument("--version", action="version", version=f"brainmill {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("datasets", help="list the dataset sources brainmill can load").set_defaults(
+        func=_cmd_datasets)
+    sub.add_parser("info", help="print library versions and whether a GPU is seen").set_defaults(
+        func=_cmd_info)
+    p = sub.add_parser("schema", help="regenerate the workflow's config JSON schema")
+    p.add_argument("--output", type=Path, default=Path("workflow/schemas/config.schema.json"))
+    p.set_defaults(func=_cmd_schema)
+    p = sub.add_parser("check-config", help="validate a config file and summarise it")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_cmd_check_config)
+    p = sub.add_parser("run", help="run the Snakemake workflow with a config (from the repo root)")
+    p.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    p.add_argument("--cores", default="all")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="further snakemake arguments")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``brainmill`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrainmillError as err:
+        print(f"brainmill: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""Configuration models: the single source of truth for every brainmill option.
+
+The workflow's JSON schema (``workflow/schemas/config.schema.json``) is generated from these
+models by :func:`write_schema` (``brainmill schema``), and a test keeps the two in sync. Load a
+YAML file with :func:`load_config`; an unknown key fails at once with its key path and the
+closest valid name.
+
+Units follow the user, not MNE: frequencies in Hz, times in seconds, amplitudes in µV.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9]+$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class StrictModel(BaseModel):
+    """A model that rejects unknown keys and names the closest valid one."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        valid = set(cls.model_fields)
+        valid |= {f.alias for f in cls.model_fields.values() if f.alias}
+        unknown = [k for k in data if k not in valid]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ValueError(
+                f"unknown key '{key}'; {hint}valid keys here: {', '.join(sorted(valid))}"
+            )
+        return data
+
+
+# --------------------------------------------------------------------------------- sources
+
+
+class SyntheticSource(StrictModel):
+    """The embedded synthetic motor-imagery dataset (no download).
+
+    See :mod:`brainmill.datasets.synthetic` for the generative model and its ground truth.
+    """
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_sessions: int = Field(2, ge=1, le=10, description="Sessions per subject.")
+    n_trials_per_class: int = Field(30, ge=2, description="Cued trials per class and session.")
+    classes: list[Literal["left_hand", "right_hand", "feet"]] = Field(
+        default_factory=lambda: ["left_hand", "right_hand", "feet"], min_length=2
+    )
+    sfreq: float = Field(250.0, gt=0, description="Sampling frequency (Hz).")
+    line_freq: float = Field(50.0, gt=0, description="Power-line frequency (Hz).")
+    effect_sizes: dict[str, float] = Field(
+        default_factory=lambda: {"1": 0.7, "2": 0.6, "3": 0.5, "4": 0.2, "5": 0.0},
+        description=(
+            "Fractional mu/beta desynchronisation per subject (0 = no class information). "
+            "Subjects not listed draw theirs from the seed in [0.3, 0.7]."
+        ),
+    )
+
+    @field_validator("effect_sizes")
+    @classmethod
+    def _effect_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for sub, eff in value.items():
+            if not 0.0 <= eff < 1.0:
+                raise ValueError(f"effect size of subject {sub} is {eff}; expected 0 <= e < 1")
+        return value
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return self.n_sessions
+
+
+class EEGBCISource(StrictModel):
+    """PhysioNet EEG Motor Movement/Imagery through :func:`mne.datasets.eegbci.load_data`."""
+
+    kind: Literal["eegbci"] = "eegbci"
+    runs: list[int] = Field(default_factory=lambda: [4, 8, 12], min_length=1)
+    path: str | None = Field(
+        None,
+        description=(
+            "Folder holding MNE-eegbci-data (MNE's cache layout). Defaults to $MNE_DATA, "
+            "then MNE's configured data path."
+        ),
+    )
+    download: bool = Field(
+        False, description="Allow a download when the files are not in the cache."
+    )
+
+    @field_validator("runs")
+    @classmethod
+    def _runs_in_range(cls, value: list[int]) -> list[int]:
+        bad = [r for r in value if not 1 <= r <= 14]
+        if bad:
+            raise ValueError(f"runs {bad} do not exist; PhysioNet eegmmidb has runs 1 to 14")
+        return value
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return 1
+
+
+class FilesSource(StrictModel):
+    """Any recording MNE reads (EDF/BDF/GDF/FIF/BrainVision/EEGLAB), found by a pattern."""
+
+    kind: Literal["files"] = "files"
+    root: str = Field(..., description="Folder the pattern is relative to.")
+    pattern: str = Field(
+        ...,
+        description=(
+            "Glob pattern with a '{subject}' placeholder and optionally '{session}', "
+            "e.g. 'sub-{subject}/ses-{session}/*.edf'."
+        ),
+    )
+    stim_channel: str | None = Field(
+        None,
+        description="Read events from this stim channel instead of the annotations; "
+        "event codes become descriptions such as '1', '2'.",
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _has_subject(cls, value: str) -> str:
+        if "{subject}" not in value:
+            raise ValueError("pattern must contain '{subject}'")
+        return value
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return None if "{session}" in self.pattern else 1
+
+
+class BIDSSource(StrictModel):
+    """A BIDS dataset read with mne-bids."""
+
+    kind: Literal["bids"] = "bids"
+    root: str
+    task: str
+    datatype: Literal["eeg", "meg", "ieeg"] = "eeg"
+    sessions: list[str] | None = Field(None, description="Default: every session found.")
+    runs: list[str] | None = Field(None, description="Default: every run found.")
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return None if self.sessions is None else len(self.sessions)
+
+
+Source = Annotated[
+    SyntheticSource | EEGBCISource | FilesSource | BIDSSource, Field(discriminator="kind")
+]
+
+
+# ---------------------------------------------------------------------------- preprocessing
+
+
+class BadChannelConfig(StrictModel):
+    """Detection of flat and noisy channels, then interpolation."""
+
+    enabled: bool = True
+    flat_uv: float = Field(
+        0.5, ge=0, description="A channel whose standard deviation is below this (µV) is flat."
+    )
+    noisy_z: float = Field(
+        5.0,
+        gt=0,
+        description="A channel whose robust z-score (median/MAD over channels) of log "
+        "standard deviation exceeds this is noisy.",
+    )
+    interpolate: bool = Field(
+        True, description="Interpolate bad channels (spherical splines); else drop them."
+    )
+
+
+class EpochsConfig(StrictModel):
+    """Epoching on the configured events."""
+
+    tmin: float = Field(0.5, description="Start of the window relative to the cue (s).")
+    tmax: float = Field(2.5, description="End of the window relative to the cue (s).")
+    baseline: tuple[float | None, float | None] | None = None
+    reject_uv: float | None = Field(
+        150.0, gt=0, description="Drop epochs whose peak-to-peak amplitude exceeds this (µV)."
+    )
+    flat_uv: float | None = Field(
+        None, gt=0, description="Drop epochs whose peak-to-peak amplitude is below this (µV)."
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> EpochsConfig:
+        if self.tmax <= self.tmin:
+            raise ValueError(f"tmax ({self.tmax}) must be greater than tmin ({self.tmin})")
+        return self
+
+
+class EEGPreprocessing(StrictModel):
+    """EEG preprocessing with MNE, applied in the order of the fields."""
+
+    picks: Literal["eeg"] | list[str] = "eeg"
+    montage: str | None = Field(
+        "standard_1005",
+        description="MNE standard montage set when channels lack positions (None: leave).",
+    )
+    bad_channels: BadChannelConfig = Field(default_factory=BadChannelConfig)
+    reference: Literal["average"] | list[str] | None = "average"
+    notch: list[float] | None = Field(
+        None, description="Line-noise frequencies to notch out (Hz), e.g. [50, 100]."
+    )
+    l_freq: float | None = Field(8.0, ge=0, description="High-pass edge (Hz).")
+    h_freq: float | None = Field(30.0, gt=0, description="Low-pass edge (Hz).")
+    resample: float | None = Field(None, gt=0, description="New sampling frequency (Hz).")
+    epochs: EpochsConfig = Field(default_factory=EpochsConfig)
+
+    @model_validator(mode="after")
+    def _band(self) -> EEGPreprocessing:
+        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
+            raise ValueError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
+        if self.resample is not None and self.h_freq is not None:
+            if self.h_freq >= self.resample / 2:
+                raise ValueError(
+                    f"h_freq ({self.h_freq}) must be below the Nyquist frequency of "
+                    f"resample ({self.resample / 2})"
+                )
+        return self
+
+
+# ------------------------------------------------------------------------------- features
+
+
+class CovarianceFeature(StrictModel):
+    """Per-epoch spatial covariance with pyriemann (nothing is fitted across epochs)."""
+
+    estimator: Literal["oas", "lwf", "scm", "cov", "sch", "mcd"] = "oas"
+
+
+class FeaturesConfig(StrictModel):
+    """Feature extractors; each writes ``features/{name}.npz``."""
+
+    covariance: CovarianceFeature = Field(default_factory=CovarianceFeature)
+
+
+# ------------------------------------------------------------------------------- decoders
+
+
+class TsLrConfig(StrictModel):
+    """Covariance → tangent space (pyriemann) → logistic regression."""
+
+    feature: Literal["covariance"] = "covariance"
+    metric: Literal["riemann", "logeuclid", "euclid"] = "riemann"
+    C: float = Field(1.0, gt=0, description="Inverse regularisation strength.")
+
+
+class CspLdaConfig(StrictModel):
+    """Covariance → CSP (pyriemann, log-variance) → LDA."""
+
+    feature: Literal["covariance"] = "covariance"
+    n_components: int = Field(6, ge=1)
+
+
+class DecodersConfig(StrictModel):
+    """Decoders to run; set one to ``null`` to disable it."""
+
+    ts_lr: TsLrConfig | None = Field(default_factory=TsLrConfig)
+    csp_lda: CspLdaConfig | None = Field(default_factory=CspLdaConfig)
+
+    def enabled(self) -> dict[str, StrictModel]:
+        """Return ``{name: params}`` of the decoders that are switched on."""
+        return {name: getattr(self, name) for name in type(self).model_fields
+                if getattr(self, name) is not None}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class EvaluationConfig(StrictModel):
+    """Cross-validation protocols. Nothing fitted ever sees a test fold."""
+
+    protocols: list[Literal["within_session", "cross_session"]] = Field(
+        default_factory=lambda: ["within_session", "cross_session"], min_length=1
+    )
+    n_folds: int = Field(5, ge=2, description="Folds of the within-session stratified k-fold.")
+    shuffle: bool = True
+
+
+# ------------------------------------------------------------------------------- datasets
+
+
+class DatasetConfig(StrictModel):
+    """One dataset: where its recordings come from and how each stage treats them."""
+
+    modality: Literal["eeg"] = "eeg"
+    source: Source
+    # YAML users write subjects as numbers and single events as scalars; both are coerced.
+    subjects: Annotated[
+        list[str],
+        WithJsonSchema({"type": "array", "minItems": 1,
+                        "items": {"type": ["string", "integer"]}}),
+    ] = Field(..., min_length=1)
+    events: Annotated[
+        dict[str, list[str]],
+        WithJsonSchema({"type": "object", "minProperties": 2, "additionalProperties": {
+            "anyOf": [{"type": ["string", "integer"]},
+                      {"type": "array", "items": {"type": ["string", "integer"]}}]}}),
+    ] = Field(
+        ...,
+        min_length=2,
+        description="Class name → annotation descriptions that mark it, e.g. "
+        "{left_hand: [T1], right_hand: [T2]}.",
+    )
+    preprocessing: EEGPreprocessing = Field(default_factory=EEGPreprocessing)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    decoders: DecodersConfig = Field(default_factory=DecodersConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("subjects", mode="before")
+    @classmethod
+    def _subjects_as_str(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return value
+
+    @field_validator("subjects")
+    @classmethod
+    def _subject_labels(cls, value: list[str]) -> list[str]:
+        for sub in value:
+            if not _NAME_RE.match(sub):
+                raise ValueError(
+                    f"subject label '{sub}' must be letters and digits only (as in BIDS)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError(f"subjects are listed twice: {value}")
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events_as_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [str(v)] if isinstance(v, str | int) else [str(x) for x in v]
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _combination(self) -> DatasetConfig:
+        n_sessions = self.source.n_sessions_known
+        if "cross_session" in self.evaluation.protocols and n_sessions == 1:
+            raise ValueError(
+                "evaluation.protocols asks for 'cross_session' but this source has a single "
+                "session; remove 'cross_session' or add sessions"
+            )
+        if isinstance(self.source, SyntheticSource):
+            missing = set(self.events) - set(self.source.classes)
+            if missing:
+                raise ValueError(
+                    f"events {sorted(missing)} are not classes of the synthetic source "
+                    f"({self.source.classes})"
+                )
+        if not self.decoders.enabled():
+            raise ValueError("every decoder is disabled; enable at least one")
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in configured order (class index = position)."""
+        return list(self.events)
+
+
+class Config(StrictModel):
+    """A whole brainmill run: one seed, output folders and the datasets to process."""
+
+    seed: int = Field(42, description="Seed from which every random choice flows.")
+    results_dir: str = "results"
+    reports_dir: str = "reports"
+    logs_dir: str = "logs"
+    datasets: dict[str, DatasetConfig] = Field(..., min_length=1)
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, value: dict[str, DatasetConfig]) -> dict[str, DatasetConfig]:
+        for name in value:
+            if not _DATASET_RE.match(name):
+                raise ValueError(f"dataset name '{name}' must be letters, digits and '_' only")
+        return value
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    kinds = {"synthetic", "eegbci", "files", "bids"}
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        parts = []
+        for i, p in enumerate(e["loc"]):
+            # pydantic inserts the discriminator's tag after 'source'; users never write it
+            if i > 0 and e["loc"][i - 1] == "source" and p in kinds:
+                continue
+            parts.append(str(p))
+        msg = e["msg"].removeprefix("Value error, ")
+        if msg.startswith("unknown key '"):
+            parts.append(msg.split("'")[1])
+        lines.append(f"  - {'.'.join(parts) or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a config mapping into a :class:`Config`.
+
+    Raises
+    ------
+    ConfigError
+        With one line per problem: the key path and what was expected.
+    """
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return validate_config(data, str(path))
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`Config`, used by the Snakefile's ``validate``."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["description"] = (
+        "Generated from brainmill.config by `brainmill schema`; do not edit by hand."
+    )
+    return schema
+
+
+def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
+    """Write :func:`config_schema` to ``path`` as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config_schema(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def mne_data_path(explicit: str | None) -> Path | None:
+    """Resolve a dataset cache folder: explicit config value, then ``$MNE_DATA``."""
+    if explicit:
+        return Path(os.path.expandvars(os.path.expanduser(explicit)))
+    env = os.environ.get("MNE_DATA")
+    return Path(env) if env else None

@@ -1,0 +1,129 @@
+"""Atomic writes and the on-disk formats that connect the workflow's stages.
+
+Every writer here writes to a temporary name in the destination folder and renames it into
+place, so a killed job never leaves a half-written file that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    Parameters
+    ----------
+    path : str | Path
+        The final destination.
+    suffix : str | None
+        Ending of the temporary name (MNE checks endings such as ``_raw.fif``). Defaults to
+        the destination's own suffix.
+
+    Notes
+    -----
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (numpy scalars and arrays allowed)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_npz(path: str | Path, **arrays: Any) -> None:
+    """Write arrays to a compressed ``.npz`` atomically."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+@dataclass
+class FeatureSet:
+    """Per-epoch features of one subject, as stored in ``features/{name}.npz``.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n_epochs, ...)
+        The features, e.g. ``(n_epochs, n_channels, n_channels)`` covariance matrices.
+    y : ndarray of int, shape (n_epochs,)
+        Class index of each epoch, into ``classes``.
+    classes : list of str
+        Class names, in the order of the configured events.
+    session : ndarray of str, shape (n_epochs,)
+        Session label of each epoch.
+    run : ndarray of str, shape (n_epochs,)
+        Run label of each epoch.
+    meta : dict
+        JSON-able parameters and library versions that produced the features.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    session: np.ndarray
+    run: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        """Write the set to ``path`` atomically."""
+        write_npz(
+            path,
+            X=self.X,
+            y=np.asarray(self.y, dtype=np.int64),
+            classes=np.asarray(self.classes, dtype=str),
+            session=np.asarray(self.session, dtype=str),
+            run=np.asarray(self.run, dtype=str),
+            meta=np.asarray(json.dumps(self.meta, default=_json_default)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureSet:
+        """Read a set written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                X=data["X"],
+                y=data["y"],
+                classes=[str(c) for c in data["classes"]],
+                session=data["session"],
+                run=data["run"],
+                meta=json.loads(str(data["meta"])),
+            )

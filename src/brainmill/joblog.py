@@ -1,0 +1,66 @@
+"""Per-job logging for workflow scripts: everything, including the failure, goes to the log."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import mne
+
+logger = logging.getLogger("brainmill")
+
+
+@contextlib.contextmanager
+def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logger]:
+    """Send brainmill's, MNE's and Python's warnings to ``log_path`` for one job.
+
+    On an exception the log gets one ``FAILED`` line with the error's own message (which
+    names the file, subject and expectation for brainmill errors) and the traceback; the
+    exception is re-raised so Snakemake marks the job failed and removes its outputs.
+
+    Parameters
+    ----------
+    log_path : str | Path | None
+        The rule's log file; ``None`` logs to stderr only.
+    job : str
+        A readable job name, e.g. ``"preprocess synthetic sub-1"``.
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for h in handlers:
+        h.setFormatter(fmt)
+    targets = [logger, logging.getLogger("mne"), logging.getLogger("py.warnings")]
+    for lg in targets:
+        for h in handlers:
+            lg.addHandler(h)
+        lg.setLevel(logging.INFO)
+    mne.set_log_level("WARNING")
+    logging.captureWarnings(True)
+    start = time.perf_counter()
+    logger.info("start %s", job)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield logger
+    except Exception as err:
+        logger.error("FAILED %s: %s: %s", job, type(err).__name__, err)
+        logger.error("traceback:\n%s", traceback.format_exc())
+        raise
+    else:
+        logger.info("done %s in %.1f s", job, time.perf_counter() - start)
+    finally:
+        logging.captureWarnings(False)
+        for lg in targets:
+            for h in handlers:
+                lg.removeHandler(h)
+        for h in handlers:
+            h.close()

@@ -1,0 +1,133 @@
+"""The config models, their error messages and the generated JSON schema."""
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from brainmill.config import (
+    Config,
+    DatasetConfig,
+    config_schema,
+    load_config,
+    validate_config,
+)
+from brainmill.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+@pytest.fixture
+def raw_default() -> dict:
+    return yaml.safe_load(DEFAULT.read_text())
+
+
+def test_every_shipped_config_is_valid():
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.datasets, path
+
+
+def test_schema_file_is_in_sync_with_models():
+    committed = json.loads((ROOT / "workflow" / "schemas" / "config.schema.json").read_text())
+    assert committed == config_schema(), "run `brainmill schema` and commit the result"
+
+
+def test_schema_accepts_default_and_rejects_unknown_key(raw_default):
+    schema = config_schema()
+    jsonschema.validate(raw_default, schema)
+    bad = copy.deepcopy(raw_default)
+    bad["datasets"]["synthetic"]["preprocessing"]["tmn"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_typo_names_key_path_and_closest_name(raw_default):
+    raw_default["datasets"]["synthetic"]["preprocessing"]["epochs"]["tmn"] = 0.0
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw_default, "my.yaml")
+    msg = str(info.value)
+    assert "my.yaml" in msg
+    assert "datasets.synthetic.preprocessing.epochs.tmn" in msg
+    assert "did you mean 'tmin'" in msg
+
+
+def test_typo_in_discriminated_source_hides_the_tag(raw_default):
+    raw_default["datasets"]["synthetic"]["source"]["n_sesions"] = 3
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert "datasets.synthetic.source.n_sesions" in msg
+    assert "did you mean 'n_sessions'" in msg
+
+
+def test_typo_in_decoder_name(raw_default):
+    raw_default["datasets"]["synthetic"]["decoders"]["ts_lrr"] = {}
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert "did you mean 'ts_lr'" in msg
+
+
+def test_wrong_type_names_key(raw_default):
+    raw_default["datasets"]["synthetic"]["evaluation"]["n_folds"] = "five"
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert "datasets.synthetic.evaluation.n_folds" in msg
+    assert "integer" in msg
+
+
+def test_cross_session_on_single_session_source_is_rejected(raw_default):
+    raw_default["datasets"]["synthetic"]["source"]["n_sessions"] = 1
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert "cross_session" in msg and "single session" in msg
+
+
+def test_band_and_window_must_be_ordered(raw_default):
+    bad = copy.deepcopy(raw_default)
+    bad["datasets"]["synthetic"]["preprocessing"]["l_freq"] = 40
+    assert "l_freq" in str(pytest.raises(ConfigError, validate_config, bad).value)
+    bad = copy.deepcopy(raw_default)
+    bad["datasets"]["synthetic"]["preprocessing"]["epochs"]["tmax"] = 0.1
+    assert "tmax" in str(pytest.raises(ConfigError, validate_config, bad).value)
+    bad = copy.deepcopy(raw_default)
+    bad["datasets"]["synthetic"]["preprocessing"]["resample"] = 50
+    assert "Nyquist" in str(pytest.raises(ConfigError, validate_config, bad).value)
+
+
+def test_subject_labels_are_coerced_and_checked(raw_default):
+    cfg = validate_config(raw_default)
+    assert cfg.datasets["synthetic"].subjects == ["1", "2", "3", "4", "5"]
+    raw_default["datasets"]["synthetic"]["subjects"] = ["a/b"]
+    assert "letters and digits" in str(pytest.raises(ConfigError, validate_config,
+                                                      raw_default).value)
+
+
+def test_disabling_a_decoder_and_events_as_strings(raw_default):
+    ds = raw_default["datasets"]["synthetic"]
+    ds["decoders"]["csp_lda"] = None
+    ds["events"] = {"left_hand": "left_hand", "right_hand": "right_hand"}
+    cfg = validate_config(raw_default)
+    assert list(cfg.datasets["synthetic"].decoders.enabled()) == ["ts_lr"]
+    assert cfg.datasets["synthetic"].events == {"left_hand": ["left_hand"],
+                                                "right_hand": ["right_hand"]}
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_defaults_are_complete():
+    ds = DatasetConfig.model_validate({
+        "source": {"kind": "eegbci"}, "subjects": [1],
+        "events": {"left_hand": "T1", "right_hand": "T2"},
+        "evaluation": {"protocols": ["within_session"]},
+    })
+    cfg = Config(datasets={"p": ds})
+    assert cfg.seed == 42
+    assert ds.source.runs == [4, 8, 12]
+    assert ds.preprocessing.epochs.reject_uv == 150.0

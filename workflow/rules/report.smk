@@ -1,0 +1,29 @@
+rule subject_report:
+    """mne.Report of one subject: QC, preprocessing, epochs, decoders, config and versions."""
+    input:
+        recording=rules.load_eeg.output.recording,
+        epochs=rules.preprocess_eeg.output.epochs,
+        preprocessing=rules.preprocess_eeg.output.log,
+        qc=rules.preprocess_eeg.output.qc,
+        metrics=subject_metrics,
+    output:
+        f"{REPORTS}/{{ds}}/sub-{{sub}}.html",
+    log:
+        f"{LOGS}/{{ds}}/sub-{{sub}}/report.log",
+    threads: 1
+    script:
+        "../scripts/subject_report.py"
+
+
+rule dataset_report:
+    """Every decoder × subject with chance level, mean ± sd; a CSV of all scores."""
+    input:
+        metrics=dataset_metrics,
+    output:
+        html=f"{REPORTS}/{{ds}}/index.html",
+        scores=f"{RESULTS}/{{ds}}/scores.csv",
+    log:
+        f"{LOGS}/{{ds}}/dataset_report.log",
+    threads: 1
+    script:
+        "../scripts/dataset_report.py"

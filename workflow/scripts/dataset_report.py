@@ -1,0 +1,10 @@
+"""Snakemake script: build the dataset's summary report and score table."""
+
+from brainmill.config import validate_config
+from brainmill.joblog import job_logging
+from brainmill.reports import build_dataset_report
+
+w, o = snakemake.wildcards, snakemake.output
+with job_logging(snakemake.log[0], f"dataset report {w.ds}"):
+    cfg = validate_config(snakemake.config)
+    build_dataset_report(cfg, w.ds, list(snakemake.input.metrics), o.html, o.scores)

@@ -13,7 +13,8 @@ configfile: "config/config.yaml"
 # pydantic gives the precise message (key path, closest valid name); the generated JSON schema
 # is the workflow's own check and fails if it ever drifts from the models.
 CFG = validate_config(config, source="the workflow config")
-validate(config, "workflow/schemas/config.schema.json")
+# set_default=False: filling defaults from every branch of the source union would corrupt it
+validate(config, "workflow/schemas/config.schema.json", set_default=False)
 
 RESULTS = CFG.results_dir
 REPORTS = CFG.reports_dir

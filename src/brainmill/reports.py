@@ -81,7 +81,7 @@ def _channel_qc_figure(qc: dict[str, np.ndarray]) -> plt.Figure:
 
 def _class_topomaps(epochs: mne.BaseEpochs, classes: list[str]) -> plt.Figure | None:
     """Log band power per class relative to the mean over classes (shows ERD/ERS)."""
-    if epochs.get_montage() is None or "label" not in (epochs.metadata or {}):
+    if epochs.get_montage() is None or epochs.metadata is None or "label" not in epochs.metadata:
         return None
     data = epochs.get_data(picks="eeg", copy=False)
     logpow = np.log(np.mean(data**2, axis=-1))  # (n_epochs, n_channels)

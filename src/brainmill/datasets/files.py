@@ -1,0 +1,287 @@
+"""Recordings in any file format MNE reads, found by a glob pattern.
+
+``source.root`` + ``source.pattern`` locate a subject's runs: ``{subject}`` is replaced by the
+subject label, ``{session}`` (optional) matches one path component whose text becomes the
+session label, and shell globs (``*``, ``?``, ``[..]``, ``**``) are allowed. Runs are ordered by
+session, then file name (digits compare as numbers, so ``run2`` precedes ``run10``).
+
+Events come from the files' annotations or, with ``source.stim_channel``, from that channel
+(:func:`mne.find_events`); the codes become annotations ``"1"``, ``"2"``, … and the stim
+channel is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mne
+import numpy as np
+
+from ..config import FilesSource
+from ..errors import DataError
+from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
+
+#: File endings read, longest first so ``.fif.gz`` wins over ``.gz``.
+EXTENSIONS = (".fif.gz", ".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set")
+#: Sidecars that sit next to a header file and are read through it.
+SIDECARS = {".fdt": (".set",), ".vmrk": (".vhdr",), ".eeg": (".vhdr",)}
+#: MNE warnings that mean the data read are not the data recorded.
+FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
+_BOUNDARY = {"BAD boundary", "EDGE boundary"}
+
+
+def _extension(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((ext for ext in EXTENSIONS if name.endswith(ext)), None)
+
+
+def _stem(path: Path) -> str:
+    ext = _extension(path)
+    return path.name[: -len(ext)] if ext else path.stem
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _glob_to_regex(pattern: str) -> str:
+    """Translate a path glob (``**``, ``*``, ``?``, ``[..]``) into a regular expression."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def resolve_pattern(pattern: str, subject: str) -> tuple[str, re.Pattern[str]]:
+    """The glob for one subject and a regex that extracts ``session`` from a match.
+
+    Parameters
+    ----------
+    pattern : str
+        ``source.pattern``, e.g. ``"sub-{subject}/ses-{session}/*.edf"``.
+    subject : str
+        Subject label substituted for ``{subject}``.
+
+    Returns
+    -------
+    glob : str
+        Pattern with ``{subject}`` filled in and ``{session}`` as ``*``.
+    regex : re.Pattern
+        Full match on a root-relative POSIX path; group ``session`` when present.
+    """
+    parts = re.split(r"(\{subject\}|\{session\})", pattern)
+    glob_parts, regex_parts, seen_session = [], [], False
+    for part in parts:
+        if part == "{subject}":
+            glob_parts.append(re.sub(r"([*?\[])", r"[\1]", subject))
+            regex_parts.append(re.escape(subject))
+        elif part == "{session}":
+            glob_parts.append("*")
+            # a repeated placeholder must match the same text
+            regex_parts.append("(?P=session)" if seen_session else "(?P<session>[^/]+)")
+            seen_session = True
+        else:
+            glob_parts.append(part)
+            regex_parts.append(_glob_to_regex(part))
+    return "".join(glob_parts), re.compile("".join(regex_parts))
+
+
+def find_runs(source: FilesSource, subject: str) -> list[tuple[str, Path]]:
+    """Files of one subject as ``(session, path)``, in session then file-name order.
+
+    Raises
+    ------
+    DataError
+        When nothing matches the pattern.
+    """
+    root = Path(os.path.expandvars(os.path.expanduser(source.root)))
+    glob, regex = resolve_pattern(source.pattern, subject)
+    matches = []
+    for path in root.glob(glob):
+        if path.is_dir():
+            continue
+        rel = path.relative_to(root).as_posix()
+        m = regex.fullmatch(rel)
+        if m is None:  # a glob '*' that swallowed a '/' the regex refuses: not ours
+            continue
+        ext = path.suffix.lower()
+        if ext in SIDECARS and any(
+            path.with_suffix(h).exists() for h in SIDECARS[ext]
+        ):
+            continue
+        session = m.groupdict().get("session") or "1"
+        matches.append((session, path))
+    if not matches:
+        raise DataError(
+            "no file matches the pattern",
+            subject=subject,
+            file=root / glob,
+            expected=f"at least one recording matching '{source.pattern}' under {root}",
+            hint="Check the source's 'root' and 'pattern' and the subject label",
+        )
+    matches.sort(key=lambda sp: (_natural_key(sp[0]), _natural_key(sp[1].name),
+                                 _natural_key(sp[1].as_posix())))
+    return matches
+
+
+def read_file(path: Path, subject: str) -> mne.io.BaseRaw:
+    """Read one recording (preloaded), turning every failure into a :class:`DataError`."""
+    ext = _extension(path)
+    if ext is None:
+        raise DataError(
+            f"unsupported file format '{''.join(path.suffixes) or path.name}'",
+            subject=subject,
+            file=path,
+            expected=f"one of {', '.join(EXTENSIONS)}",
+            hint="Narrow the source's 'pattern' to recordings, or convert the file",
+        )
+    if not os.access(path, os.R_OK):
+        raise DataError("the file cannot be read (no read permission)", subject=subject,
+                        file=path, hint="Fix the file's permissions")
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty (0 bytes)", subject=subject, file=path,
+                        hint="Copy or export the recording again")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw = mne.io.read_raw(path, preload=True, verbose="warning")
+        except Exception as err:  # MNE raises many types for a corrupt file
+            raise DataError(
+                f"MNE cannot read the file: {type(err).__name__}: {err}".rstrip(": "),
+                subject=subject,
+                file=path,
+                expected=f"a valid {ext} recording",
+                hint="The file is corrupt, truncated or not what its extension says",
+            ) from err
+    for w in caught:
+        text = str(w.message)
+        if any(f in text for f in FATAL_WARNINGS):
+            raise DataError(
+                f"the file is truncated or corrupt: {text}",
+                subject=subject,
+                file=path,
+                expected=f"a complete {ext} recording",
+                hint="Copy or export the recording again",
+            )
+    for w in caught:  # the harmless ones, passed on
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return raw
+
+
+def events_from_stim(raw: mne.io.BaseRaw, stim_channel: str, *, subject: str,
+                     file: Path) -> None:
+    """Add the stim channel's events as annotations ``"<code>"`` and drop the channel."""
+    if stim_channel not in raw.ch_names:
+        raise DataError(
+            f"stim channel '{stim_channel}' is not in the recording",
+            subject=subject,
+            file=file,
+            expected=f"one of {raw.ch_names[:20]}",
+            hint="Fix the source's 'stim_channel'",
+        )
+    found = mne.find_events(raw, stim_channel=stim_channel, shortest_event=1,
+                            consecutive=True, verbose="error")
+    if len(found):
+        codes = np.unique(found[:, 2])
+        annot = mne.annotations_from_events(
+            found, raw.info["sfreq"], event_desc={int(c): str(int(c)) for c in codes},
+            first_samp=raw.first_samp, orig_time=raw.annotations.orig_time,
+        )
+        raw.set_annotations(raw.annotations + annot)
+    raw.drop_channels([stim_channel])
+
+
+def load(
+    source: FilesSource, subject: str, events: dict[str, list[str]], *, seed: int
+) -> Recording:
+    """Load one subject's recordings matched by ``source.pattern``.
+
+    Parameters
+    ----------
+    source : FilesSource
+        Root folder, pattern and optional stim channel.
+    subject : str
+        Subject label substituted for ``{subject}``.
+    events : dict of str to list of str
+        Class name → annotation descriptions (or stim codes as strings, ``"1"``).
+    seed : int
+        Unused; part of the loader contract.
+
+    Returns
+    -------
+    Recording
+        Runs concatenated in (session, file name) order; session labels from ``{session}``
+        (else ``"1"``); run labels are the file names without extension.
+
+    Raises
+    ------
+    DataError
+        No matching file; an unsupported, empty, unreadable, truncated or corrupt file; a
+        missing stim channel; no events at all; none of the configured events; runs that
+        differ in sampling rate or channels.
+    """
+    del seed
+    found = find_runs(source, subject)
+    raws, labels = [], []
+    for session, path in found:
+        raw = read_file(path, subject)
+        if source.stim_channel:
+            events_from_stim(raw, source.stim_channel, subject=subject, file=path)
+        raws.append(raw)
+        labels.append((session, _stem(path), str(path)))
+    paths = [p for _, p in found]
+    where = str(paths[0]) if len(paths) == 1 else (
+        f"{len(paths)} files: {', '.join(str(p) for p in paths[:3])}"
+        + (", …" if len(paths) > 3 else "")
+    )
+    n_events = sum(len(set(r.annotations.description) - _BOUNDARY) for r in raws)
+    if n_events == 0:
+        origin = f"stim channel '{source.stim_channel}'" if source.stim_channel else "annotations"
+        raise DataError(
+            f"the recording holds no events ({origin} empty)",
+            subject=subject,
+            file=where,
+            expected=f"events {sorted({d for v in events.values() for d in v})}",
+            hint="Set the source's 'stim_channel' if events are on a trigger channel"
+            if not source.stim_channel else "Check the trigger channel's name",
+        )
+    raw, runs = concatenate_runs(raws, labels, subject=subject)
+    rename_event_annotations(raw, events, subject=subject, file=where)
+    metadata: dict[str, Any] = {
+        "loader": "files",
+        "root": source.root,
+        "pattern": source.pattern,
+        "stim_channel": source.stim_channel,
+        "files": [str(p) for p in paths],
+    }
+    return Recording(raw=raw, subject=subject, event_id=event_id_for(list(events)),
+                     runs=runs, metadata=metadata)

@@ -1,0 +1,187 @@
+"""Decoders on covariance features and their cross-validated evaluation.
+
+Each entry of :data:`DECODERS` builds an unfitted scikit-learn pipeline from its config model;
+:func:`run_decoder` evaluates one under the configured protocols and returns the contents of
+``metrics.json`` and ``predictions.csv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyriemann
+import sklearn
+from pydantic import BaseModel
+from pyriemann.spatialfilters import CSP
+from pyriemann.tangentspace import TangentSpace
+from sklearn.base import clone
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from . import __version__
+from .config import CspLdaConfig, EvaluationConfig, TsLrConfig
+from .errors import ConfigError, DataError
+from .evaluation import cross_validate
+from .io import FeatureSet
+
+
+def make_ts_lr(params: TsLrConfig, seed: int) -> Pipeline:
+    """Tangent space at the training set's mean (``metric``) → logistic regression.
+
+    Input: covariance matrices, shape (n_epochs, n_channels, n_channels).
+    """
+    return Pipeline([
+        ("tangentspace", TangentSpace(metric=params.metric)),
+        ("logreg", LogisticRegression(C=params.C, max_iter=1000, random_state=seed)),
+    ])
+
+
+def make_csp_lda(params: CspLdaConfig, seed: int) -> Pipeline:
+    """CSP (log-variance of ``n_components`` filters; multiclass by joint diagonalisation) → LDA.
+
+    Input: covariance matrices, shape (n_epochs, n_channels, n_channels). CSP keeps at most
+    ``n_channels`` filters. Both steps are deterministic; ``seed`` is accepted for a uniform
+    factory signature.
+    """
+    return Pipeline([
+        ("csp", CSP(nfilter=params.n_components, log=True)),
+        ("lda", LinearDiscriminantAnalysis()),
+    ])
+
+
+DECODERS: dict[str, Callable[[Any, int], Pipeline]] = {
+    "ts_lr": make_ts_lr,
+    "csp_lda": make_csp_lda,
+}
+
+#: Config model of each decoder's parameters (used to accept plain dicts).
+PARAMS: dict[str, type[BaseModel]] = {"ts_lr": TsLrConfig, "csp_lda": CspLdaConfig}
+
+
+def _factory(name: str) -> Callable[[Any, int], Pipeline]:
+    if name not in DECODERS:
+        raise ConfigError(
+            f"unknown decoder '{name}'; valid decoders: {', '.join(sorted(DECODERS))}"
+        )
+    return DECODERS[name]
+
+
+def make_decoder(name: str, params: BaseModel | dict | None, seed: int) -> Pipeline:
+    """Build the unfitted pipeline ``name`` with ``params`` (a config model, dict or None)."""
+    factory = _factory(name)
+    return factory(_params(name, params), seed)
+
+
+def _params(name: str, params: BaseModel | dict | None) -> BaseModel:
+    model = PARAMS[name]
+    if params is None:
+        return model()
+    if isinstance(params, dict):
+        return model.model_validate(params)
+    return params
+
+
+def _check_features(features: FeatureSet) -> None:
+    n = len(features.X)
+    lengths = {"y": len(features.y), "session": len(features.session), "run": len(features.run)}
+    bad = {k: v for k, v in lengths.items() if v != n}
+    if bad:
+        raise DataError(
+            f"feature set has {n} epochs but {bad}",
+            expected="X, y, session and run of equal length",
+        )
+    present = np.unique(features.y)
+    if len(present) < 2:
+        raise DataError(
+            f"only {len(present)} class present among {n} epochs "
+            f"({[features.classes[k] for k in present]})",
+            expected=f"epochs of at least two of the classes {features.classes}",
+        )
+
+
+def run_decoder(
+    name: str,
+    params: BaseModel | dict | None,
+    features: FeatureSet,
+    evaluation: EvaluationConfig,
+    seed: int,
+    *,
+    subject: str,
+    dataset: str,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Cross-validate decoder ``name`` on one subject's features.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DECODERS`.
+    params : pydantic model, dict or None
+        The decoder's parameters (``TsLrConfig``, ``CspLdaConfig``); None for defaults.
+    features : FeatureSet
+        ``X`` of shape (n_epochs, n_channels, n_channels) with ``y``, ``session``, ``run``.
+    evaluation : EvaluationConfig
+        Protocols, ``n_folds`` and ``shuffle``.
+    seed : int
+        Seed of the splits and of the decoder.
+    subject, dataset : str
+        Recorded in the metrics and in error messages.
+
+    Returns
+    -------
+    metrics : dict
+        Contents of ``metrics.json``.
+    predictions : DataFrame
+        Contents of ``predictions.csv``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown decoder name.
+    DataError
+        When the features cannot support the protocols (e.g. a class rarer than ``n_folds``
+        in a session); names the subject.
+    """
+    factory = _factory(name)
+    params = _params(name, params)
+    template = factory(params, seed)
+    try:
+        _check_features(features)
+        protocols, predictions = cross_validate(
+            lambda: clone(template),
+            features.X,
+            features.y,
+            features.session,
+            features.run,
+            evaluation.protocols,
+            evaluation.n_folds,
+            evaluation.shuffle,
+            seed,
+            classes=features.classes,
+        )
+    except DataError as err:
+        if err.subject is not None:
+            raise
+        raise DataError(
+            err.problem, file=err.file, subject=subject, expected=err.expected, hint=err.hint
+        ) from err
+    metrics = {
+        "dataset": dataset,
+        "subject": str(subject),
+        "decoder": name,
+        "params": params.model_dump(mode="json"),
+        "classes": list(features.classes),
+        "n_epochs": int(len(features.y)),
+        "seed": int(seed),
+        "protocols": protocols,
+        "versions": {
+            "brainmill": __version__,
+            "sklearn": sklearn.__version__,
+            "pyriemann": pyriemann.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    return metrics, predictions

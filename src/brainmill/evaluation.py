@@ -1,0 +1,456 @@
+"""Cross-validation protocols and classification metrics.
+
+Two protocols, both leak-free: every fold gets a freshly cloned estimator that is fitted on
+that fold's training rows only and then predicts the test rows.
+
+* ``within_session``: stratified k-fold inside each session separately; folds are numbered
+  globally (session after session) and pooled for the summary.
+* ``cross_session``: leave-one-session-out; train on every other session, test on the one left
+  out. Skipped (not an error) when there are fewer than two sessions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+from sklearn.base import clone
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    roc_auc_score,
+)
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+
+from .errors import DataError
+
+PROTOCOLS = ("within_session", "cross_session")
+SCORES = ("accuracy", "balanced_accuracy", "kappa", "roc_auc")
+
+
+@dataclass
+class Split:
+    """One train/test split of one protocol.
+
+    Attributes
+    ----------
+    protocol : str
+        ``"within_session"`` or ``"cross_session"``.
+    fold : int
+        Fold number, 0-based and unique within the protocol.
+    train, test : ndarray of int
+        Row indices into the feature set; never overlapping.
+    test_session : str
+        Session the test rows come from.
+    train_sessions : list of str
+        Sessions the training rows come from.
+    """
+
+    protocol: str
+    fold: int
+    train: np.ndarray
+    test: np.ndarray
+    test_session: str
+    train_sessions: list[str] = field(default_factory=list)
+
+
+def _sessions_in_order(session: np.ndarray) -> list[str]:
+    """Distinct session labels in order of first appearance (recording order)."""
+    return [str(s) for s in pd.unique(pd.Series(np.asarray(session, dtype=str)))]
+
+
+def _session_seed(seed: int, index: int) -> int:
+    """An independent 32-bit random state for the ``index``-th session, derived from ``seed``."""
+    seq = np.random.SeedSequence(seed % 2**32, spawn_key=(index,))
+    return int(seq.generate_state(1)[0])
+
+
+def _class_name(k: int, classes: Sequence[str] | None) -> str:
+    return str(classes[k]) if classes is not None and 0 <= k < len(classes) else str(k)
+
+
+def within_session_splits(
+    y: np.ndarray,
+    session: np.ndarray,
+    n_folds: int,
+    shuffle: bool,
+    seed: int,
+    *,
+    classes: Sequence[str] | None = None,
+) -> list[Split]:
+    """Stratified k-fold inside each session.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n_epochs,)
+        Class index of each epoch.
+    session : ndarray of str, shape (n_epochs,)
+        Session label of each epoch.
+    n_folds : int
+        Folds per session.
+    shuffle : bool
+        Shuffle each session's trials before splitting (random state derived from ``seed``
+        and the session's position); otherwise folds follow the recorded order.
+    seed : int
+        Seed of every shuffle.
+    classes : sequence of str, optional
+        Class names, used in error messages only.
+
+    Returns
+    -------
+    list of Split
+        ``n_sessions * n_folds`` splits, numbered 0.. across sessions.
+
+    Raises
+    ------
+    DataError
+        If a class has fewer than ``n_folds`` trials in a session.
+    """
+    y = np.asarray(y)
+    session = np.asarray(session, dtype=str)
+    labels = np.unique(y)
+    splits: list[Split] = []
+    for s_index, sess in enumerate(_sessions_in_order(session)):
+        rows = np.flatnonzero(session == sess)
+        counts = {int(k): int(np.sum(y[rows] == k)) for k in labels}
+        for k, count in counts.items():
+            if count < n_folds:
+                raise DataError(
+                    f"class '{_class_name(k, classes)}' has {count} trial(s) in session "
+                    f"'{sess}', too few for {n_folds}-fold within-session cross-validation",
+                    expected=f"at least {n_folds} trials of every class in every session",
+                    hint=f"Lower evaluation.n_folds (to at most {max(min(counts.values()), 2)})"
+                    " or remove 'within_session' from evaluation.protocols",
+                )
+        cv = StratifiedKFold(
+            n_splits=n_folds,
+            shuffle=shuffle,
+            random_state=_session_seed(seed, s_index) if shuffle else None,
+        )
+        for train, test in cv.split(np.zeros(len(rows)), y[rows]):
+            splits.append(
+                Split("within_session", len(splits), rows[train], rows[test], sess, [sess])
+            )
+    return splits
+
+
+def cross_session_splits(y: np.ndarray, session: np.ndarray) -> list[Split]:
+    """Leave-one-session-out splits.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n_epochs,)
+        Class index of each epoch (not used to split; kept for a uniform signature).
+    session : ndarray of str, shape (n_epochs,)
+        Session label of each epoch.
+
+    Returns
+    -------
+    list of Split
+        One split per session, in recording order; empty when there are fewer than two
+        sessions.
+    """
+    session = np.asarray(session, dtype=str)
+    order = _sessions_in_order(session)
+    if len(order) < 2:
+        return []
+    # codes follow first appearance, and LeaveOneGroupOut holds groups out in sorted code order
+    codes = np.array([order.index(s) for s in session])
+    splits = []
+    for fold, (train, test) in enumerate(
+        LeaveOneGroupOut().split(np.zeros(len(session)), np.asarray(y), groups=codes)
+    ):
+        held_out = order[int(codes[test[0]])]
+        splits.append(
+            Split("cross_session", fold, train, test, held_out,
+                  [s for s in order if s != held_out])
+        )
+    return splits
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int
+) -> dict[str, Any]:
+    """Scores of one set of predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred : ndarray of int, shape (n_trials,)
+        True and predicted class indices in ``range(n_classes)``.
+    proba : ndarray, shape (n_trials, n_classes) or None
+        Class probabilities; needed for ``roc_auc``.
+    n_classes : int
+        Number of classes of the problem (not only those present here).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``balanced_accuracy``, ``kappa`` (None when undefined, e.g. a single
+        class predicted and present), ``roc_auc`` (two classes with both present and
+        ``proba`` given, else None), ``confusion_matrix`` (list of lists, rows = true class,
+        columns = predicted class).
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    with warnings.catch_warnings():
+        # balanced accuracy / kappa warn when a class is absent from a small test fold
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
+        warnings.filterwarnings("ignore", message=".*single label was found.*")
+        bacc = balanced_accuracy_score(y_true, y_pred)
+        kappa = cohen_kappa_score(y_true, y_pred, labels=list(range(n_classes)))
+    roc_auc = None
+    if n_classes == 2 and proba is not None and len(np.unique(y_true)) == 2:
+        roc_auc = _finite_or_none(roc_auc_score(y_true, np.asarray(proba)[:, 1]))
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": _finite_or_none(bacc),
+        "kappa": _finite_or_none(kappa),
+        "roc_auc": roc_auc,
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def chance_level(y: np.ndarray) -> float:
+    """Accuracy of always predicting the most frequent class of ``y``."""
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
+def chance_threshold(n_trials: int, n_classes: int, alpha: float = 0.05) -> float:
+    """Smallest accuracy that a random classifier exceeds with probability at most ``alpha``.
+
+    The number of correct guesses of a classifier at chance is Binomial(``n_trials``,
+    ``1/n_classes``); its ``1 - alpha`` quantile over ``n_trials`` is the threshold
+    (Combrisson & Jerbi 2015, J Neurosci Methods 250:126-136).
+    """
+    return float(binom.ppf(1 - alpha, n_trials, 1.0 / n_classes) / n_trials)
+
+
+def _summary(values: list[float | None]) -> dict[str, float | None] | None:
+    """Mean and sample sd over folds, ignoring folds where the score was undefined."""
+    finite = np.array([v for v in values if v is not None], dtype=float)
+    if finite.size == 0:
+        return None
+    sd = float(np.std(finite, ddof=1)) if finite.size > 1 else None
+    return {"mean": float(np.mean(finite)), "sd": sd}
+
+
+def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str]) -> str:
+    untouched = (
+        "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
+        "trials, so nothing fitted (no reference mean, spatial filter, scaler or classifier) "
+        "ever saw the test trials."
+    )
+    pooled = (
+        "The summary is the mean ± sample sd of the per-fold scores; the confusion matrix "
+        "(rows = true class) sums the test predictions of every fold. chance_level is the "
+        "majority-class rate; chance_threshold_p05 is the accuracy that a random classifier "
+        "exceeds with probability ≤ 0.05 over all tested trials (binomial, Combrisson & Jerbi "
+        "2015)."
+    )
+    if protocol == "within_session":
+        order = (
+            "trials were shuffled (random state derived from the seed) before being split"
+            if shuffle
+            else "trials were split in recorded order, without shuffling"
+        )
+        head = (
+            f"Within-session {n_folds}-fold stratified cross-validation, run separately in "
+            f"each of {len(sessions)} session(s) ({', '.join(sessions)}); {order}. Each trial "
+            f"is tested exactly once. Folds of all sessions are pooled "
+            f"({n_folds * len(sessions)} in all)."
+        )
+    else:
+        head = (
+            f"Leave-one-session-out over {len(sessions)} sessions ({', '.join(sessions)}): "
+            "the decoder was trained on all other sessions and tested on the held-out one; "
+            "no shuffling is involved, each fold is a whole session."
+        )
+    return f"{head} {untouched} {pooled}"
+
+
+def _predict(estimator: Any, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted classes and an (n, n_classes) probability array (NaN without predict_proba)."""
+    y_pred = np.asarray(estimator.predict(X), dtype=np.int64)
+    proba = np.full((len(X), n_classes), np.nan)
+    if hasattr(estimator, "predict_proba"):
+        p = np.asarray(estimator.predict_proba(X), dtype=float)
+        # a training set lacking a class gives fewer columns; place them by class index
+        cols = getattr(estimator, "classes_", np.arange(p.shape[1]))
+        proba[:, np.asarray(cols, dtype=np.int64)] = p
+        proba[np.isnan(proba)] = 0.0
+    return y_pred, proba
+
+
+def _run_protocol(
+    make_estimator: Callable[[], Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    session: np.ndarray,
+    run: np.ndarray,
+    splits: list[Split],
+    classes: list[str],
+) -> tuple[list[dict[str, Any]], np.ndarray, list[pd.DataFrame]]:
+    n_classes = len(classes)
+    folds, frames = [], []
+    pooled_cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for split in splits:
+        # clone again so that even a factory returning one shared object cannot leak state
+        estimator = clone(make_estimator())
+        estimator.fit(X[split.train], y[split.train])
+        y_pred, proba = _predict(estimator, X[split.test], n_classes)
+        has_proba = not np.isnan(proba).all()
+        scores = classification_metrics(
+            y[split.test], y_pred, proba if has_proba else None, n_classes
+        )
+        pooled_cm += np.asarray(scores.pop("confusion_matrix"), dtype=np.int64)
+        folds.append({
+            "fold": split.fold,
+            "test_session": split.test_session,
+            "train_sessions": list(split.train_sessions),
+            "n_train": int(len(split.train)),
+            "n_test": int(len(split.test)),
+            **scores,
+        })
+        frame = pd.DataFrame({
+            "protocol": split.protocol,
+            "fold": split.fold,
+            "epoch": split.test.astype(np.int64),
+            "session": session[split.test],
+            "run": run[split.test],
+            "y_true": y[split.test].astype(np.int64),
+            "y_pred": y_pred,
+            "label_true": [classes[k] for k in y[split.test]],
+            "label_pred": [classes[k] for k in y_pred],
+        })
+        for k, name in enumerate(classes):
+            frame[f"proba_{name}"] = proba[:, k]
+        frames.append(frame)
+    return folds, pooled_cm, frames
+
+
+def cross_validate(
+    make_estimator: Callable[[], Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    session: np.ndarray,
+    run: np.ndarray,
+    protocols: Sequence[str],
+    n_folds: int,
+    shuffle: bool,
+    seed: int,
+    *,
+    classes: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Evaluate a decoder under each protocol.
+
+    Parameters
+    ----------
+    make_estimator : callable
+        Returns a new unfitted scikit-learn estimator; called (and the result cloned) once
+        per fold. Each is fitted on ``X[train], y[train]`` only.
+    X : ndarray, shape (n_epochs, ...)
+        Features, e.g. covariance matrices of shape (n_epochs, n_channels, n_channels).
+    y : ndarray of int, shape (n_epochs,)
+        Class index of each epoch.
+    session, run : ndarray of str, shape (n_epochs,)
+        Session and run label of each epoch.
+    protocols : sequence of str
+        Any of ``"within_session"``, ``"cross_session"``.
+    n_folds : int
+        Folds of the within-session k-fold.
+    shuffle : bool
+        Shuffle before the within-session split.
+    seed : int
+        Seed of every random choice of the splits.
+    classes : sequence of str, optional
+        Class names (index = class); default ``"0", "1", ...`` up to ``max(y)``.
+
+    Returns
+    -------
+    results : dict
+        ``{protocol: {...}}`` in the ``metrics.json`` layout, or ``{"skipped": reason}`` for
+        a cross-session protocol with fewer than two sessions.
+    predictions : DataFrame
+        One row per tested epoch and protocol: ``protocol, fold, epoch, session, run, y_true,
+        y_pred, label_true, label_pred, proba_<class>...``.
+
+    Raises
+    ------
+    DataError
+        If a class is too rare in a session for ``n_folds`` folds.
+    ValueError
+        On an unknown protocol or arrays of mismatched length.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.int64)
+    session = np.asarray(session, dtype=str)
+    run = np.asarray(run, dtype=str)
+    if not len(X) == len(y) == len(session) == len(run):
+        raise ValueError(
+            f"X, y, session and run differ in length: {len(X)}, {len(y)}, {len(session)}, "
+            f"{len(run)}"
+        )
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown}; valid: {', '.join(PROTOCOLS)}")
+    classes = [str(c) for c in classes] if classes is not None else [
+        str(k) for k in range(int(y.max()) + 1)
+    ]
+    n_classes = len(classes)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"class indices must lie in 0..{n_classes - 1}; got {np.unique(y)}")
+    sessions = _sessions_in_order(session)
+
+    results: dict[str, Any] = {}
+    frames: list[pd.DataFrame] = []
+    for protocol in protocols:
+        if protocol == "within_session":
+            splits = within_session_splits(y, session, n_folds, shuffle, seed, classes=classes)
+            k = n_folds
+        else:
+            splits = cross_session_splits(y, session)
+            k = len(sessions)
+            if not splits:
+                results[protocol] = {
+                    "skipped": f"only {len(sessions)} session ({', '.join(sessions)}); "
+                    "leave-one-session-out needs at least two"
+                }
+                continue
+        folds, cm, protocol_frames = _run_protocol(
+            make_estimator, X, y, session, run, splits, classes
+        )
+        frames.extend(protocol_frames)
+        tested = np.concatenate([s.test for s in splits])
+        results[protocol] = {
+            "description": _describe(protocol, n_folds, shuffle, sessions),
+            "n_folds": k,
+            "sessions": sessions,
+            "folds": folds,
+            "summary": {name: _summary([f[name] for f in folds]) for name in SCORES},
+            "confusion_matrix": cm.tolist(),
+            "chance_level": chance_level(y[tested]),
+            "chance_threshold_p05": chance_threshold(len(tested), n_classes, 0.05),
+        }
+    columns = ["protocol", "fold", "epoch", "session", "run", "y_true", "y_pred",
+               "label_true", "label_pred"] + [f"proba_{c}" for c in classes]
+    predictions = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    )
+    return results, predictions

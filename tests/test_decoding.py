@@ -1,0 +1,142 @@
+"""Tests of brainmill.decoding on simulated covariance matrices."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+
+from brainmill.config import CspLdaConfig, EvaluationConfig, TsLrConfig
+from brainmill.decoding import DECODERS, make_decoder, run_decoder
+from brainmill.errors import ConfigError, DataError
+from brainmill.io import FeatureSet
+
+CLASSES = ["left_hand", "right_hand", "feet"]
+
+
+def simulated_features(
+    n_per_class=30, n_classes=2, sessions=("1", "2"), n_channels=4, n_times=100, seed=0
+) -> FeatureSet:
+    """Sample covariances of Gaussian trials; class k > 0 has 3x the variance in source k-1.
+
+    A fixed random mixing matrix spreads the sources over all channels, so no single channel's
+    variance gives the class away and the decoders must learn a spatial filter.
+    """
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(n_channels, n_channels)) + 2 * np.eye(n_channels)
+    covs, y, session, run = [], [], [], []
+    for sess in sessions:
+        for k in range(n_classes):
+            scale = np.ones(n_channels)
+            if k > 0:
+                scale[k - 1] = np.sqrt(3.0)
+            for i in range(n_per_class):
+                sources = rng.normal(size=(n_channels, n_times)) * scale[:, None]
+                x = mixing @ sources
+                covs.append(x @ x.T / n_times)
+                y.append(k)
+                session.append(sess)
+                run.append(f"{sess}{i % 3}")
+    return FeatureSet(
+        X=np.array(covs), y=np.array(y), classes=CLASSES[:n_classes],
+        session=np.array(session), run=np.array(run), meta={},
+    )
+
+
+def _mean_acc(metrics, protocol="within_session"):
+    return metrics["protocols"][protocol]["summary"]["accuracy"]["mean"]
+
+
+def test_registry_builds_named_pipelines():
+    ts = make_decoder("ts_lr", TsLrConfig(metric="logeuclid", C=0.5), seed=3)
+    assert isinstance(ts, Pipeline) and list(ts.named_steps) == ["tangentspace", "logreg"]
+    assert ts.named_steps["tangentspace"].metric == "logeuclid"
+    assert ts.named_steps["logreg"].C == 0.5 and ts.named_steps["logreg"].max_iter == 1000
+    csp = make_decoder("csp_lda", {"n_components": 2}, seed=3)
+    assert list(csp.named_steps) == ["csp", "lda"]
+    assert csp.named_steps["csp"].nfilter == 2 and csp.named_steps["csp"].log is True
+    assert set(DECODERS) == {"ts_lr", "csp_lda"}
+
+
+def test_unknown_decoder_lists_valid_names():
+    with pytest.raises(ConfigError, match="unknown decoder 'svm'.*csp_lda, ts_lr"):
+        run_decoder("svm", None, simulated_features(n_per_class=5), EvaluationConfig(), 0,
+                    subject="1", dataset="d")
+
+
+@pytest.mark.parametrize(
+    ("name", "params"), [("ts_lr", TsLrConfig()), ("csp_lda", CspLdaConfig(n_components=4))]
+)
+def test_decoders_beat_chance_on_informative_data_and_not_on_shuffled(name, params):
+    features = simulated_features(n_per_class=30)
+    metrics, _ = run_decoder(name, params, features, EvaluationConfig(), 42,
+                             subject="1", dataset="sim")
+    for protocol in ("within_session", "cross_session"):
+        acc = _mean_acc(metrics, protocol)
+        assert acc > 0.9, (protocol, acc)
+        assert acc > metrics["protocols"][protocol]["chance_threshold_p05"]
+    assert metrics["protocols"]["within_session"]["summary"]["roc_auc"]["mean"] > 0.9
+
+    shuffled = simulated_features(n_per_class=30)
+    shuffled.y = np.random.default_rng(1).permutation(shuffled.y)
+    metrics, _ = run_decoder(name, params, shuffled, EvaluationConfig(), 42,
+                             subject="1", dataset="sim")
+    for protocol in ("within_session", "cross_session"):
+        assert _mean_acc(metrics, protocol) < 0.7
+
+
+def test_csp_lda_handles_three_classes():
+    features = simulated_features(n_per_class=20, n_classes=3)
+    metrics, preds = run_decoder("csp_lda", CspLdaConfig(), features,
+                                 EvaluationConfig(protocols=["within_session"]), 0,
+                                 subject="1", dataset="sim")
+    within = metrics["protocols"]["within_session"]
+    assert within["summary"]["accuracy"]["mean"] > 0.7  # chance is 1/3
+    assert within["summary"]["roc_auc"] is None
+    assert np.array(within["confusion_matrix"]).shape == (3, 3)
+    assert [c for c in preds.columns if c.startswith("proba_")] == [
+        "proba_left_hand", "proba_right_hand", "proba_feet"]
+
+
+def test_run_decoder_metrics_and_predictions_layout():
+    features = simulated_features(n_per_class=10)
+    metrics, preds = run_decoder("ts_lr", TsLrConfig(C=2.0), features, EvaluationConfig(), 7,
+                                 subject="3", dataset="sim")
+    assert {k: metrics[k] for k in ("dataset", "subject", "decoder", "classes", "n_epochs",
+                                    "seed")} == {
+        "dataset": "sim", "subject": "3", "decoder": "ts_lr",
+        "classes": ["left_hand", "right_hand"], "n_epochs": 40, "seed": 7}
+    assert metrics["params"] == {"feature": "covariance", "metric": "riemann", "C": 2.0}
+    assert set(metrics["versions"]) == {"brainmill", "sklearn", "pyriemann", "numpy"}
+    within = metrics["protocols"]["within_session"]
+    assert set(within["folds"][0]) == {"fold", "test_session", "train_sessions", "n_train",
+                                       "n_test", "accuracy", "balanced_accuracy", "kappa",
+                                       "roc_auc"}
+    assert set(within["summary"]) == {"accuracy", "balanced_accuracy", "kappa", "roc_auc"}
+    assert "nothing fitted" in metrics["protocols"]["cross_session"]["description"]
+    json.dumps(metrics, allow_nan=False)  # strict JSON: no NaN anywhere
+    assert len(preds) == 2 * 40  # every epoch once per protocol
+    assert (preds.groupby("protocol").epoch.nunique() == 40).all()
+    np.testing.assert_allclose(preds[["proba_left_hand", "proba_right_hand"]].sum(axis=1), 1)
+    assert (preds.session == features.session[preds.epoch]).all()
+    assert (preds.run == features.run[preds.epoch]).all()
+
+
+def test_same_seed_identical_results():
+    features = simulated_features(n_per_class=10)
+    runs = [run_decoder("ts_lr", None, features, EvaluationConfig(), seed, subject="1",
+                        dataset="sim") for seed in (5, 5, 6)]
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1].equals(runs[1][1])
+    folds = [r[1].query("protocol == 'within_session'").sort_values("epoch").fold.to_numpy()
+             for r in runs]
+    assert not np.array_equal(folds[0], folds[2])
+
+
+def test_too_few_trials_error_names_subject():
+    features = simulated_features(n_per_class=4)
+    with pytest.raises(DataError, match=r"subject 9: class 'left_hand' has 4 trial\(s\)"):
+        run_decoder("csp_lda", None, features, EvaluationConfig(n_folds=5), 0,
+                    subject="9", dataset="sim")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import platform
 import shutil
 import subprocess
@@ -12,9 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BrainmillError
-
-_LIBRARIES = ["numpy", "scipy", "pandas", "mne", "mne_bids", "nilearn", "pyriemann",
-              "sklearn", "torch", "snakemake", "pydantic", "matplotlib"]
+from .versions import library_versions
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -28,20 +25,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _library_versions() -> dict[str, str]:
-    versions = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = getattr(importlib.import_module(name), "__version__", "?")
-        except ImportError:
-            versions[name] = "not installed"
-    return versions
-
-
 def _cmd_info(args: argparse.Namespace) -> int:
-    print(f"brainmill  {__version__}")
     print(f"python     {platform.python_version()} ({platform.platform()})")
-    for name, version in _library_versions().items():
+    for name, version in library_versions().items():
         print(f"{name:<11}{version}")
     try:
         import torch

@@ -7,7 +7,6 @@ Reports only read what earlier stages wrote (``recording.json``, ``preprocessing
 from __future__ import annotations
 
 import html
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,22 +20,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from . import __version__  # noqa: E402
 from .config import Config  # noqa: E402
 from .io import atomic_path, read_json  # noqa: E402
+from .versions import library_versions  # noqa: E402
 
 METRICS = ["accuracy", "balanced_accuracy", "kappa", "roc_auc"]
-_VERSION_LIBS = ["mne", "pyriemann", "sklearn", "numpy", "scipy", "snakemake", "torch"]
-
-
-def _versions() -> dict[str, str]:
-    out = {"brainmill": __version__}
-    for name in _VERSION_LIBS:
-        try:
-            out[name] = getattr(importlib.import_module(name), "__version__", "?")
-        except ImportError:
-            out[name] = "not installed"
-    return out
 
 
 def _table(df: pd.DataFrame, caption: str | None = None) -> str:
@@ -156,8 +144,12 @@ def _recording_html(rec: dict[str, Any], ds_cfg: dict[str, Any]) -> str:
         f"{html.escape(json.dumps(rec['event_id']))}.</p>",
         _table(runs, "Runs (times on the concatenated recording, s)"),
     ]
-    truth = rec.get("metadata", {}).get("truth")
-    description = rec.get("metadata", {}).get("description")
+    meta = rec.get("metadata", {})
+    description = meta.get("description")
+    # synthetic.ground_truth() is the whole metadata (tagged by "generator"), not a sub-key
+    truth = meta.get("truth")
+    if truth is None and meta.get("generator"):
+        truth = {k: v for k, v in meta.items() if k not in ("description", "dataset")}
     if description:
         parts.append("<p><b>Generative model (ground truth of the synthetic data)</b></p>"
                      f"<pre style='white-space:pre-wrap'>{html.escape(description)}</pre>")
@@ -240,7 +232,7 @@ def build_subject_report(
 
     report.add_code(yaml.safe_dump(ds_cfg.model_dump(mode="json"), sort_keys=False),
                     title="Dataset config", language="yaml", section="Provenance")
-    report.add_code(json.dumps({"seed": cfg.seed, "versions": _versions(),
+    report.add_code(json.dumps({"seed": cfg.seed, "versions": library_versions(),
                                 "preprocessing_versions": prep.get("versions")}, indent=2),
                     title="Seed and versions", language="json", section="Provenance")
     _save(report, out_html)
@@ -322,7 +314,7 @@ def build_dataset_report(
             report.add_figure(fig, title=f"Per-subject accuracy: {protocol}", section="Scores")
             plt.close(fig)
     report.add_html(_table(scores), title="All scores", section="Scores")
-    report.add_code(json.dumps({"seed": cfg.seed, "versions": _versions()}, indent=2),
+    report.add_code(json.dumps({"seed": cfg.seed, "versions": library_versions()}, indent=2),
                     title="Seed and versions", language="json", section="Provenance")
     _save(report, out_html)
     return scores

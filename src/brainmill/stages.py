@@ -105,8 +105,10 @@ def run_decode(
             decoder, params, features, dataset.evaluation, cfg.seed, subject=subject, dataset=ds
         )
     except DataError as err:
-        if err.subject is None:
-            raise DataError(err.problem, file=feature_path, subject=subject,
+        # run_decoder already names the subject; add the feature file unless one is named
+        if err.file is None or err.subject is None:
+            raise DataError(err.problem, file=err.file or feature_path,
+                            subject=err.subject or subject,
                             expected=err.expected, hint=err.hint) from err
         raise
     for protocol, res in metrics["protocols"].items():

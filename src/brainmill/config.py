@@ -183,13 +183,17 @@ class BadChannelConfig(StrictModel):
 
     enabled: bool = True
     flat_uv: float = Field(
-        0.5, ge=0, description="A channel whose standard deviation is below this (µV) is flat."
+        0.5,
+        ge=0,
+        description="A channel whose robust standard deviation (1.4826 × MAD of the signal "
+        "high-passed at 1 Hz, outside BAD annotations) is below this (µV) is flat.",
     )
     noisy_z: float = Field(
         5.0,
         gt=0,
-        description="A channel whose robust z-score (median/MAD over channels) of log "
-        "standard deviation exceeds this is noisy.",
+        description="A channel whose robust z-score (median/MAD over channels) of its log "
+        "robust standard deviation exceeds this is noisy. Short artefacts such as blinks do "
+        "not count; epoch rejection handles them.",
     )
     interpolate: bool = Field(
         True, description="Interpolate bad channels (spherical splines); else drop them."

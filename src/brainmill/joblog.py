@@ -31,7 +31,9 @@ def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logge
     job : str
         A readable job name, e.g. ``"preprocess synthetic sub-1"``.
     """
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)  # the full story is in the log file
+    handlers: list[logging.Handler] = [console]
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))

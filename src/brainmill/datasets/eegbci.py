@@ -16,6 +16,7 @@ import mne
 
 from ..config import EEGBCISource, mne_data_path
 from ..errors import DataError
+from ..montage import make_standard_montage
 from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
 
 #: Sub-folders of the cache root that mirror the PhysioNet URL (``files/eegmmidb/1.0.0``).
@@ -101,7 +102,7 @@ def _read_run(path: Path, subject: str) -> mne.io.BaseRaw:
             hint="Delete it and fetch it again (download: true)",
         ) from err
     mne.datasets.eegbci.standardize(raw)
-    raw.set_montage(MONTAGE, on_missing="warn", verbose="error")
+    raw.set_montage(make_standard_montage(MONTAGE), on_missing="warn", verbose="error")
     return raw
 
 

@@ -60,7 +60,6 @@ out when ``line_freq`` is at or above the Nyquist frequency).
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -70,6 +69,7 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfftfreq
 
 from ..config import SyntheticSource
+from ..montage import make_standard_montage
 from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
 
 MONTAGE = "standard_1005"
@@ -115,10 +115,7 @@ _STREAM_PARAMS, _STREAM_TRIALS, _STREAM_SIGNAL = 0, 1, 2
 
 @lru_cache(maxsize=1)
 def _montage() -> mne.channels.DigMontage:
-    with warnings.catch_warnings():
-        # MNE 1.13 deprecates the name in favour of 'colin27_1005'; the positions are the same
-        warnings.simplefilter("ignore", FutureWarning)
-        return mne.channels.make_standard_montage(MONTAGE)
+    return make_standard_montage(MONTAGE)
 
 
 @lru_cache(maxsize=1)

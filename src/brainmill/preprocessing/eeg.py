@@ -7,7 +7,6 @@ The steps run in a fixed order (picks → montage → bad channels → reference
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from .. import __version__
 from ..config import BadChannelConfig, EEGPreprocessing
 from ..datasets.base import Recording, session_of_times
 from ..errors import DataError
+from ..montage import make_standard_montage
 
 #: high-pass (Hz) applied to a throw-away copy before channel statistics, so that slow
 #: drifts (DC-coupled amplifiers) do not make a channel look noisy.
@@ -285,10 +285,7 @@ def _montage(
                         "cannot be interpolated and are dropped")
         return step
     try:
-        with warnings.catch_warnings():
-            # MNE 1.13 renames 'standard_1005' to 'colin27_1005'; the positions are the same
-            warnings.simplefilter("ignore", FutureWarning)
-            mont = mne.channels.make_standard_montage(montage)
+        mont = make_standard_montage(montage)
     except ValueError:
         raise where.error(
             f"'{montage}' is not an MNE standard montage",

@@ -170,8 +170,30 @@ class BIDSSource(StrictModel):
         return None if self.sessions is None else len(self.sessions)
 
 
+class MOABBSource(StrictModel):
+    """A MOABB dataset (``pip install "brainmill[moabb]"``), read from its local cache."""
+
+    kind: Literal["moabb"] = "moabb"
+    dataset: str = Field(
+        ..., description="Class name in moabb.datasets, e.g. 'BNCI2014_001', 'PhysionetMI'."
+    )
+    path: str | None = Field(
+        None,
+        description="Cache root MOABB/MNE download into. Defaults to $MNE_DATA, then MNE's "
+        "configured data path.",
+    )
+    download: bool = Field(
+        False, description="Allow a download when the subject is not in the cache."
+    )
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return None
+
+
 Source = Annotated[
-    SyntheticSource | EEGBCISource | FilesSource | BIDSSource, Field(discriminator="kind")
+    SyntheticSource | EEGBCISource | FilesSource | BIDSSource | MOABBSource,
+    Field(discriminator="kind"),
 ]
 
 
@@ -413,7 +435,7 @@ class Config(StrictModel):
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    kinds = {"synthetic", "eegbci", "files", "bids"}
+    kinds = {"synthetic", "eegbci", "files", "bids", "moabb"}
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         parts = []

@@ -1,7 +1,7 @@
 """Dataset loaders. Each returns a :class:`~brainmill.datasets.base.Recording`.
 
 One module per source: ``synthetic`` (embedded, no download), ``eegbci`` (PhysioNet motor
-imagery via MNE's fetcher and cache), ``files`` (any file MNE reads), ``bids`` (mne-bids).
+imagery via MNE's fetcher and cache), ``files`` (any file MNE reads), ``bids`` (mne-bids), ``moabb`` (MOABB datasets, optional extra).
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ SOURCES: dict[str, tuple[str, str]] = {
     "bids": (
         "brainmill.datasets.bids",
         "A BIDS dataset (EEG/MEG/iEEG) read with mne-bids.",
+    ),
+    "moabb": (
+        "brainmill.datasets.moabb",
+        "Any MOABB dataset (BNCI2014_001, PhysionetMI, …) from its local cache; needs the "
+        "'moabb' extra.",
     ),
 }
 

@@ -122,9 +122,3 @@ def run_decode(
     with atomic_path(predictions_path, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)
     return metrics
-
-
-def feature_of(cfg: Config, ds: str, decoder: str) -> str:
-    """Name of the feature a configured decoder consumes."""
-    return cfg.datasets[ds].decoders.enabled()[decoder].feature
-

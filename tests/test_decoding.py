@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
+from brainmill.acm import ACMClassifier
 from brainmill.config import CspLdaConfig, EvaluationConfig, TsLrConfig
 from brainmill.decoding import DECODERS, make_decoder, run_decoder
 from brainmill.errors import ConfigError, DataError
@@ -57,11 +58,17 @@ def test_registry_builds_named_pipelines():
     csp = make_decoder("csp_lda", {"n_components": 2}, seed=3)
     assert list(csp.named_steps) == ["csp", "lda"]
     assert csp.named_steps["csp"].nfilter == 2 and csp.named_steps["csp"].log is True
-    assert set(DECODERS) == {"ts_lr", "csp_lda"}
+    assert set(DECODERS) == {"ts_lr", "csp_lda", "acm_ts_svm", "acm_mdm"}
+    acm = make_decoder("acm_ts_svm", {"selection": "fixed", "order": 3, "Cs": [2.0]}, seed=5)
+    assert isinstance(acm, ACMClassifier)
+    assert (acm.classifier, acm.selection, acm.order, acm.Cs, acm.random_state) == (
+        "ts_svm", "fixed", 3, (2.0,), 5)
+    assert acm.scoring is None  # "auto": roc_auc for two classes, accuracy otherwise
+    assert make_decoder("acm_mdm", None, seed=0).classifier == "mdm"
 
 
 def test_unknown_decoder_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown decoder 'svm'.*csp_lda, ts_lr"):
+    with pytest.raises(ConfigError, match="unknown decoder 'svm'.*acm_mdm, acm_ts_svm, csp_lda"):
         run_decoder("svm", None, simulated_features(n_per_class=5), EvaluationConfig(), 0,
                     subject="1", dataset="d")
 
@@ -140,3 +147,38 @@ def test_too_few_trials_error_names_subject():
     with pytest.raises(DataError, match=r"subject 9: class 'left_hand' has 4 trial\(s\)"):
         run_decoder("csp_lda", None, features, EvaluationConfig(n_folds=5), 0,
                     subject="9", dataset="sim")
+
+
+def simulated_signals(n_per_class=16, seed=0) -> FeatureSet:
+    """Two-class epoch signals; class 1 carries a lag-3 autoregressive rhythm on channel 0."""
+    rng = np.random.default_rng(seed)
+    X, y, session = [], [], []
+    for sess in ("1", "2"):
+        for k in (0, 1):
+            for _ in range(n_per_class):
+                x = rng.normal(size=(3, 120))
+                if k:
+                    x[0, 3:] += 0.7 * x[0, :-3]
+                X.append(x)
+                y.append(k)
+                session.append(sess)
+    return FeatureSet(X=np.array(X), y=np.array(y), classes=CLASSES[:2],
+                      session=np.array(session), run=np.array(session), meta={})
+
+
+def test_acm_decoder_records_per_fold_choice_and_auc_from_decision_values():
+    params = {"orders": [1, 2], "lags": [1, 3], "Cs": [1.0], "kernels": ["linear"]}
+    metrics, predictions = run_decoder(
+        "acm_ts_svm", params, simulated_signals(), EvaluationConfig(n_folds=4), 0,
+        subject="7", dataset="d",
+    )
+    for protocol in ("within_session", "cross_session"):
+        folds = metrics["protocols"][protocol]["folds"]
+        for fold in folds:
+            info = fold["fit_info"]
+            assert info["orders"] == [1, 2] and info["lags"] == [1, 3]
+            assert info["n_train"] == fold["n_train"]  # chosen on the training fold only
+            assert fold["roc_auc"] is not None  # from the SVM's decision values
+        assert metrics["protocols"][protocol]["summary"]["roc_auc"]["mean"] > 0.8
+    assert "decision" in predictions.columns
+    assert predictions[[c for c in predictions if c.startswith("proba_")]].isna().all().all()

@@ -282,10 +282,16 @@ class CovarianceFeature(StrictModel):
     estimator: Literal["oas", "lwf", "scm", "cov", "sch", "mcd"] = "oas"
 
 
+class SignalsFeature(StrictModel):
+    """The preprocessed epoch signals themselves, for decoders that build features per fold
+    (the ACM decoders choose the delay embedding on each training fold)."""
+
+
 class FeaturesConfig(StrictModel):
     """Feature extractors; each writes ``features/{name}.npz``."""
 
     covariance: CovarianceFeature = Field(default_factory=CovarianceFeature)
+    signals: SignalsFeature = Field(default_factory=SignalsFeature)
 
 
 # ------------------------------------------------------------------------------- decoders
@@ -306,11 +312,49 @@ class CspLdaConfig(StrictModel):
     n_components: int = Field(6, ge=1)
 
 
+class AcmMdmConfig(StrictModel):
+    """Augmented covariance (delay embedding, Carrara & Papadopoulo) → MDM.
+
+    ``selection``: ``grid`` (nested inner CV over ``orders × lags``), ``takens`` (lag from the
+    first minimum of the average mutual information, order from Cao's false nearest
+    neighbours, bounded by ``max_order``/``max_lag``) or ``fixed`` (``order``, ``lag``).
+    Chosen on each training fold only.
+    """
+
+    feature: Literal["signals"] = "signals"
+    selection: Literal["grid", "takens", "fixed"] = "grid"
+    orders: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: list(range(1, 11)), min_length=1)
+    lags: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: list(range(1, 11)), min_length=1)
+    order: int = Field(4, ge=1, description="Embedding order of the fixed selection.")
+    lag: int = Field(4, ge=1, description="Lag (samples) of the fixed selection.")
+    max_order: int = Field(10, ge=1)
+    max_lag: int = Field(10, ge=1)
+    inner_folds: int = Field(3, ge=2)
+    estimator: Literal["cov", "oas", "lwf"] = "cov"
+    metric: Literal["riemann", "logeuclid", "euclid"] = "riemann"
+    scoring: Literal["auto", "accuracy", "roc_auc", "balanced_accuracy"] = Field(
+        "auto", description="Inner-CV score; auto = roc_auc for two classes, else accuracy.")
+
+
+class AcmTsSvmConfig(AcmMdmConfig):
+    """Augmented covariance → tangent space (pyriemann) → SVM; ``Cs`` and ``kernels`` are
+    searched by the inner CV with the embedding (the paper's grid: 0.5, 1, 1.5 × linear, rbf)."""
+
+    Cs: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [0.5, 1.0, 1.5], min_length=1)
+    kernels: list[Literal["linear", "rbf"]] = Field(
+        default_factory=lambda: ["linear", "rbf"], min_length=1)
+
+
 class DecodersConfig(StrictModel):
     """Decoders to run; set one to ``null`` to disable it."""
 
     ts_lr: TsLrConfig | None = Field(default_factory=TsLrConfig)
     csp_lda: CspLdaConfig | None = Field(default_factory=CspLdaConfig)
+    acm_ts_svm: AcmTsSvmConfig | None = None
+    acm_mdm: AcmMdmConfig | None = None
 
     def enabled(self) -> dict[str, StrictModel]:
         """Return ``{name: params}`` of the decoders that are switched on."""

@@ -23,7 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from . import __version__
-from .config import CspLdaConfig, EvaluationConfig, TsLrConfig
+from .acm import ACMClassifier
+from .config import AcmMdmConfig, AcmTsSvmConfig, CspLdaConfig, EvaluationConfig, TsLrConfig
 from .errors import ConfigError, DataError
 from .evaluation import cross_validate
 from .io import FeatureSet
@@ -53,13 +54,47 @@ def make_csp_lda(params: CspLdaConfig, seed: int) -> Pipeline:
     ])
 
 
-DECODERS: dict[str, Callable[[Any, int], Pipeline]] = {
+def _acm_kwargs(params: AcmMdmConfig, seed: int) -> dict[str, Any]:
+    return {
+        "selection": params.selection, "orders": tuple(params.orders),
+        "lags": tuple(params.lags), "order": params.order, "lag": params.lag,
+        "max_order": params.max_order, "max_lag": params.max_lag,
+        "inner_folds": params.inner_folds, "estimator": params.estimator,
+        "metric": params.metric,
+        "scoring": None if params.scoring == "auto" else params.scoring,
+        "random_state": seed,
+    }
+
+
+def make_acm_ts_svm(params: AcmTsSvmConfig, seed: int) -> ACMClassifier:
+    """Augmented covariance → tangent space → SVM, (order, lag, C, kernel) chosen per fold.
+
+    Input: epoch signals, shape (n_epochs, n_channels, n_times).
+    """
+    return ACMClassifier(classifier="ts_svm", Cs=tuple(params.Cs),
+                         kernels=tuple(params.kernels), **_acm_kwargs(params, seed))
+
+
+def make_acm_mdm(params: AcmMdmConfig, seed: int) -> ACMClassifier:
+    """Augmented covariance → MDM, (order, lag) chosen per fold.
+
+    Input: epoch signals, shape (n_epochs, n_channels, n_times).
+    """
+    return ACMClassifier(classifier="mdm", **_acm_kwargs(params, seed))
+
+
+DECODERS: dict[str, Callable[[Any, int], Any]] = {
     "ts_lr": make_ts_lr,
     "csp_lda": make_csp_lda,
+    "acm_ts_svm": make_acm_ts_svm,
+    "acm_mdm": make_acm_mdm,
 }
 
 #: Config model of each decoder's parameters (used to accept plain dicts).
-PARAMS: dict[str, type[BaseModel]] = {"ts_lr": TsLrConfig, "csp_lda": CspLdaConfig}
+PARAMS: dict[str, type[BaseModel]] = {
+    "ts_lr": TsLrConfig, "csp_lda": CspLdaConfig,
+    "acm_ts_svm": AcmTsSvmConfig, "acm_mdm": AcmMdmConfig,
+}
 
 
 def _factory(name: str) -> Callable[[Any, int], Pipeline]:

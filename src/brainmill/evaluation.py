@@ -182,7 +182,12 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    n_classes: int,
+    *,
+    score: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Scores of one set of predictions.
 
@@ -194,6 +199,9 @@ def classification_metrics(
         Class probabilities; needed for ``roc_auc``.
     n_classes : int
         Number of classes of the problem (not only those present here).
+    score : ndarray, shape (n_trials,), optional
+        Two-class decision values (higher favours class 1), used for ``roc_auc`` when
+        ``proba`` is None (e.g. an SVM without probability calibration).
 
     Returns
     -------
@@ -214,8 +222,11 @@ def classification_metrics(
         bacc = balanced_accuracy_score(y_true, y_pred)
         kappa = cohen_kappa_score(y_true, y_pred, labels=list(range(n_classes)))
     roc_auc = None
-    if n_classes == 2 and proba is not None and len(np.unique(y_true)) == 2:
-        roc_auc = _finite_or_none(roc_auc_score(y_true, np.asarray(proba)[:, 1]))
+    if n_classes == 2 and len(np.unique(y_true)) == 2:
+        if proba is not None:
+            roc_auc = _finite_or_none(roc_auc_score(y_true, np.asarray(proba)[:, 1]))
+        elif score is not None:
+            roc_auc = _finite_or_none(roc_auc_score(y_true, np.asarray(score)))
     cm = confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -285,17 +296,26 @@ def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str]) -
     return f"{head} {untouched} {pooled}"
 
 
-def _predict(estimator: Any, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted classes and an (n, n_classes) probability array (NaN without predict_proba)."""
+def _predict(
+    estimator: Any, X: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Predicted classes, an (n, n_classes) probability array (NaN without predict_proba) and,
+    for a two-class estimator without ``predict_proba``, its ``decision_function`` (else None).
+    """
     y_pred = np.asarray(estimator.predict(X), dtype=np.int64)
     proba = np.full((len(X), n_classes), np.nan)
+    score = None
     if hasattr(estimator, "predict_proba"):
         p = np.asarray(estimator.predict_proba(X), dtype=float)
         # a training set lacking a class gives fewer columns; place them by class index
         cols = getattr(estimator, "classes_", np.arange(p.shape[1]))
         proba[:, np.asarray(cols, dtype=np.int64)] = p
         proba[np.isnan(proba)] = 0.0
-    return y_pred, proba
+    elif hasattr(estimator, "decision_function") and n_classes == 2:
+        d = np.asarray(estimator.decision_function(X), dtype=float)
+        if d.ndim == 1:  # positive values favour classes_[1]
+            score = d
+    return y_pred, proba, score
 
 
 def _run_protocol(
@@ -314,10 +334,10 @@ def _run_protocol(
         # clone again so that even a factory returning one shared object cannot leak state
         estimator = clone(make_estimator())
         estimator.fit(X[split.train], y[split.train])
-        y_pred, proba = _predict(estimator, X[split.test], n_classes)
+        y_pred, proba, decision = _predict(estimator, X[split.test], n_classes)
         has_proba = not np.isnan(proba).all()
         scores = classification_metrics(
-            y[split.test], y_pred, proba if has_proba else None, n_classes
+            y[split.test], y_pred, proba if has_proba else None, n_classes, score=decision
         )
         pooled_cm += np.asarray(scores.pop("confusion_matrix"), dtype=np.int64)
         folds.append({
@@ -328,6 +348,9 @@ def _run_protocol(
             "n_test": int(len(split.test)),
             **scores,
         })
+        fit_info = getattr(estimator, "fit_info_", None)
+        if fit_info is not None:  # what the fold's training set chose (e.g. ACM order, lag)
+            folds[-1]["fit_info"] = fit_info
         frame = pd.DataFrame({
             "protocol": split.protocol,
             "fold": split.fold,
@@ -341,6 +364,8 @@ def _run_protocol(
         })
         for k, name in enumerate(classes):
             frame[f"proba_{name}"] = proba[:, k]
+        if decision is not None:
+            frame["decision"] = decision
         frames.append(frame)
     return folds, pooled_cm, frames
 

@@ -1,8 +1,8 @@
 """Feature extractors: per-epoch features written to ``features/{name}.npz``."""
 
-from .covariance import compute_covariances
+from .covariance import AugmentedCovariance, compute_covariances, epoch_signals
 
 #: feature name → function ``(epochs, params) -> FeatureSet``.
-FEATURES = {"covariance": compute_covariances}
+FEATURES = {"covariance": compute_covariances, "signals": epoch_signals}
 
-__all__ = ["FEATURES", "compute_covariances"]
+__all__ = ["FEATURES", "AugmentedCovariance", "compute_covariances", "epoch_signals"]

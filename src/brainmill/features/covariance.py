@@ -6,9 +6,11 @@ import mne
 import numpy as np
 import pyriemann
 from pyriemann.estimation import Covariances
+from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..config import CovarianceFeature
+from ..config import CovarianceFeature, SignalsFeature
 from ..io import FeatureSet
+from .augmented import ESTIMATORS, augmented_covariances, check_embedding, check_signals
 
 
 def epochs_arrays(
@@ -70,3 +72,98 @@ def compute_covariances(
         "versions": {"pyriemann": pyriemann.__version__, "mne": mne.__version__},
     }
     return FeatureSet(X=covs, y=y, classes=classes, session=session, run=run, meta=meta)
+
+
+def epoch_signals(
+    epochs: mne.BaseEpochs, params: SignalsFeature, classes: list[str]
+) -> FeatureSet:
+    """The preprocessed epoch time series, for decoders that build their features per fold.
+
+    ACM decoders choose the delay embedding on each training fold, so their feature file holds
+    the signals themselves (float64, as the exact ACM path needs).
+
+    Returns
+    -------
+    FeatureSet
+        ``X`` of shape (n_epochs, n_channels, n_times).
+    """
+    X, y, session, run = epochs_arrays(epochs, classes)
+    X = check_signals(X, what=f"epochs ({len(X)} epochs)")
+    meta = {
+        "feature": "signals",
+        "params": params.model_dump(),
+        "ch_names": list(epochs.ch_names),
+        "sfreq": float(epochs.info["sfreq"]),
+        "tmin": float(epochs.tmin),
+        "tmax": float(epochs.tmax),
+        "versions": {"mne": mne.__version__},
+    }
+    return FeatureSet(X=X, y=y, classes=classes, session=session, run=run, meta=meta)
+
+
+class AugmentedCovariance(TransformerMixin, BaseEstimator):
+    """Augmented covariance matrices (delay embedding + covariance), a scikit-learn transformer.
+
+    Carrara & Papadopoulo, arXiv:2302.04508. The embedding trims ``order·lag`` samples exactly
+    as MOABB's ``AugmentedDataset`` (order 1 = plain covariance over all samples); unlike
+    pyriemann's ``TimeDelayCovariances`` nothing wraps round. Computed by the fast exact path
+    of :mod:`brainmill.features.augmented`. Nothing is learnt: ``fit`` only validates.
+
+    Parameters
+    ----------
+    order : int
+        Embedding dimension, counting the undelayed copy.
+    lag : int
+        Delay between copies, in samples.
+    estimator : {"cov", "oas", "lwf"}
+        ``cov``: unbiased empirical covariance (the paper's); ``oas``/``lwf``: shrinkage as
+        pyriemann's ``Covariances("oas")``/``("lwf")``, for short or rank-deficient epochs.
+
+    Examples
+    --------
+    >>> acm = AugmentedCovariance(order=8, lag=4)
+    >>> covs = acm.fit_transform(X)  # X: (n_epochs, n_channels, n_times)
+    >>> covs.shape  # (n_epochs, n_channels * 8, n_channels * 8)
+    """
+
+    def __init__(self, order: int = 1, lag: int = 1, estimator: str = "cov") -> None:
+        self.order = order
+        self.lag = lag
+        self.estimator = estimator
+
+    def _validate(self, X: np.ndarray) -> np.ndarray:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"unknown estimator '{self.estimator}'; valid: {', '.join(ESTIMATORS)}"
+            )
+        X = check_signals(X)
+        check_embedding(X.shape[-1], X.shape[1], self.order, self.lag, self.estimator)
+        return X
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> AugmentedCovariance:
+        """Validate ``X`` (n_epochs, n_channels, n_times) and the embedding; nothing is learnt."""
+        X = self._validate(X)
+        self.n_channels_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """ACMs of ``X``: (n_epochs, n_channels·order, n_channels·order)."""
+        if not hasattr(self, "n_channels_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("AugmentedCovariance is not fitted; call fit first")
+        X = self._validate(X)
+        if X.shape[1] != self.n_channels_:
+            raise ValueError(
+                f"X has {X.shape[1]} channels but AugmentedCovariance was fitted with "
+                f"{self.n_channels_}"
+            )
+        return augmented_covariances(X, self.order, self.lag, self.estimator)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.requires_fit = True
+        return tags

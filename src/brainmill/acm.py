@@ -1,0 +1,314 @@
+"""ACM decoders: augmented covariance → tangent space + SVM, or → MDM, with (order, lag) chosen
+on the training fold only.
+
+Carrara & Papadopoulo (arXiv:2302.04508). Three ways to choose the embedding:
+
+``grid``
+    Nested grid search as in the paper: inner ``StratifiedKFold(inner_folds, shuffle=True)``
+    over ``order × lag × C × kernel`` (``order × lag`` for MDM). Equivalent to scikit-learn's
+    ``GridSearchCV`` over ``[AugmentedDataset, Covariances, TangentSpace, SVC]`` with the
+    parameter names ``augment__lag, augment__order, svc__C, svc__kernel``: same splits, same
+    candidate order (ties go to the first candidate, lag varying slowest), same mean-of-folds
+    criterion and the same refit on the whole training set. It is faster because the work that
+    does not depend on ``C``, the kernel or the inner split is done once: the lagged products
+    of the training epochs are computed once for the whole grid (an ACM is a per-epoch
+    transform, nothing is fitted), and one tangent space per (order, lag, inner split) serves
+    every ``C`` and kernel. Nothing fitted on one split is used on another.
+``takens``
+    Lag from the first minimum of the average mutual information, order from Cao's averaged
+    false-nearest neighbours (:mod:`brainmill.features.embedding_selection`) on the training
+    epochs; ``C`` and kernel by the inner CV.
+``fixed``
+    ``order`` and ``lag`` as given; ``C`` and kernel by the inner CV when more than one is given.
+
+Grid points whose embedding is impossible for the epochs (``order·lag`` too large, or a
+rank-deficient plain covariance) are skipped: they score NaN and are never chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pyriemann.classification import MDM
+from pyriemann.tangentspace import TangentSpace
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import SVC
+from sklearn.utils._available_if import available_if
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted
+
+from .features.augmented import (
+    LaggedProducts,
+    augmented_covariances,
+    check_embedding,
+    check_signals,
+    grid_delays,
+)
+
+CLASSIFIERS = ("ts_svm", "mdm")
+SELECTIONS = ("grid", "takens", "fixed")
+
+
+def default_scoring(n_classes: int) -> str:
+    """MOABB's choice, used by the paper: ROC-AUC for two classes, accuracy otherwise."""
+    return "roc_auc" if n_classes == 2 else "accuracy"
+
+
+def feasible(n_times: int, n_channels: int, order: int, lag: int, estimator: str) -> bool:
+    """Whether (order, lag) gives a valid embedding of epochs of this shape."""
+    try:
+        check_embedding(n_times, n_channels, order, lag, estimator)
+    except ValueError:
+        return False
+    return True
+
+
+class ACMClassifier(ClassifierMixin, BaseEstimator):
+    """Augmented covariance classifier with per-fold (order, lag) selection.
+
+    Parameters
+    ----------
+    classifier : {"ts_svm", "mdm"}
+        Tangent space at the Riemannian mean (``metric``) + ``SVC``, or pyriemann's ``MDM``.
+    selection : {"grid", "takens", "fixed"}
+        How (order, lag) are chosen; see the module docstring.
+    orders, lags : sequence of int
+        Grid of the ``grid`` selection (the paper: 1..10 each).
+    order, lag : int
+        Embedding of the ``fixed`` selection.
+    Cs : sequence of float
+        SVM ``C`` values searched by the inner CV (the paper: 0.5, 1, 1.5).
+    kernels : sequence of {"linear", "rbf"}
+        SVM kernels searched by the inner CV.
+    inner_folds : int
+        Folds of the inner stratified CV (shuffled with ``random_state``).
+    estimator : {"cov", "oas", "lwf"}
+        Covariance estimator (the paper: plain ``cov``).
+    metric : str
+        Riemannian metric of the tangent space / MDM mean and distance.
+    scoring : str or None
+        Inner-CV score; None → ``roc_auc`` for two classes, ``accuracy`` otherwise.
+    max_order, max_lag : int
+        Bounds of the ``takens`` selection.
+    random_state : int
+        Seed of the inner CV shuffle and of the Takens subsampling.
+
+    Attributes
+    ----------
+    order_, lag_ : int
+        The chosen embedding.
+    params_ : dict
+        Chosen ``C`` and ``kernel`` (``ts_svm``).
+    fit_info_ : dict
+        JSON-able record of the selection: inner scores per (order, lag), chosen values, and
+        for ``takens`` the mutual-information and E1 curves.
+    pipeline_ : estimator
+        Final tangent space + SVC (or MDM) fitted on all training epochs.
+    classes_ : ndarray
+    """
+
+    def __init__(
+        self,
+        classifier: str = "ts_svm",
+        selection: str = "grid",
+        orders: Sequence[int] = tuple(range(1, 11)),
+        lags: Sequence[int] = tuple(range(1, 11)),
+        order: int = 4,
+        lag: int = 4,
+        Cs: Sequence[float] = (0.5, 1.0, 1.5),
+        kernels: Sequence[str] = ("linear", "rbf"),
+        inner_folds: int = 3,
+        estimator: str = "cov",
+        metric: str = "riemann",
+        scoring: str | None = None,
+        max_order: int = 10,
+        max_lag: int = 10,
+        random_state: int = 0,
+    ) -> None:
+        self.classifier = classifier
+        self.selection = selection
+        self.orders = orders
+        self.lags = lags
+        self.order = order
+        self.lag = lag
+        self.Cs = Cs
+        self.kernels = kernels
+        self.inner_folds = inner_folds
+        self.estimator = estimator
+        self.metric = metric
+        self.scoring = scoring
+        self.max_order = max_order
+        self.max_lag = max_lag
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ building blocks
+    def _svm_params(self) -> list[dict[str, Any]]:
+        if self.classifier == "mdm":
+            return [{}]
+        # ParameterGrid order: sorted keys (svc__C before svc__kernel), last varies fastest
+        return [{"C": float(c), "kernel": k} for c in self.Cs for k in self.kernels]
+
+    def _head(self, params: dict[str, Any]) -> BaseEstimator:
+        """The classifier after the covariances, unfitted."""
+        if self.classifier == "mdm":
+            return MDM(metric={"mean": self.metric, "distance": self.metric})
+        return SVC(C=params["C"], kernel=params["kernel"])
+
+    def _inner_splits(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        cv = StratifiedKFold(self.inner_folds, shuffle=True, random_state=self.random_state)
+        return list(cv.split(np.zeros((len(y), 1)), y))
+
+    def _score_point(
+        self, covs: np.ndarray, y: np.ndarray, splits, scorer
+    ) -> np.ndarray:
+        """Inner-CV scores of one (order, lag): shape (n_svm_params, n_splits)."""
+        params = self._svm_params()
+        scores = np.full((len(params), len(splits)), np.nan)
+        for s, (train, test) in enumerate(splits):
+            if self.classifier == "mdm":
+                head = self._head({}).fit(covs[train], y[train])
+                scores[0, s] = scorer(head, covs[test], y[test])
+                continue
+            ts = TangentSpace(metric=self.metric).fit(covs[train])  # shared by every C, kernel
+            z_train, z_test = ts.transform(covs[train]), ts.transform(covs[test])
+            for i, p in enumerate(params):
+                head = self._head(p).fit(z_train, y[train])
+                scores[i, s] = scorer(head, z_test, y[test])
+        return scores
+
+    # ------------------------------------------------------------------------ selection
+    def _candidates(self, n_times: int, n_channels: int) -> tuple[list[int], list[int]]:
+        if self.selection == "grid":
+            return [int(o) for o in self.orders], [int(lg) for lg in self.lags]
+        return [int(self.order)], [int(self.lag)]
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ACMClassifier:
+        """Choose (order, lag, C, kernel) on ``X, y`` only, then refit on all of it.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_epochs, n_channels, n_times)
+        y : ndarray, shape (n_epochs,)
+        """
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {self.classifier!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}; got {self.selection!r}")
+        X = check_signals(X)
+        y = np.asarray(y)
+        self.classes_ = unique_labels(y)
+        counts = np.bincount(np.searchsorted(self.classes_, y))
+        if counts.min() < self.inner_folds:
+            raise ValueError(
+                f"the smallest class has {counts.min()} training epochs, fewer than the "
+                f"{self.inner_folds} inner folds; lower inner_folds or n_folds, or add epochs"
+            )
+        n_epochs, n_channels, n_times = X.shape
+        info: dict[str, Any] = {"selection": self.selection, "classifier": self.classifier}
+        if self.selection == "takens":
+            from .features.embedding_selection import select_order_lag
+
+            chosen = select_order_lag(
+                X, max_order=self.max_order, max_lag=self.max_lag,
+                random_state=self.random_state,
+            )
+            order, lag = int(chosen["order"]), int(chosen["lag"])
+            info["takens"] = {"ami": list(map(float, chosen["ami"])),
+                              "e1": list(map(float, chosen["e1"]))}
+            orders, lags = [order], [lag]
+        else:
+            orders, lags = self._candidates(n_times, n_channels)
+        scoring = self.scoring or default_scoring(len(self.classes_))
+        scorer = get_scorer(scoring)
+        params = self._svm_params()
+        points = [(o, lg) for lg in lags for o in orders]  # lag slowest, as GridSearchCV
+        valid = [p for p in points if feasible(n_times, n_channels, *p, self.estimator)]
+        if not valid:
+            raise ValueError(
+                f"no (order, lag) of orders={orders}, lags={lags} fits epochs of {n_times} "
+                f"samples and {n_channels} channels with estimator '{self.estimator}'; use "
+                "smaller orders/lags or estimator='oas'"
+            )
+        single = len(valid) == 1 and len(params) == 1
+        mean_scores = np.full((len(points), len(params)), np.nan)
+        if not single:
+            splits = self._inner_splits(y)
+            products = LaggedProducts(X, grid_delays(
+                sorted({o for o, _ in valid}), sorted({lg for _, lg in valid})))
+            for i, (o, lg) in enumerate(points):
+                if (o, lg) not in valid:
+                    continue
+                covs = products.covariances(o, lg, self.estimator)
+                mean_scores[i] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
+            del products
+            flat = np.where(np.isnan(mean_scores), -np.inf, mean_scores).ravel()
+            best = int(np.argmax(flat))  # first of the ties, like GridSearchCV
+            point, param = points[best // len(params)], params[best % len(params)]
+        else:
+            point, param = valid[0], params[0]
+        self.order_, self.lag_ = int(point[0]), int(point[1])
+        self.params_ = dict(param)
+        covs = augmented_covariances(X, self.order_, self.lag_, self.estimator)
+        self.pipeline_ = self._final(param).fit(covs, y)
+        best_per_point = np.nanmax(np.where(np.isnan(mean_scores), -np.inf, mean_scores), axis=1)
+        grid = np.full((len(orders), len(lags)), np.nan)
+        for (o, lg), v in zip(points, best_per_point, strict=True):
+            grid[orders.index(o), lags.index(lg)] = v if np.isfinite(v) else np.nan
+        info.update({
+            "order": self.order_, "lag": self.lag_, **self.params_, "scoring": scoring,
+            "inner_folds": int(self.inner_folds), "orders": orders, "lags": lags,
+            "inner_scores": [[None if np.isnan(v) else float(v) for v in row] for row in grid],
+            "n_train": int(n_epochs),
+        })
+        self.fit_info_ = info
+        return self
+
+    def _final(self, params: dict[str, Any]) -> BaseEstimator:
+        from sklearn.pipeline import Pipeline
+
+        if self.classifier == "mdm":
+            return self._head(params)
+        return Pipeline([("tangentspace", TangentSpace(metric=self.metric)),
+                         ("svc", self._head(params))])
+
+    # ------------------------------------------------------------------------ inference
+    def covariances(self, X: np.ndarray) -> np.ndarray:
+        """ACMs of ``X`` at the chosen (order, lag): (n_epochs, C·order, C·order)."""
+        check_is_fitted(self, "pipeline_")
+        return augmented_covariances(X, self.order_, self.lag_, self.estimator)
+
+    def tangent_vectors(self, X: np.ndarray) -> np.ndarray:
+        """Tangent vectors of ``X`` at the training mean (``ts_svm`` only)."""
+        check_is_fitted(self, "pipeline_")
+        if self.classifier != "ts_svm":
+            raise AttributeError("tangent vectors exist for the ts_svm classifier only")
+        return self.pipeline_.named_steps["tangentspace"].transform(self.covariances(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted classes of epochs ``X`` (n_epochs, n_channels, n_times)."""
+        covs = self.covariances(X)
+        return self.pipeline_.predict(covs)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """SVM decision values (``ts_svm``) or negative squared distances to class means."""
+        covs = self.covariances(X)
+        if self.classifier == "mdm":
+            return -self.pipeline_.transform(covs) ** 2
+        return self.pipeline_.decision_function(covs)
+
+    @available_if(lambda self: self.classifier == "mdm")
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """MDM's softmax of negative squared distances (``mdm`` only)."""
+        covs = self.covariances(X)
+        return self.pipeline_.predict_proba(covs)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+

@@ -1,0 +1,199 @@
+"""Augmented covariance matrices: the fast exact path against the reference pipeline."""
+
+import numpy as np
+import pytest
+from pyriemann.estimation import Covariances, TimeDelayCovariances
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from brainmill.features.augmented import (
+    LaggedProducts,
+    augmented_covariances,
+    delay_embed,
+    grid_delays,
+)
+from brainmill.features.covariance import AugmentedCovariance
+
+
+def max_rel_diff(a, b):
+    """Largest entry-wise difference relative to each reference matrix's largest entry."""
+    return float(np.max(np.abs(a - b).max(axis=(1, 2)) / np.abs(b).max(axis=(1, 2))))
+
+
+@pytest.fixture(scope="module")
+def signals():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 4, 120))
+    X[:, 1, 1:] += 0.8 * X[:, 1, :-1]  # some autocorrelation so lags matter
+    return X * 1e-5 + 2e-5  # volts, with a DC offset
+
+
+def reference(X, order, lag, estimator):
+    return Covariances(estimator).fit_transform(delay_embed(X, order, lag))
+
+
+@pytest.mark.parametrize("estimator", ["cov", "oas", "lwf"])
+@pytest.mark.parametrize("order,lag", [(1, 1), (1, 5), (2, 1), (3, 4), (5, 2), (7, 3)])
+def test_fast_path_equals_embedding_then_covariance(signals, order, lag, estimator):
+    out = augmented_covariances(signals, order, lag, estimator)
+    ref = reference(signals, order, lag, estimator)
+    assert out.shape == (6, 4 * order, 4 * order)
+    assert max_rel_diff(out, ref) <= 1e-10
+
+
+def test_equals_moabb_augmented_dataset(signals):
+    moabb_features = pytest.importorskip("moabb.pipelines.features")
+    aug = moabb_features.AugmentedDataset(order=4, lag=3).transform(signals)
+    ref = Covariances("cov").fit_transform(aug)
+    assert max_rel_diff(augmented_covariances(signals, 4, 3), ref) <= 1e-10
+    # the crop is order·lag, one lag more than the minimal (order-1)·lag
+    assert aug.shape[-1] == 120 - 4 * 3
+
+
+def test_large_dc_offset_does_not_cancel():
+    """Centring first keeps the mean correction exact even for a huge offset."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, 3, 200)) + 1e4
+    assert max_rel_diff(augmented_covariances(X, 3, 2), reference(X, 3, 2, "cov")) <= 1e-10
+
+
+def test_order_one_is_the_plain_covariance_over_all_samples(signals):
+    np.testing.assert_allclose(
+        augmented_covariances(signals, 1, 7), np.array([np.cov(x) for x in signals]),
+        rtol=1e-11, atol=0,
+    )
+
+
+def test_blocks_are_lagged_covariances(signals):
+    """Block (0, 1) of order 2, lag τ is cov(x(t), x(t+τ)) over the cropped window."""
+    tau, n = 3, 120 - 2 * 3
+    acm = augmented_covariances(signals, 2, tau)
+    x0, x1 = signals[0][:, :n], signals[0][:, tau:tau + n]
+    expected = (x0 - x0.mean(1, keepdims=True)) @ (x1 - x1.mean(1, keepdims=True)).T / (n - 1)
+    np.testing.assert_allclose(acm[0, :4, 4:], expected, rtol=1e-10)
+
+
+def test_differs_from_pyriemann_time_delay_covariances(signals):
+    """pyriemann's version wraps round (np.roll) and keeps every sample: not an ACM."""
+    theirs = TimeDelayCovariances(delays=2).fit_transform(signals)
+    ours = augmented_covariances(signals, 2, 1)
+    assert theirs.shape == ours.shape
+    assert max_rel_diff(ours, theirs) > 1e-3
+
+
+def test_grid_iteration_equals_each_point(signals):
+    orders, lags = [1, 2, 4], [1, 3]
+    products = LaggedProducts.for_grid(signals, orders, lags)
+    seen = []
+    for order, lag, covs in products.iter_grid(orders, lags, "oas"):
+        seen.append((order, lag))
+        assert max_rel_diff(covs, reference(signals, order, lag, "oas")) <= 1e-10
+    assert seen == [(o, lg) for o in orders for lg in lags]
+    assert grid_delays(orders, lags) == [0, 1, 2, 3, 6, 9]
+
+
+def test_transformer_matches_function_and_is_stateless(signals):
+    acm = AugmentedCovariance(order=3, lag=2).fit(signals[:2])
+    np.testing.assert_array_equal(acm.transform(signals), augmented_covariances(signals, 3, 2))
+    # each matrix depends on its own epoch only
+    np.testing.assert_allclose(acm.transform(signals[3:4])[0], acm.transform(signals)[3])
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def test_order_lag_too_large_for_epoch(signals):
+    with pytest.raises(ValueError, match=r"order·lag = 12·10 = 120 .*smaller order or lag"):
+        augmented_covariances(signals, 12, 10, "oas")
+
+
+def test_nan_in_signal_is_named():
+    X = np.ones((3, 2, 50))
+    X[1, 0, 5] = np.nan
+    X[2, 1, 7] = np.inf
+    with pytest.raises(ValueError, match=r"2 NaN/inf values \(epochs \[1, 2\], channels \[0, 1\]"):
+        AugmentedCovariance(order=2, lag=1).fit(X)
+
+
+def test_too_few_samples_for_plain_estimator_says_use_oas():
+    X = np.random.default_rng(0).standard_normal((2, 8, 40))
+    with pytest.raises(ValueError, match="rank-deficient; use estimator='oas'"):
+        augmented_covariances(X, 5, 1, "cov")
+    assert np.all(np.linalg.eigvalsh(augmented_covariances(X, 5, 1, "oas")) > 0)
+
+
+def test_average_reference_is_singular_for_plain_estimator():
+    X = np.random.default_rng(0).standard_normal((3, 5, 300))
+    X -= X.mean(axis=1, keepdims=True)  # average reference: channels sum to zero
+    with pytest.raises(ValueError, match="singular .*use estimator='oas'"):
+        augmented_covariances(X, 2, 1, "cov")
+    assert np.all(np.linalg.eigvalsh(augmented_covariances(X, 2, 1, "lwf")) > 0)
+
+
+def test_unknown_estimator_and_2d_input(signals):
+    with pytest.raises(ValueError, match="unknown estimator 'scm'"):
+        AugmentedCovariance(estimator="scm").fit(signals)
+    with pytest.raises(ValueError, match=r"shape \(n_epochs, n_channels, n_times\); got 2-D"):
+        AugmentedCovariance().fit(signals[0])
+
+
+def test_transform_checks_channel_count(signals):
+    acm = AugmentedCovariance(order=2).fit(signals)
+    with pytest.raises(ValueError, match="3 channels but AugmentedCovariance was fitted with 4"):
+        acm.transform(signals[:, :3])
+
+
+# ------------------------------------------------------------ scikit-learn API conformance
+
+
+class _SingleChannelView(AugmentedCovariance):
+    """AugmentedCovariance seen through 2-D arrays, so scikit-learn's generic checks can run:
+    (n_samples, n_features) is read as one-channel epochs of n_features samples and the
+    (1, 1) matrices are returned flat. Every check exercises the real fit/transform."""
+
+    def fit(self, X, y=None):
+        X = self._as_epochs(X)
+        super().fit(X, y)
+        self.n_features_in_ = X.shape[-1]  # this view's features are the time samples
+        return self
+
+    def transform(self, X):
+        X = self._as_epochs(X)
+        if hasattr(self, "n_features_in_") and X.shape[-1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[-1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
+        return super().transform(X).reshape(len(X), -1)
+
+    @staticmethod
+    def _as_epochs(X):
+        if hasattr(X, "toarray"):
+            raise TypeError("sparse input is not supported; AugmentedCovariance needs dense epochs")
+        X = np.asarray(X)
+        return X[:, None, :] if X.ndim == 2 else X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.three_d_array = False
+        return tags
+
+
+_EXPECTED_FAILURES = {
+    # one-channel one-sample "epochs" have no covariance; the error names the real problem
+    "check_fit2d_1feature": "a 1-sample epoch has no covariance; error says 'samples'",
+    "check_estimators_empty_data_messages": "empty epochs are reported in epoch terms",
+    "check_complex_data": "complex epochs are rejected by the float64 conversion",
+}
+
+
+@parametrize_with_checks(
+    [_SingleChannelView(order=1, lag=1, estimator="oas")],
+    expected_failed_checks=lambda est: _EXPECTED_FAILURES,
+)
+def test_sklearn_conventions(estimator, check):
+    check(estimator)
+
+
+def test_clone_keeps_parameters():
+    acm = AugmentedCovariance(order=8, lag=4, estimator="lwf")
+    assert clone(acm).get_params() == {"order": 8, "lag": 4, "estimator": "lwf"}

@@ -1,0 +1,157 @@
+"""ACM decoders: nested selection equals scikit-learn's GridSearchCV on the reference pipeline."""
+
+import numpy as np
+import pytest
+from pyriemann.classification import MDM
+from pyriemann.estimation import Covariances
+from pyriemann.tangentspace import TangentSpace
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from brainmill.acm import ACMClassifier
+from brainmill.features.augmented import delay_embed
+
+
+class Augment(TransformerMixin, BaseEstimator):
+    """The reference embedding (MOABB's AugmentedDataset semantics) as a pipeline step."""
+
+    def __init__(self, order=1, lag=1):
+        self.order = order
+        self.lag = lag
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return delay_embed(X, self.order, self.lag)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(1)
+    n, c, t = 48, 4, 150
+    y = np.repeat([0, 1], n // 2)
+    X = rng.standard_normal((n, c, t))
+    X[y == 1, 0] += 0.6 * np.sin(np.arange(t) * 0.3)  # class 1: rhythm on channel 0
+    X[y == 1, 1, 2:] += 0.5 * X[y == 1, 1, :-2]  # and lag-2 autocorrelation on channel 1
+    return X, y
+
+
+GRID = {"orders": [1, 2, 3], "lags": [1, 2], "Cs": [0.5, 1.0], "kernels": ["linear", "rbf"]}
+
+
+def test_grid_selection_equals_gridsearchcv(data):
+    X, y = data
+    ref = GridSearchCV(
+        Pipeline([("augment", Augment()), ("cov", Covariances("cov")),
+                  ("ts", TangentSpace()), ("svc", SVC())]),
+        {"augment__order": GRID["orders"], "augment__lag": GRID["lags"],
+         "svc__C": GRID["Cs"], "svc__kernel": GRID["kernels"]},
+        cv=StratifiedKFold(3, shuffle=True, random_state=7), scoring="roc_auc",
+    ).fit(X, y)
+    ours = ACMClassifier(random_state=7, **GRID).fit(X, y)
+    chosen = ref.best_params_
+    assert (ours.order_, ours.lag_) == (chosen["augment__order"], chosen["augment__lag"])
+    assert ours.params_ == {"C": chosen["svc__C"], "kernel": chosen["svc__kernel"]}
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=1e-9)
+    # the heat-map holds the best mean inner score of each (order, lag) over C and kernel
+    table = ref.cv_results_
+    for i, o in enumerate(GRID["orders"]):
+        for j, lg in enumerate(GRID["lags"]):
+            rows = [(table["param_augment__order"][k] == o) & (table["param_augment__lag"][k] == lg)
+                    for k in range(len(table["params"]))]
+            best = np.max(table["mean_test_score"][np.array(rows)])
+            assert ours.fit_info_["inner_scores"][i][j] == pytest.approx(best, abs=1e-12)
+
+
+def test_mdm_grid_equals_gridsearchcv(data):
+    X, y = data
+    ref = GridSearchCV(
+        Pipeline([("augment", Augment()), ("cov", Covariances("oas")),
+                  ("mdm", MDM(metric={"mean": "riemann", "distance": "riemann"}))]),
+        {"augment__order": [1, 2, 4], "augment__lag": [1, 3]},
+        cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="accuracy",
+    ).fit(X, y)
+    ours = ACMClassifier(classifier="mdm", orders=[1, 2, 4], lags=[1, 3], estimator="oas",
+                         scoring="accuracy", random_state=0).fit(X, y)
+    assert (ours.order_, ours.lag_) == (ref.best_params_["augment__order"],
+                                        ref.best_params_["augment__lag"])
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-9)
+
+
+def test_infeasible_points_are_skipped_not_chosen(data):
+    X, y = data
+    clf = ACMClassifier(orders=[1, 60], lags=[1, 3], Cs=[1.0], kernels=["linear"]).fit(X, y)
+    assert clf.order_ == 1
+    scores = clf.fit_info_["inner_scores"]
+    assert scores[1] == [None, None]  # 60·4 channels > 150 samples, and 60·3 > 150
+    assert all(v is not None for v in scores[0])
+
+
+def test_fixed_selection_fits_without_inner_cv(data):
+    X, y = data
+    clf = ACMClassifier(selection="fixed", order=3, lag=2, Cs=[1.0], kernels=["rbf"]).fit(X, y)
+    assert (clf.order_, clf.lag_) == (3, 2)
+    ref = Pipeline([("augment", Augment(3, 2)), ("cov", Covariances("cov")),
+                    ("ts", TangentSpace()), ("svc", SVC(kernel="rbf"))]).fit(X, y)
+    np.testing.assert_allclose(clf.decision_function(X), ref.decision_function(X), atol=1e-9)
+    assert clf.tangent_vectors(X).shape == (len(X), 12 * 13 // 2)
+
+
+def test_takens_selection_records_its_curves(data):
+    X, y = data
+    clf = ACMClassifier(selection="takens", max_order=4, max_lag=5, Cs=[1.0],
+                        kernels=["linear"]).fit(X, y)
+    info = clf.fit_info_
+    assert 1 <= clf.order_ <= 4 and 1 <= clf.lag_ <= 5
+    assert info["selection"] == "takens" and len(info["takens"]["ami"]) >= 5
+    assert (info["order"], info["lag"]) == (clf.order_, clf.lag_)
+
+
+def test_selection_sees_training_epochs_only(data):
+    """Changing epochs outside the training set cannot change the choice."""
+    X, y = data
+    train = np.r_[0:18, 24:42]
+    a = ACMClassifier(random_state=0, **GRID).fit(X[train], y[train])
+    X2 = X.copy()
+    X2[np.setdiff1d(np.arange(len(X)), train)] *= 50
+    b = ACMClassifier(random_state=0, **GRID).fit(X2[train], y[train])
+    assert a.fit_info_ == b.fit_info_
+
+
+def test_too_few_epochs_per_class_for_inner_folds(data):
+    X, y = data
+    with pytest.raises(ValueError, match="smallest class has 2 training epochs, fewer than the 3"):
+        ACMClassifier().fit(X[[0, 1, 30, 31, 32]], y[[0, 1, 30, 31, 32]])
+
+
+def test_no_feasible_point_says_what_to_change(data):
+    X, y = data
+    with pytest.raises(ValueError, match="no \\(order, lag\\).*estimator='oas'"):
+        ACMClassifier(orders=[80], lags=[1]).fit(X, y)
+
+
+def test_unfitted_predict_raises(data):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        ACMClassifier().predict(data[0])
+
+
+@pytest.mark.parametrize("check", [check_get_params_invariance, check_set_params,
+                                   check_no_attributes_set_in_init])
+def test_sklearn_api(check):
+    check("ACMClassifier", ACMClassifier())
+
+
+def test_default_constructible_and_clonable():
+    check_parameters_default_constructible("ACMClassifier", ACMClassifier())
+    assert clone(ACMClassifier(orders=(1, 2))).get_params()["orders"] == (1, 2)

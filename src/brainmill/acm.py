@@ -312,3 +312,33 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         return tags
 
+
+
+def tangent_projection(
+    X: np.ndarray, y: np.ndarray, fit_infos: list[dict[str, Any]], estimator: str, metric: str
+) -> dict[str, Any]:
+    """2-D PCA of every epoch's tangent vector, for the report (descriptive, not evaluative).
+
+    Uses the (order, lag) chosen most often across the outer folds; the tangent space is taken
+    at the Riemannian mean of *all* the subject's epochs, so the picture must not be read as a
+    cross-validated result (the report says so).
+
+    Returns
+    -------
+    dict
+        ``order``, ``lag``, ``points`` (n_epochs × 2), ``y``, ``explained`` (variance ratios).
+    """
+    from collections import Counter
+
+    from sklearn.decomposition import PCA
+
+    chosen = Counter((i["order"], i["lag"]) for i in fit_infos if "order" in i)
+    order, lag = chosen.most_common(1)[0][0] if chosen else (1, 1)
+    covs = augmented_covariances(X, order, lag, estimator)
+    vectors = TangentSpace(metric=metric).fit_transform(covs)
+    pca = PCA(n_components=2).fit(vectors)
+    return {"order": int(order), "lag": int(lag),
+            "points": np.round(pca.transform(vectors), 6).tolist(),
+            "y": np.asarray(y).astype(int).tolist(),
+            "explained": [float(v) for v in pca.explained_variance_ratio_],
+            "note": "tangent space at the mean of all epochs; descriptive only"}

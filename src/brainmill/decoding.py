@@ -203,6 +203,13 @@ def run_decoder(
         raise DataError(
             err.problem, file=err.file, subject=subject, expected=err.expected, hint=err.hint
         ) from err
+    extra: dict[str, Any] = {}
+    if isinstance(template, ACMClassifier):
+        from .acm import tangent_projection
+
+        infos = [f.get("fit_info", {}) for res in protocols.values() for f in res.get("folds", [])]
+        extra["tangent_projection"] = tangent_projection(
+            features.X, features.y, infos, template.estimator, template.metric)
     metrics = {
         "dataset": dataset,
         "subject": str(subject),
@@ -218,5 +225,6 @@ def run_decoder(
             "pyriemann": pyriemann.__version__,
             "numpy": np.__version__,
         },
+        **extra,
     }
     return metrics, predictions

@@ -22,6 +22,13 @@ import yaml  # noqa: E402
 
 from .config import Config  # noqa: E402
 from .io import atomic_path, read_json  # noqa: E402
+from .reports_acm import (  # noqa: E402
+    comparison_table,
+    fold_choices,
+    heatmap_figure,
+    is_acm,
+    projection_figure,
+)
 from .versions import library_versions  # noqa: E402
 
 METRICS = ["accuracy", "balanced_accuracy", "kappa", "roc_auc"]
@@ -226,6 +233,8 @@ def build_subject_report(
                 report.add_figure(fig, title=f"{metrics['decoder']}: {protocol}",
                                   section="Decoders", caption=res.get("description", ""))
                 plt.close(fig)
+        if is_acm(metrics):
+            _add_acm_sections(report, metrics)
     table = pd.DataFrame(rows)
     report.add_html(_table(table), title="Decoder metrics (mean ± sd over folds)",
                     section="Decoders")
@@ -237,6 +246,31 @@ def build_subject_report(
                     title="Seed and versions", language="json", section="Provenance")
     _save(report, out_html)
     return report
+
+
+def _add_acm_sections(report: mne.Report, metrics: dict[str, Any]) -> None:
+    """Inner-CV heat-maps, per-fold (order, lag) and the tangent-space picture of an ACM."""
+    name = metrics["decoder"]
+    for protocol in metrics["protocols"]:
+        fig = heatmap_figure(metrics, protocol)
+        if fig is not None:
+            report.add_figure(
+                fig, title=f"{name}: order × lag ({protocol})", section="ACM",
+                caption="Mean over outer folds of each (order, lag)'s best inner-CV score over "
+                        "C and kernel, computed inside each training fold only; the numbers "
+                        "count the folds that chose that point.")
+            plt.close(fig)
+    choices = fold_choices(metrics)
+    if not choices.empty:
+        report.add_html(_table(choices), title=f"{name}: choice per outer fold", section="ACM")
+    fig = projection_figure(metrics)
+    if fig is not None:
+        report.add_figure(
+            fig, title=f"{name}: tangent vectors by class", section="ACM",
+            caption="PCA of the tangent vectors of all epochs at the most often chosen (order, "
+                    "lag), tangent space at the mean of all the subject's epochs: a "
+                    "description of the data, not a cross-validated result.")
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------ dataset report
@@ -313,6 +347,13 @@ def build_dataset_report(
             fig = _scores_figure(scores, protocol)
             report.add_figure(fig, title=f"Per-subject accuracy: {protocol}", section="Scores")
             plt.close(fig)
+    comparison = comparison_table(scores) if "decoder" in scores else pd.DataFrame()
+    if not comparison.empty:
+        report.add_html(
+            _table(comparison, "Paired over subjects: mean and sd of (ACM − other) of the "
+                               "per-subject mean fold scores; acm_better counts subjects where "
+                               "ACM scored higher."),
+            title="ACM versus the classical decoders", section="Summary")
     report.add_html(_table(scores), title="All scores", section="Scores")
     report.add_code(json.dumps({"seed": cfg.seed, "versions": library_versions()}, indent=2),
                     title="Seed and versions", language="json", section="Provenance")

@@ -207,34 +207,43 @@ class LaggedProducts:
                 shifted[i * c:(i + 1) * c] = padded[:, d:d + t]
             np.dot(self.Xc[e], shifted.T, out=prod[e])
         for i, d in enumerate(new):
-            self._R[d] = np.ascontiguousarray(prod[:, :, i * c:(i + 1) * c])
+            self._R[d] = prod[:, :, i * c:(i + 1) * c]  # views: no second copy
 
     def _lagged(self, d: int) -> np.ndarray:
         if d not in self._R:
             self.add_delays([d])
         return self._R[d]
 
-    def _edge_gram(self, start: int, order: int, lag: int) -> np.ndarray:
+    def _edge_gram(self, sl: slice, start: int, order: int, lag: int) -> np.ndarray:
         """Gram matrices of the ``order`` consecutive ``lag``-sample blocks from ``start``.
 
         Returns
         -------
-        ndarray, shape (n_epochs, order, order, C, C)
+        ndarray, shape (n_epochs_in_slice, order, order, C, C)
             ``G[:, j, i] = B_j B_iᵀ`` with ``B_j = x[:, start + j·lag : start + (j+1)·lag]``.
         """
-        n_ep, c, _ = self.Xc.shape
-        seg = self.Xc[:, :, start:start + order * lag].reshape(n_ep, c, order, lag)
-        blocks = np.ascontiguousarray(seg.transpose(0, 2, 1, 3)).reshape(n_ep, order * c, lag)
+        seg = self.Xc[sl, :, start:start + order * lag]
+        n_ep, c = seg.shape[:2]
+        blocks = np.ascontiguousarray(
+            seg.reshape(n_ep, c, order, lag).transpose(0, 2, 1, 3)).reshape(n_ep, order * c, lag)
         gram = np.matmul(blocks, blocks.transpose(0, 2, 1))
         return gram.reshape(n_ep, order, c, order, c).transpose(0, 1, 3, 2, 4)
 
-    def scatter(self, order: int, lag: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def window_means(self, order: int, lag: int) -> np.ndarray:
+        """Mean of each embedded row over its window: shape (n_epochs, order, C)."""
+        n = n_window(self.Xc.shape[-1], order, lag)
+        starts = np.arange(order) * lag
+        mu = (self._cumsum[:, :, starts + n] - self._cumsum[:, :, starts]) / n
+        return np.ascontiguousarray(mu.transpose(0, 2, 1))
+
+    def scatter(self, order: int, lag: int, out: np.ndarray | None = None,
+                chunk: int = 32) -> tuple[np.ndarray, np.ndarray, int]:
         """Un-normalised centred scatter ``Σ_t (x_t - m)(x_t - m)ᵀ`` of the embedding.
 
         Block ``(k, k+m)`` is ``R(mτ)`` minus the head terms (block-diagonal prefix sum of the
         Gram matrix of the first ``p·τ`` samples, cut in ``τ``-blocks) minus the tail terms
         (block-diagonal suffix sum of the Gram matrix of the last ``p·τ`` samples), minus
-        ``N·m_k m_lᵀ``.
+        ``N·m_k m_lᵀ``. Epochs are processed ``chunk`` at a time so temporaries stay small.
 
         Returns
         -------
@@ -246,30 +255,34 @@ class LaggedProducts:
         """
         n_ep, c, t = self.Xc.shape
         n = n_window(t, order, lag)
-        cs = self._cumsum
-        starts = np.arange(order) * lag
-        mu = (cs[:, :, starts + n] - cs[:, :, starts]) / n  # (n_ep, C, order)
-        mu = np.ascontiguousarray(mu.transpose(0, 2, 1))  # (n_ep, order, C)
-        out = np.empty((n_ep, order * c, order * c))
-        blocks = out.reshape(n_ep, order, c, order, c)
+        mu = self.window_means(order, lag)
+        if out is None:
+            out = np.empty((n_ep, order * c, order * c))
+        for first in range(0, n_ep, chunk):
+            sl = slice(first, min(first + chunk, n_ep))
+            self._scatter_chunk(sl, order, lag, n, mu[sl], out[sl])
+        return out, mu.reshape(n_ep, order * c), n
+
+    def _scatter_chunk(self, sl: slice, order: int, lag: int, n: int, mu: np.ndarray,
+                       out: np.ndarray) -> None:
+        c, t = self.Xc.shape[1:]
+        blocks = out.reshape(len(out), order, c, order, c)
         if order == 1:
-            blocks[:, 0, :, 0, :] = self._lagged(0) - n * mu[:, 0, :, None] * mu[:, 0, None, :]
-            return out, mu.reshape(n_ep, c), n
-        head = self._edge_gram(0, order, lag)
-        tail = self._edge_gram(t - order * lag, order, lag)
+            blocks[:, 0, :, 0, :] = self._lagged(0)[sl] - n * mu[:, 0, :, None] * mu[:, 0, None, :]
+            return
+        head = self._edge_gram(sl, 0, order, lag)
+        tail = self._edge_gram(sl, t - order * lag, order, lag)
         for m in range(order):
             k = np.arange(order - m)
             # prefix (strict) and suffix (inclusive) sums along the m-th block diagonal
             h = np.cumsum(head[:, k, k + m], axis=1)
-            edge = np.zeros_like(h)
-            edge[:, 1:] = h[:, :-1]
-            edge += np.cumsum(tail[:, k[::-1], k[::-1] + m], axis=1)[:, ::-1]
-            s = self._lagged(m * lag)[:, None] - edge
+            edge = np.cumsum(tail[:, k[::-1], k[::-1] + m], axis=1)[:, ::-1]
+            edge[:, 1:] += h[:, :-1]
+            s = self._lagged(m * lag)[sl][:, None] - edge
             s -= n * mu[:, k, :, None] * mu[:, k + m, None, :]
             blocks[:, k, :, k + m, :] = s.transpose(1, 0, 2, 3)
             if m:
                 blocks[:, k + m, :, k, :] = s.transpose(1, 0, 3, 2)
-        return out, mu.reshape(n_ep, order * c), n
 
     def _sum_sq_norms_squared(self, order: int, lag: int, means: np.ndarray, n: int) -> np.ndarray:
         """``Σ_t ‖x_t - m‖⁴`` over the embedded samples (needed by Ledoit-Wolf)."""
@@ -295,7 +308,8 @@ class LaggedProducts:
             self.check_full_rank()
         scatter, means, n = self.scatter(order, lag)
         if estimator == "cov":
-            return scatter / (n - 1)
+            scatter /= n - 1
+            return scatter
         emp = scatter / n
         if estimator == "oas":
             return _oas_shrink(emp, n)

@@ -1,0 +1,264 @@
+"""Augmented covariance: brainmill's exact fast path against the reference pipeline.
+
+Reference: MOABB ``AugmentedDataset`` (delay embedding) + pyriemann ``Covariances("cov")``
+(+ ``TangentSpace`` + ``SVC`` inside scikit-learn ``GridSearchCV`` for the nested search).
+Side by side in one run, on (a) synthetic data shaped like BNCI2014-001 and (b) PhysioNet
+subject 1 (22 sensorimotor channels) when ``../shared/data`` is present:
+
+- ``single``: one (order=8, lag=4) transform; time, peak memory, max relative difference
+  (per matrix: max |ours − ref| / max |ref|);
+- ``grid``: the features of every point of the order × lag grid (one point held at a time);
+- ``nested``: outer 5-fold CV, inside each training fold the inner 3-fold grid search over
+  order × lag × C × kernel; chosen hyperparameters and outer-fold ROC-AUCs compared.
+
+Timings: one warm-up call, then the median of ``--repeat`` calls (single) or one call (grid,
+nested); peak memory by ``tracemalloc`` (numpy reports its buffers to it).
+
+Run: ``python benchmarks/acm.py [--quick] [--json out.json] [--data ../shared/data]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def synthetic(n_epochs: int, n_channels: int, n_times: int, seed: int = 0):
+    """Two classes of band-limited AR signals mixed over channels; class 1 has a stronger
+    ~10 Hz rhythm on a quarter of the sources (250 Hz sampling)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_epochs) % 2
+    mixing = rng.normal(size=(n_channels, n_channels)) + 2 * np.eye(n_channels)
+    X = np.empty((n_epochs, n_channels, n_times))
+    r, f = 0.95, 10 / 250
+    a1, a2 = 2 * r * np.cos(2 * np.pi * f), -r * r
+    for i in range(n_epochs):
+        e = rng.normal(size=(n_channels, n_times + 50))
+        s = np.zeros_like(e)
+        gain = np.ones(n_channels)
+        if y[i]:
+            gain[: max(1, n_channels // 4)] = 1.6
+        for t in range(2, e.shape[1]):
+            s[:, t] = a1 * s[:, t - 1] + a2 * s[:, t - 2] + e[:, t] * gain
+        X[i] = mixing @ (s[:, 50:] + 0.5 * rng.normal(size=(n_channels, n_times)))
+    return X * 1e-6, y
+
+
+def physionet(data: Path):
+    """PhysioNet S001 runs 4, 8, 12 (imagined left/right fist), 22 channels, 8–35 Hz, 0–3 s."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from acm_accuracy import dataset
+
+    from brainmill.datasets import load_recording
+    from brainmill.preprocessing import preprocess
+
+    ds = dataset("lr", data)
+    epochs = preprocess(load_recording(ds, "1", seed=0), ds.preprocessing).epochs
+    labels = epochs.metadata["label"].to_numpy()
+    return epochs.get_data(), (labels == ds.class_names[1]).astype(int)
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def measure(fn, repeat: int = 1, warmup: bool = True):
+    """Median seconds over ``repeat`` calls, tracemalloc peak (bytes) of one call, result."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    tracemalloc.start()
+    result = fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return float(np.median(times)), int(peak), result
+
+
+def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b).max(axis=(1, 2)) / np.abs(b).max(axis=(1, 2))))
+
+
+# ---------------------------------------------------------------------------- comparisons
+
+
+def bench_single(X, order, lag, repeat):
+    from moabb.pipelines.features import AugmentedDataset
+    from pyriemann.estimation import Covariances
+
+    from brainmill.features.augmented import augmented_covariances
+
+    def ref():
+        return Covariances("cov").fit_transform(AugmentedDataset(order, lag).transform(X))
+
+    def ours():
+        return augmented_covariances(X, order, lag, "cov")
+
+    t_ref, m_ref, c_ref = measure(ref, repeat)
+    t_ours, m_ours, c_ours = measure(ours, repeat)
+    return {"order": order, "lag": lag, "reference_s": t_ref, "ours_s": t_ours,
+            "speedup": t_ref / t_ours, "reference_peak_mb": m_ref / 2**20,
+            "ours_peak_mb": m_ours / 2**20, "max_rel_diff": rel_diff(c_ours, c_ref)}
+
+
+def bench_grid(X, orders, lags):
+    from moabb.pipelines.features import AugmentedDataset
+    from pyriemann.estimation import Covariances
+
+    from brainmill.features.augmented import LaggedProducts
+
+    worst = [0.0]
+
+    def ref():
+        for o in orders:
+            for lg in lags:
+                Covariances("cov").fit_transform(AugmentedDataset(o, lg).transform(X))
+
+    def ours():
+        products = LaggedProducts.for_grid(X, orders, lags)
+        for _o, _lg, _covs in products.iter_grid(orders, lags, "cov"):
+            pass
+
+    t_ref, m_ref, _ = measure(ref, 1, warmup=False)
+    t_ours, m_ours, _ = measure(ours, 1, warmup=False)
+    # exactness on every point (outside the timed calls)
+    products = LaggedProducts.for_grid(X, orders, lags)
+    for o, lg, covs in products.iter_grid(orders, lags, "cov"):
+        ref_covs = Covariances("cov").fit_transform(AugmentedDataset(o, lg).transform(X))
+        worst[0] = max(worst[0], rel_diff(covs, ref_covs))
+    return {"orders": list(orders), "lags": list(lags), "reference_s": t_ref, "ours_s": t_ours,
+            "speedup": t_ref / t_ours, "reference_peak_mb": m_ref / 2**20,
+            "ours_peak_mb": m_ours / 2**20, "max_rel_diff": worst[0]}
+
+
+def bench_nested(X, y, orders, lags, Cs, kernels, seed=0):
+    from moabb.pipelines.features import AugmentedDataset
+    from pyriemann.estimation import Covariances
+    from pyriemann.tangentspace import TangentSpace
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import SVC
+
+    from brainmill.acm import ACMClassifier
+
+    outer = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(X[:, 0, :1], y))
+    grid = {"augment__order": orders, "augment__lag": lags, "svc__C": Cs,
+            "svc__kernel": kernels}
+
+    def ref():
+        out = []
+        for train, test in outer:
+            search = GridSearchCV(
+                Pipeline([("augment", AugmentedDataset()), ("cov", Covariances("cov")),
+                          ("ts", TangentSpace(metric="riemann")), ("svc", SVC())]),
+                grid, cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+                scoring="roc_auc", error_score=np.nan,
+            ).fit(X[train], y[train])
+            p = search.best_params_
+            out.append(((p["augment__order"], p["augment__lag"], p["svc__C"],
+                         p["svc__kernel"]),
+                        roc_auc_score(y[test], search.decision_function(X[test]))))
+        return out
+
+    def ours():
+        out = []
+        for train, test in outer:
+            clf = ACMClassifier(orders=orders, lags=lags, Cs=Cs, kernels=kernels,
+                                inner_folds=3, random_state=seed).fit(X[train], y[train])
+            out.append(((clf.order_, clf.lag_, clf.params_["C"], clf.params_["kernel"]),
+                        roc_auc_score(y[test], clf.decision_function(X[test]))))
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_ref, m_ref, r = measure(ref, 1, warmup=False)
+        t_ours, m_ours, o = measure(ours, 1, warmup=False)
+    return {"grid": {k.split("__")[1]: v for k, v in grid.items()},
+            "reference_s": t_ref, "ours_s": t_ours, "speedup": t_ref / t_ours,
+            "reference_peak_mb": m_ref / 2**20, "ours_peak_mb": m_ours / 2**20,
+            "reference_choices": [list(c) for c, _ in r], "ours_choices": [list(c) for c, _ in o],
+            "reference_auc": [s for _, s in r], "ours_auc": [s for _, s in o],
+            "same_choices": [c for c, _ in r] == [c for c, _ in o],
+            "scores_equal": bool(np.allclose([s for _, s in r], [s for _, s in o],
+                                             rtol=0, atol=1e-12))}
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def run_case(name, X, y, quick, out):
+    if quick:
+        single = bench_single(X, 8, 4, repeat=2)
+        grid = bench_grid(X, list(range(1, 6)), list(range(1, 6)))
+        nested = bench_nested(X[:, :6, :300], y, [1, 2, 3], [1, 2], [0.5, 1.0],
+                              ["linear", "rbf"])
+    else:
+        single = bench_single(X, 8, 4, repeat=5)
+        grid = bench_grid(X, list(range(1, 11)), list(range(1, 11)))
+        nested = bench_nested(X[:96, :, :500], y[:96], [1, 2, 3, 4], [1, 2, 4],
+                              [0.5, 1.0, 1.5], ["linear", "rbf"])
+    out[name] = {"shape": list(X.shape), "single": single, "grid": grid, "nested": nested}
+    for key, res in (("single (8, 4)", single), ("grid", grid), ("nested", nested)):
+        extra = (f"max rel diff {res['max_rel_diff']:.1e}" if "max_rel_diff" in res else
+                 f"same choices {res['same_choices']}, scores equal {res['scores_equal']}")
+        print(f"{name:10s} {key:14s} reference {res['reference_s']:8.3f} s  ours "
+              f"{res['ours_s']:8.3f} s  speedup {res['speedup']:6.1f}×  peak MB "
+              f"{res['reference_peak_mb']:7.1f} vs {res['ours_peak_mb']:7.1f}  {extra}",
+              flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, under a minute")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    args = parser.parse_args(argv)
+    out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                             "python": platform.python_version()}}
+    shape = (64, 22, 500) if args.quick else (288, 22, 1000)
+    X, y = synthetic(*shape)
+    run_case("synthetic", X, y, args.quick, out)
+    data = Path(args.data)
+    if (data / "MNE-eegbci-data").is_dir() and not args.quick:
+        Xp, yp = physionet(data)
+        run_case("physionet", Xp, yp, args.quick, out)
+    elif not args.quick:
+        print(f"physionet: skipped (no PhysioNet cache under {data})")
+    cases = [v for k, v in out.items() if k != "machine"]
+    summary = {
+        "speedup_single": min(c["single"]["speedup"] for c in cases),
+        "speedup_grid": min(c["grid"]["speedup"] for c in cases),
+        "speedup_nested": min(c["nested"]["speedup"] for c in cases),
+        "max_rel_diff": max(max(c["single"]["max_rel_diff"], c["grid"]["max_rel_diff"])
+                            for c in cases),
+        "scores_equal": all(c["nested"]["scores_equal"] and c["nested"]["same_choices"]
+                            for c in cases),
+        "peak_memory_not_higher": all(c[k]["ours_peak_mb"] <= c[k]["reference_peak_mb"]
+                                      for c in cases for k in ("single", "grid", "nested")),
+    }
+    out.update(summary)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,3 +31,8 @@ from brainmill.nn.registry import ACTS as ACTS
 from brainmill.nn.registry import NORMS as NORMS
 from brainmill.nn.registry import make_act as make_act
 from brainmill.nn.registry import make_norm as make_norm
+
+# isort: split
+# blocks
+from brainmill.nn.blocks import GatedSSMBlock as GatedSSMBlock
+from brainmill.nn.blocks import TransformerBlock as TransformerBlock

@@ -169,9 +169,7 @@ class LaggedProducts:
     def __init__(self, X: np.ndarray, delays: Iterable[int] = (0,)) -> None:
         X = check_signals(X)
         self.Xc = X - X.mean(axis=-1, keepdims=True)
-        n, c, t = self.Xc.shape
-        self._cumsum = np.zeros((n, c, t + 1))
-        np.cumsum(self.Xc, axis=-1, out=self._cumsum[:, :, 1:])
+        self._total = self.Xc.sum(axis=-1)  # ≈ 0 after centring, kept for exactness
         self._R: dict[int, np.ndarray] = {}
         self._sq_cumsum: np.ndarray | None = None
         self.add_delays(delays)
@@ -231,9 +229,18 @@ class LaggedProducts:
 
     def window_means(self, order: int, lag: int) -> np.ndarray:
         """Mean of each embedded row over its window: shape (n_epochs, order, C)."""
-        n = n_window(self.Xc.shape[-1], order, lag)
-        starts = np.arange(order) * lag
-        mu = (self._cumsum[:, :, starts + n] - self._cumsum[:, :, starts]) / n
+        n_ep, c, t = self.Xc.shape
+        n = n_window(t, order, lag)
+        if order == 1:
+            return (self._total / n)[:, None, :]
+        # window k = total − (first k·τ samples) − (last (order−k)·τ samples): only the
+        # edges are summed, never the whole epoch again
+        edge = order * lag
+        head = np.zeros((n_ep, c, order))
+        head[:, :, 1:] = np.cumsum(self.Xc[:, :, :edge - lag], axis=-1)[:, :, lag - 1::lag]
+        tail_cs = np.cumsum(self.Xc[:, :, t - edge:][:, :, ::-1], axis=-1)  # from the end
+        tail = tail_cs[:, :, (order - np.arange(order)) * lag - 1]
+        mu = (self._total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
 
     def scatter(self, order: int, lag: int, out: np.ndarray | None = None,
@@ -274,10 +281,15 @@ class LaggedProducts:
         tail = self._edge_gram(sl, t - order * lag, order, lag)
         for m in range(order):
             k = np.arange(order - m)
-            # prefix (strict) and suffix (inclusive) sums along the m-th block diagonal
-            h = np.cumsum(head[:, k, k + m], axis=1)
-            edge = np.cumsum(tail[:, k[::-1], k[::-1] + m], axis=1)[:, ::-1]
-            edge[:, 1:] += h[:, :-1]
+            # edge[k] = Σ_{j<k} head[j, j+m] + Σ_{j≥k} tail[j, j+m]: prefix (strict) and suffix
+            # (inclusive) sums along the m-th block diagonal, by whole-slab additions
+            edge = tail[:, k, k + m]  # a copy (fancy indexing), summed in place
+            for j in range(len(k) - 2, -1, -1):
+                edge[:, j] += edge[:, j + 1]
+            h = head[:, k[:-1], k[:-1] + m]
+            for j in range(1, len(k) - 1):
+                h[:, j] += h[:, j - 1]
+            edge[:, 1:] += h
             s = self._lagged(m * lag)[sl][:, None] - edge
             s -= n * mu[:, k, :, None] * mu[:, k + m, None, :]
             blocks[:, k, :, k + m, :] = s.transpose(1, 0, 2, 3)

@@ -62,14 +62,14 @@ def dataset(task: str, data: Path) -> DatasetConfig:
     })
 
 
-def pipelines() -> dict[str, tuple[str, str, object]]:
+def pipelines(grid: dict, max_order: int) -> dict[str, tuple[str, str, object]]:
     acm = dict(estimator="cov", inner_folds=3, **SEARCH)
     return {
         "ACM+TS+SVM (grid)": ("acm_ts_svm", "signals",
-                              AcmTsSvmConfig(selection="grid", **GRID, **acm)),
+                              AcmTsSvmConfig(selection="grid", **grid, **acm)),
         "ACM+TS+SVM (takens)": ("acm_ts_svm", "signals",
-                                AcmTsSvmConfig(selection="takens", max_order=10, max_lag=10,
-                                               **acm)),
+                                AcmTsSvmConfig(selection="takens", max_order=max_order,
+                                               max_lag=10, **acm)),
         "TS+SVM": ("acm_ts_svm", "signals",
                    AcmTsSvmConfig(selection="fixed", order=1, lag=1, **acm)),
         "CSP+LDA": ("csp_lda", "covariance", CspLdaConfig(n_components=6)),
@@ -81,13 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--orders", type=int, nargs="+", default=GRID["orders"])
+    parser.add_argument("--lags", type=int, nargs="+", default=GRID["lags"])
+    parser.add_argument("--max-order", type=int, default=10, help="bound of the Takens order")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    grid = {"orders": args.orders, "lags": args.lags}
     data = Path(args.data)
     if not (data / "MNE-eegbci-data").is_dir():
         print(f"skipped: no PhysioNet cache under {data}", file=sys.stderr)
         return 0
-    results = {"protocol": __doc__, "grid": {**GRID, **SEARCH}, "tasks": {}}
+    results = {"protocol": __doc__, "grid": {**grid, **SEARCH}, "seeds": args.seeds,
+               "takens_max_order": args.max_order, "tasks": {}}
     for task in args.tasks:
         ds = dataset(task, data)
         epochs = preprocess(load_recording(ds, "1", seed=0), ds.preprocessing).epochs
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{task}] {n} epochs × {len(epochs.ch_names)} channels × {len(epochs.times)} "
               f"samples, classes {np.bincount(feats['signals'].y).tolist()}", flush=True)
         table = {}
-        for label, (decoder, feature, params) in pipelines().items():
+        for label, (decoder, feature, params) in pipelines(grid, args.max_order).items():
             auc, acc, chosen = [], [], []
             start = time.perf_counter()
             for seed in range(args.seeds):
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 acc.append(within["summary"]["accuracy"]["mean"])
                 chosen += [(f["fit_info"]["order"], f["fit_info"]["lag"])
                            for f in within["folds"] if "fit_info" in f]
+                print(f"  [{task}] {label} seed {seed}: AUC {auc[-1]:.3f} acc {acc[-1]:.3f}",
+                      flush=True)
             table[label] = {
                 "roc_auc_mean": float(np.mean(auc)), "roc_auc_sd": float(np.std(auc, ddof=1)),
                 "accuracy_mean": float(np.mean(acc)), "accuracy_sd": float(np.std(acc, ddof=1)),

@@ -107,7 +107,7 @@ def test_disabling_a_decoder_and_events_as_strings(raw_default):
     ds["decoders"]["csp_lda"] = None
     ds["events"] = {"left_hand": "left_hand", "right_hand": "right_hand"}
     cfg = validate_config(raw_default)
-    assert list(cfg.datasets["synthetic"].decoders.enabled()) == ["ts_lr"]
+    assert list(cfg.datasets["synthetic"].decoders.enabled()) == ["ts_lr", "acm_ts_svm", "acm_mdm"]
     assert cfg.datasets["synthetic"].events == {"left_hand": ["left_hand"],
                                                 "right_hand": ["right_hand"]}
 

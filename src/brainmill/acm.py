@@ -239,11 +239,15 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             splits = self._inner_splits(y)
             products = LaggedProducts(X, grid_delays(
                 sorted({o for o, _ in valid}), sorted({lg for _, lg in valid})))
+            done: dict[tuple[int, int], np.ndarray] = {}
             for i, (o, lg) in enumerate(points):
                 if (o, lg) not in valid:
                     continue
-                covs = products.covariances(o, lg, self.estimator)
-                mean_scores[i] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
+                key = (o, lg if o > 1 else 0)  # order 1 ignores the lag: same matrices
+                if key not in done:
+                    covs = products.covariances(o, lg, self.estimator)
+                    done[key] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
+                mean_scores[i] = done[key]
             del products
             flat = np.where(np.isnan(mean_scores), -np.inf, mean_scores).ravel()
             best = int(np.argmax(flat))  # first of the ties, like GridSearchCV

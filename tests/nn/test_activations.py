@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from brainmill.nn.activations import RATIONAL_INITS, CRReLU, GroupRational, SwiGLU, rational_parts
+import brainmill.nn.activations as activations_module
+from brainmill.nn.activations import (
+    RATIONAL_INITS,
+    CRReLU,
+    GroupRational,
+    SwiGLU,
+    _group_rational_reference,
+    _GroupRationalFunction,
+    rational_parts,
+)
 
 DEVICES = [
     "cpu",
@@ -182,6 +191,150 @@ def test_rational_checks_divisibility_and_init_name():
         GroupRational(8)(torch.randn(2, 12))
     with pytest.raises(ValueError, match="valid"):
         GroupRational(8, init="relu")
+
+
+# ---------------------------------------------------------------------------------------------
+# GroupRational's autograd function against the plain-autograd reference
+# ---------------------------------------------------------------------------------------------
+
+
+def rational_inputs(shape, num_groups, numerator_rows=1, seed=0, dtype=torch.float64):
+    """Random x (with exact zeros), numerator (numerator_rows, 6), denominator (G, 4) with a
+    zero and negative entries; all leaves requiring grad."""
+    x = 1.5 * torch.randn(*shape, generator=gen(seed), dtype=dtype)
+    x.view(-1)[::7] = 0.0  # the |x| kink: autograd's abs takes sign(0) = 0
+    a = 0.5 * torch.randn(numerator_rows, 6, generator=gen(seed + 1), dtype=dtype)
+    b = torch.randn(num_groups, 4, generator=gen(seed + 2), dtype=dtype)
+    b[0, 1] = 0.0  # d|b|/db at b = 0 is 0 in autograd
+    b[:, 0] = -b[:, 0].abs()
+    return [t.requires_grad_(True) for t in (x, a, b)]
+
+
+FUNCTION_CASES = {
+    # shape, G, numerator rows, CPU chunk size (None = default)
+    "one_chunk": ((3, 5, 16), 4, 1, None),
+    "many_chunks_partial_last": ((37, 5, 16), 4, 1, 100),
+    "chunk_of_one_row": ((6, 24), 3, 1, 1),
+    "per_group_numerator": ((9, 4, 16), 4, 4, 150),
+    "single_group": ((11, 8), 1, 1, 20),
+    "several_default_chunks": ((2, 300, 128), 8, 1, None),
+}
+
+
+@pytest.fixture
+def chunk_numel(monkeypatch):
+    def set_chunk(numel):
+        if numel is not None:
+            monkeypatch.setattr(activations_module, "_CPU_CHUNK_NUMEL", numel)
+
+    return set_chunk
+
+
+@pytest.mark.parametrize("case", sorted(FUNCTION_CASES))
+def test_rational_function_matches_reference_values_and_gradients_float64(case, chunk_numel):
+    shape, groups, rows, chunk = FUNCTION_CASES[case]
+    chunk_numel(chunk)
+    x, a, b = rational_inputs(shape, groups, rows)
+    y = _GroupRationalFunction.apply(x, a, b, groups)
+    ref = _group_rational_reference(x, a, b, groups)
+    assert y.dtype == torch.float64 and y.shape == x.shape
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    grad = torch.randn(shape, generator=gen(9), dtype=torch.float64)
+    ours = torch.autograd.grad(y, (x, a, b), grad)
+    theirs = torch.autograd.grad(ref, (x, a, b), grad)
+    for name, g, r in zip(("x", "numerator", "denominator"), ours, theirs, strict=True):
+        assert g.shape == r.shape and g.dtype == r.dtype, name
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10, msg=name)
+
+
+def test_rational_function_gradcheck_and_gradgradcheck_float64(chunk_numel):
+    chunk_numel(24)  # several chunks, the last one partial
+    x, a, b = rational_inputs((5, 12), 3, seed=11)
+    with torch.no_grad():
+        x.add_(0.1 * torch.sign(x)).masked_fill_(x == 0, 0.3)  # finite differences off the kink
+        b[0, 1] = 0.2
+
+    def f(x, a, b):
+        return _GroupRationalFunction.apply(x, a, b, 3)
+
+    assert torch.autograd.gradcheck(f, (x, a, b))
+    assert torch.autograd.gradgradcheck(f, (x, a, b))  # create_graph goes through the reference
+
+
+def test_rational_function_partial_needs_input_grad():
+    x, a, b = rational_inputs((4, 3, 8), 2, seed=12)
+    grad = torch.randn(4, 3, 8, generator=gen(13), dtype=torch.float64)
+    full = torch.autograd.grad(_group_rational_reference(x, a, b, 2), (x, a, b), grad)
+    for keep in [(0,), (1,), (2,), (1, 2), (0, 2)]:
+        inputs = [t.detach().requires_grad_(i in keep) for i, t in enumerate((x, a, b))]
+        y = _GroupRationalFunction.apply(*inputs, 2)
+        got = torch.autograd.grad(y, [inputs[i] for i in keep], grad)
+        for i, g in zip(keep, got, strict=True):
+            torch.testing.assert_close(g, full[i], rtol=1e-10, atol=1e-10)
+
+
+def test_rational_function_saves_only_the_input_for_backward():
+    act = GroupRational(8)
+    x = torch.randn(4, 6, 64, requires_grad=True)
+    h = x * 2.0  # a non-leaf input, as from a Linear
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        act(h)
+    params = {p.untyped_storage().data_ptr() for p in act.parameters()}
+    others = {t.untyped_storage().data_ptr() for t in saved} - params
+    assert others == {h.untyped_storage().data_ptr()}
+
+
+def test_rational_function_noncontiguous_and_empty_inputs():
+    x, a, b = rational_inputs((16, 5, 3), 4, seed=14)
+    xt = x.transpose(0, 2)  # (3, 5, 16), not contiguous
+    y = _GroupRationalFunction.apply(xt, a, b, 4)
+    ref = _group_rational_reference(xt, a, b, 4)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    ours = torch.autograd.grad(y.sum(), (x, a, b))  # an expanded (stride-0) output gradient
+    theirs = torch.autograd.grad(ref.sum(), (x, a, b))
+    for g, r in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)
+    empty = torch.zeros(0, 16, dtype=torch.float64, requires_grad=True)
+    y = _GroupRationalFunction.apply(empty, a, b, 4)
+    assert y.shape == (0, 16)
+    ge, ga, gb = torch.autograd.grad(y.sum(), (empty, a, b))
+    assert ge.shape == (0, 16) and not ga.any() and not gb.any()
+
+
+def test_rational_module_float32_and_bfloat16_autocast_against_reference():
+    act = random_rational(num_groups=8, seed=15)
+    params = (act.weight_numerator, act.weight_denominator)
+    x = torch.randn(3, 40, 64, generator=gen(16))
+    grad = torch.randn(3, 40, 64, generator=gen(17))
+    # float32
+    x32 = x.clone().requires_grad_(True)
+    y = act(x32)
+    ref = _group_rational_reference(x32, *params, 8)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad(y, (x32, *params), grad)
+    theirs = torch.autograd.grad(ref, (x32, *params), grad)
+    for g, r in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+    # bfloat16 under autocast: computed in float32, returned in bfloat16
+    xb = x.bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = act(xb)
+        ref = _group_rational_reference(xb, *params, 8)
+    assert y.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref.float(), rtol=8e-3, atol=1e-6)  # ≤ 1 bf16 ulp
+    ours = torch.autograd.grad(y, (xb, *params), grad.bfloat16())
+    theirs = torch.autograd.grad(ref, (xb, *params), grad.bfloat16())
+    assert ours[0].dtype == torch.bfloat16 and ours[1].dtype == ours[2].dtype == torch.float32
+    torch.testing.assert_close(ours[0].float(), theirs[0].float(), rtol=8e-3, atol=1e-6)
+    for g, r in zip(ours[1:], theirs[1:], strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
 
 
 # =============================================================================================

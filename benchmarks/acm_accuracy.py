@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, nargs="+", default=GRID["orders"])
     parser.add_argument("--lags", type=int, nargs="+", default=GRID["lags"])
     parser.add_argument("--max-order", type=int, default=10, help="bound of the Takens order")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="pipeline labels to leave out, e.g. 'ACM+TS+SVM (takens)'")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     grid = {"orders": args.orders, "lags": args.lags}
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
               f"samples, classes {np.bincount(feats['signals'].y).tolist()}", flush=True)
         table = {}
         for label, (decoder, feature, params) in pipelines(grid, args.max_order).items():
+            if label in args.skip:
+                continue
             auc, acc, chosen = [], [], []
             start = time.perf_counter()
             for seed in range(args.seeds):

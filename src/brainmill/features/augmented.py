@@ -59,8 +59,8 @@ def check_signals(X: np.ndarray, *, what: str = "X") -> np.ndarray:
         epochs, channels = np.unique(bad[:, 0]), np.unique(bad[:, 1])
         raise ValueError(
             f"{what} contains {len(bad)} NaN/inf values (epochs {epochs[:10].tolist()}, "
-            f"channels {channels[:10].tolist()}); interpolate or drop those channels/epochs "
-            "before computing augmented covariances"
+            f"channels {channels[:10].tolist()}); interpolate or drop those channels or epochs"
+            " first"
         )
     return X
 

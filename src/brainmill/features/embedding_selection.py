@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .augmented import check_signals
+
 __all__ = [
     "average_mutual_information",
     "cao_dimension",
@@ -53,21 +55,9 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 def _check_signals(X, *, min_times: int, why: str) -> np.ndarray:
     """``X`` as float64 (n_epochs, n_channels, n_times), finite, with ``n_times > min_times``."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 3:
-        raise ValueError(
-            "X must have shape (n_epochs, n_channels, n_times); got a "
-            f"{X.ndim}-D array of shape {X.shape}"
-        )
+    X = check_signals(X)  # 3-D, finite (the same checks and messages as the ACM features)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X has no epochs or no channels (shape {X.shape})")
-    if not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X))
-        epochs, channels = np.unique(bad[:, 0]), np.unique(bad[:, 1])
-        raise ValueError(
-            f"X contains {len(bad)} NaN/inf values (epochs {epochs[:10].tolist()}, channels "
-            f"{channels[:10].tolist()}); interpolate or drop them before choosing the embedding"
-        )
     if X.shape[2] <= min_times:
         raise ValueError(
             f"epochs are too short: n_times = {X.shape[2]} but {why} needs n_times > {min_times}"

@@ -27,6 +27,7 @@ rank-deficient plain covariance) are skipped: they score NaN and are never chose
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,8 +35,10 @@ import numpy as np
 from pyriemann.classification import MDM
 from pyriemann.tangentspace import TangentSpace
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.decomposition import PCA
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import unique_labels
@@ -181,11 +184,6 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         return scores
 
     # ------------------------------------------------------------------------ selection
-    def _candidates(self, n_times: int, n_channels: int) -> tuple[list[int], list[int]]:
-        if self.selection == "grid":
-            return [int(o) for o in self.orders], [int(lg) for lg in self.lags]
-        return [int(self.order)], [int(self.lag)]
-
     def fit(self, X: np.ndarray, y: np.ndarray) -> ACMClassifier:
         """Choose (order, lag, C, kernel) on ``X, y`` only, then refit on all of it.
 
@@ -220,8 +218,10 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             info["takens"] = {"ami": list(map(float, chosen["ami"])),
                               "e1": list(map(float, chosen["e1"]))}
             orders, lags = [order], [lag]
+        elif self.selection == "grid":
+            orders, lags = [int(o) for o in self.orders], [int(lg) for lg in self.lags]
         else:
-            orders, lags = self._candidates(n_times, n_channels)
+            orders, lags = [int(self.order)], [int(self.lag)]
         scoring = self.scoring or default_scoring(len(self.classes_))
         scorer = get_scorer(scoring)
         params = self._svm_params()
@@ -233,12 +233,11 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                 f"samples and {n_channels} channels with estimator '{self.estimator}'; use "
                 "smaller orders/lags or estimator='oas'"
             )
-        single = len(valid) == 1 and len(params) == 1
-        mean_scores = np.full((len(points), len(params)), np.nan)
-        if not single:
+        products = LaggedProducts(X, grid_delays(
+            sorted({o for o, _ in valid}), sorted({lg for _, lg in valid})))
+        mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen
+        if len(valid) > 1 or len(params) > 1:
             splits = self._inner_splits(y)
-            products = LaggedProducts(X, grid_delays(
-                sorted({o for o, _ in valid}), sorted({lg for _, lg in valid})))
             done: dict[tuple[int, int], np.ndarray] = {}
             for i, (o, lg) in enumerate(points):
                 if (o, lg) not in valid:
@@ -248,20 +247,21 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                     covs = products.covariances(o, lg, self.estimator)
                     done[key] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
                 mean_scores[i] = done[key]
-            del products
-            flat = np.where(np.isnan(mean_scores), -np.inf, mean_scores).ravel()
-            best = int(np.argmax(flat))  # first of the ties, like GridSearchCV
+            mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen
+            best = int(np.argmax(mean_scores))  # first of the ties, like GridSearchCV
             point, param = points[best // len(params)], params[best % len(params)]
         else:
             point, param = valid[0], params[0]
         self.order_, self.lag_ = int(point[0]), int(point[1])
         self.params_ = dict(param)
-        covs = augmented_covariances(X, self.order_, self.lag_, self.estimator)
+        covs = products.covariances(self.order_, self.lag_, self.estimator)
+        del products
         self.pipeline_ = self._final(param).fit(covs, y)
-        best_per_point = np.nanmax(np.where(np.isnan(mean_scores), -np.inf, mean_scores), axis=1)
+        best_per_point = mean_scores.max(axis=1)
         grid = np.full((len(orders), len(lags)), np.nan)
         for (o, lg), v in zip(points, best_per_point, strict=True):
-            grid[orders.index(o), lags.index(lg)] = v if np.isfinite(v) else np.nan
+            if np.isfinite(v):
+                grid[orders.index(o), lags.index(lg)] = v
         info.update({
             "order": self.order_, "lag": self.lag_, **self.params_, "scoring": scoring,
             "inner_folds": int(self.inner_folds), "orders": orders, "lags": lags,
@@ -272,8 +272,6 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _final(self, params: dict[str, Any]) -> BaseEstimator:
-        from sklearn.pipeline import Pipeline
-
         if self.classifier == "mdm":
             return self._head(params)
         return Pipeline([("tangentspace", TangentSpace(metric=self.metric)),
@@ -332,10 +330,6 @@ def tangent_projection(
     dict
         ``order``, ``lag``, ``points`` (n_epochs × 2), ``y``, ``explained`` (variance ratios).
     """
-    from collections import Counter
-
-    from sklearn.decomposition import PCA
-
     chosen = Counter((i["order"], i["lag"]) for i in fit_infos if "order" in i)
     order, lag = chosen.most_common(1)[0][0] if chosen else (1, 1)
     covs = augmented_covariances(X, order, lag, estimator)

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from . import __version__
-from .acm import ACMClassifier
+from .acm import ACMClassifier, tangent_projection
 from .config import AcmMdmConfig, AcmTsSvmConfig, CspLdaConfig, EvaluationConfig, TsLrConfig
 from .errors import ConfigError, DataError
 from .evaluation import cross_validate
@@ -205,8 +205,6 @@ def run_decoder(
         ) from err
     extra: dict[str, Any] = {}
     if isinstance(template, ACMClassifier):
-        from .acm import tangent_projection
-
         infos = [f.get("fit_info", {}) for res in protocols.values() for f in res.get("folds", [])]
         extra["tangent_projection"] = tangent_projection(
             features.X, features.y, infos, template.estimator, template.metric)

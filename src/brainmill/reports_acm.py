@@ -87,7 +87,7 @@ def comparison_table(scores: pd.DataFrame) -> pd.DataFrame:
     ``n_subjects``, ``mean_difference`` (ACM − other, mean over subjects), ``sd``,
     ``acm_better`` (subjects where ACM scored higher).
     """
-    ok = scores[scores.get("skipped", "") == ""] if "skipped" in scores else scores
+    ok = scores[scores["skipped"] == ""] if "skipped" in scores else scores
     rows = []
     acms = sorted(d for d in ok["decoder"].unique() if str(d).startswith("acm_"))
     others = [d for d in CLASSICAL if d in set(ok["decoder"])]

@@ -171,17 +171,13 @@ class LaggedProducts:
         self.Xc = X - X.mean(axis=-1, keepdims=True)
         self._total = self.Xc.sum(axis=-1)  # ≈ 0 after centring, kept for exactness
         self._R: dict[int, np.ndarray] = {}
-        self._sq_cumsum: np.ndarray | None = None
+        self._rank_checked = False
         self.add_delays(delays)
 
     @classmethod
     def for_grid(cls, X: np.ndarray, orders: Sequence[int], lags: Sequence[int]) -> LaggedProducts:
         """Precompute every delay needed by ``orders × lags``."""
         return cls(X, grid_delays(orders, lags))
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.Xc.shape
 
     def add_delays(self, delays: Iterable[int]) -> None:
         """Compute ``R(d) = Σ_t x(t) x(t+d)ᵀ`` for new delays.
@@ -243,8 +239,7 @@ class LaggedProducts:
         mu = (self._total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
 
-    def scatter(self, order: int, lag: int, out: np.ndarray | None = None,
-                chunk: int = 32) -> tuple[np.ndarray, np.ndarray, int]:
+    def scatter(self, order: int, lag: int, chunk: int = 32) -> tuple[np.ndarray, np.ndarray, int]:
         """Un-normalised centred scatter ``Σ_t (x_t - m)(x_t - m)ᵀ`` of the embedding.
 
         Block ``(k, k+m)`` is ``R(mτ)`` minus the head terms (block-diagonal prefix sum of the
@@ -263,8 +258,7 @@ class LaggedProducts:
         n_ep, c, t = self.Xc.shape
         n = n_window(t, order, lag)
         mu = self.window_means(order, lag)
-        if out is None:
-            out = np.empty((n_ep, order * c, order * c))
+        out = np.empty((n_ep, order * c, order * c))
         for first in range(0, n_ep, chunk):
             sl = slice(first, min(first + chunk, n_ep))
             self._scatter_chunk(sl, order, lag, n, mu[sl], out[sl])
@@ -333,7 +327,7 @@ class LaggedProducts:
         Average referencing, for instance, removes one dimension: the plain estimator then
         gives singular matrices that have no tangent space or Riemannian distance.
         """
-        if getattr(self, "_rank_checked", False):
+        if self._rank_checked:
             return
         eig = np.linalg.eigvalsh(self._lagged(0))
         bad = np.flatnonzero(eig[:, 0] <= rtol * eig[:, -1])
@@ -376,6 +370,7 @@ def augmented_covariances(
     -------
     ndarray, shape (n_epochs, n_channels·order, n_channels·order)
     """
-    X = check_signals(X)
-    check_embedding(X.shape[-1], X.shape[1], order, lag, estimator)
-    return LaggedProducts(X, [m * lag for m in range(order)]).covariances(order, lag, estimator)
+    products = LaggedProducts(X)  # validates X once; R(0) only
+    check_embedding(products.Xc.shape[-1], products.Xc.shape[1], order, lag, estimator)
+    products.add_delays(m * lag for m in range(order))
+    return products.covariances(order, lag, estimator)

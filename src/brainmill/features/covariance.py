@@ -38,6 +38,22 @@ def epochs_arrays(
     return X, y, meta["session"].to_numpy(str), meta["run"].to_numpy(str)
 
 
+def _feature_meta(
+    feature: str, params: CovarianceFeature | SignalsFeature, epochs: mne.BaseEpochs,
+    **versions: str,
+) -> dict:
+    """Metadata stored with every feature file: name, parameters, channels, timing, versions."""
+    return {
+        "feature": feature,
+        "params": params.model_dump(),
+        "ch_names": list(epochs.ch_names),
+        "sfreq": float(epochs.info["sfreq"]),
+        "tmin": float(epochs.tmin),
+        "tmax": float(epochs.tmax),
+        "versions": {**versions, "mne": mne.__version__},
+    }
+
+
 def compute_covariances(
     epochs: mne.BaseEpochs, params: CovarianceFeature, classes: list[str]
 ) -> FeatureSet:
@@ -62,15 +78,7 @@ def compute_covariances(
     """
     X, y, session, run = epochs_arrays(epochs, classes)
     covs = Covariances(estimator=params.estimator).fit_transform(X.astype(np.float64))
-    meta = {
-        "feature": "covariance",
-        "params": params.model_dump(),
-        "ch_names": list(epochs.ch_names),
-        "sfreq": float(epochs.info["sfreq"]),
-        "tmin": float(epochs.tmin),
-        "tmax": float(epochs.tmax),
-        "versions": {"pyriemann": pyriemann.__version__, "mne": mne.__version__},
-    }
+    meta = _feature_meta("covariance", params, epochs, pyriemann=pyriemann.__version__)
     return FeatureSet(X=covs, y=y, classes=classes, session=session, run=run, meta=meta)
 
 
@@ -89,15 +97,7 @@ def epoch_signals(
     """
     X, y, session, run = epochs_arrays(epochs, classes)
     X = check_signals(X, what=f"epochs ({len(X)} epochs)")
-    meta = {
-        "feature": "signals",
-        "params": params.model_dump(),
-        "ch_names": list(epochs.ch_names),
-        "sfreq": float(epochs.info["sfreq"]),
-        "tmin": float(epochs.tmin),
-        "tmax": float(epochs.tmax),
-        "versions": {"mne": mne.__version__},
-    }
+    meta = _feature_meta("signals", params, epochs)
     return FeatureSet(X=X, y=y, classes=classes, session=session, run=run, meta=meta)
 
 
@@ -153,12 +153,13 @@ class AugmentedCovariance(TransformerMixin, BaseEstimator):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("AugmentedCovariance is not fitted; call fit first")
-        X = self._validate(X)
-        if X.shape[1] != self.n_channels_:
+        shape = np.shape(X)
+        if len(shape) == 3 and shape[1] != self.n_channels_:
             raise ValueError(
-                f"X has {X.shape[1]} channels but AugmentedCovariance was fitted with "
+                f"X has {shape[1]} channels but AugmentedCovariance was fitted with "
                 f"{self.n_channels_}"
             )
+        # validates X (3-D, finite), the estimator and the embedding
         return augmented_covariances(X, self.order, self.lag, self.estimator)
 
     def __sklearn_tags__(self):

@@ -58,7 +58,8 @@ def test_registry_builds_named_pipelines():
     csp = make_decoder("csp_lda", {"n_components": 2}, seed=3)
     assert list(csp.named_steps) == ["csp", "lda"]
     assert csp.named_steps["csp"].nfilter == 2 and csp.named_steps["csp"].log is True
-    assert set(DECODERS) == {"ts_lr", "csp_lda", "acm_ts_svm", "acm_mdm"}
+    assert set(DECODERS) == {"ts_lr", "csp_lda", "acm_ts_svm", "acm_mdm", "bandpower_lr",
+                             "token_transformer"}
     acm = make_decoder("acm_ts_svm", {"selection": "fixed", "order": 3, "Cs": [2.0]}, seed=5)
     assert isinstance(acm, ACMClassifier)
     assert (acm.classifier, acm.selection, acm.order, acm.Cs, acm.random_state) == (
@@ -68,7 +69,8 @@ def test_registry_builds_named_pipelines():
 
 
 def test_unknown_decoder_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown decoder 'svm'.*acm_mdm, acm_ts_svm, csp_lda"):
+    with pytest.raises(ConfigError,
+                       match="unknown decoder 'svm'.*acm_mdm, acm_ts_svm, bandpower_lr, csp_lda"):
         run_decoder("svm", None, simulated_features(n_per_class=5), EvaluationConfig(), 0,
                     subject="1", dataset="d")
 
@@ -182,3 +184,52 @@ def test_acm_decoder_records_per_fold_choice_and_auc_from_decision_values():
         assert metrics["protocols"][protocol]["summary"]["roc_auc"]["mean"] > 0.8
     assert "decision" in predictions.columns
     assert predictions[[c for c in predictions if c.startswith("proba_")]].isna().all().all()
+
+
+# --------------------------------------------------------------------------- bandpower_lr
+
+
+def simulated_bandpower(n_runs=40, per_run=4, seed=0) -> FeatureSet:
+    """log band powers of 3 classes on one channel x 5 bands, windows grouped in runs.
+
+    Class k raises band k by 0.4 decades; every run adds its own offset to every band (the
+    recording), so windows of a run are alike and only grouped folds are honest.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_runs) % 3, per_run)
+    run = np.repeat([f"r{i:02d}" for i in range(n_runs)], per_run)
+    X = rng.normal(0, 0.15, size=(len(y), 5)) + np.repeat(rng.normal(0, 0.2, (n_runs, 5)),
+                                                           per_run, axis=0)
+    X[np.arange(len(y)), y] += 0.4
+    return FeatureSet(X=X, y=y, classes=CLASSES, session=np.full(len(y), "1"), run=run,
+                      meta={})
+
+
+def test_bandpower_lr_pipeline_and_three_classes():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from brainmill.config import BandpowerLrConfig
+
+    pipe = make_decoder("bandpower_lr", BandpowerLrConfig(C=0.3), seed=4)
+    assert list(pipe.named_steps) == ["scale", "logreg"]
+    assert isinstance(pipe.named_steps["scale"], StandardScaler)
+    lr = pipe.named_steps["logreg"]
+    assert isinstance(lr, LogisticRegression) and (lr.C, lr.random_state) == (0.3, 4)
+    assert lr.max_iter >= 1000
+
+    features = simulated_bandpower()
+    grouped = EvaluationConfig(protocols=["grouped_kfold"], n_folds=5)
+    metrics, preds = run_decoder("bandpower_lr", {"C": 1.0}, features, grouped, 0,
+                                 subject="all", dataset="sim")
+    res = metrics["protocols"]["grouped_kfold"]
+    assert metrics["params"] == {"feature": "bandpower", "C": 1.0}
+    assert res["summary"]["accuracy"]["mean"] > 0.75  # chance is 1/3
+    assert np.array(res["confusion_matrix"]).shape == (3, 3)
+    # multinomial: probabilities over the three classes sum to one
+    np.testing.assert_allclose(preds[[f"proba_{c}" for c in CLASSES]].sum(axis=1), 1.0)
+
+    features.y = np.repeat(np.random.default_rng(2).permutation(features.y[::4]), 4)
+    metrics, _ = run_decoder("bandpower_lr", None, features, grouped, 0, subject="all",
+                             dataset="sim")
+    assert metrics["protocols"]["grouped_kfold"]["summary"]["accuracy"]["mean"] < 0.5

@@ -19,6 +19,7 @@ from brainmill.evaluation import (
     classification_metrics,
     cross_session_splits,
     cross_validate,
+    grouped_kfold_splits,
     within_session_splits,
 )
 
@@ -289,3 +290,90 @@ def test_cross_validate_rejects_bad_input():
     with pytest.raises(ValueError, match="length"):
         cross_validate(LogisticRegression, X[:-1], y, session, run, ["within_session"], 5,
                        True, 0)
+
+
+# ------------------------------------------------------------------------ grouped_kfold
+
+
+def _windows(n_runs=40, per_run=8, n_classes=2, sessions=("1",)):
+    """Windows cut from runs: every run holds one class; run labels repeat across sessions."""
+    y = np.repeat(np.arange(n_runs) % n_classes, per_run)
+    run = np.repeat([f"r{i:02d}" for i in range(n_runs)], per_run)
+    session = np.repeat(np.resize(np.array(sessions), n_runs), per_run)
+    return y, session, run
+
+
+def test_grouped_kfold_keeps_runs_whole_stratifies_and_tests_each_epoch_once():
+    y, session, run = _windows(n_runs=40, per_run=8, n_classes=2)
+    splits = grouped_kfold_splits(y, session, run, n_folds=5, shuffle=True, seed=0)
+    assert [s.fold for s in splits] == list(range(5))
+    for s in splits:
+        assert not set(run[s.train]) & set(run[s.test])  # no run on both sides
+        assert not set(s.train) & set(s.test)
+        assert np.bincount(y[s.test]).tolist() == [32, 32]  # 4 runs of each class
+        assert s.protocol == "grouped_kfold" and s.test_session == "1"
+        assert s.train_sessions == ["1"]
+    tested = np.concatenate([s.test for s in splits])
+    assert sorted(tested.tolist()) == list(range(len(y)))
+
+
+def test_grouped_kfold_groups_are_session_run_pairs():
+    # run "1" in each of 6 sessions: six groups, not one
+    y = np.repeat([0, 1, 0, 1, 0, 1], 5)
+    session = np.repeat([f"excerpt{i}" for i in range(1, 7)], 5)
+    run = np.full(len(y), "1")
+    splits = grouped_kfold_splits(y, session, run, n_folds=3, shuffle=False, seed=0)
+    for s in splits:
+        assert not set(session[s.train]) & set(session[s.test])
+        assert len(set(session[s.test])) == 2
+        assert s.test_session == "+".join(sorted(set(session[s.test])))
+        assert s.train_sessions == [x for x in dict.fromkeys(session) if x in set(session[s.train])]
+
+
+def test_grouped_kfold_shuffle_follows_the_seed():
+    y, session, run = _windows(n_runs=30, per_run=3, n_classes=3)
+    folds = {}
+    for seed in (1, 1, 2):
+        splits = grouped_kfold_splits(y, session, run, 5, True, seed)
+        fold_of = np.empty(len(y), int)
+        for s in splits:
+            fold_of[s.test] = s.fold
+        folds.setdefault(seed, []).append(fold_of)
+    assert np.array_equal(folds[1][0], folds[1][1])
+    assert not np.array_equal(folds[1][0], folds[2][0])
+
+
+def test_grouped_kfold_too_few_runs_names_class_and_fix():
+    y, session, run = _windows(n_runs=7, per_run=4, n_classes=2)  # class 1 in 3 runs
+    with pytest.raises(DataError, match=r"class 'b' occurs in 3 run\(s\), too few for "
+                                        r"5-fold.*at most 3"):
+        grouped_kfold_splits(y, session, run, 5, True, 0, classes=["a", "b"])
+    with pytest.raises(DataError, match=r"only 3 run\(s\), too few for 5-fold"):
+        grouped_kfold_splits(y[:12], session[:12], run[:12], 5, True, 0)
+
+
+def test_grouped_kfold_stops_a_decoder_that_memorises_runs():
+    """Each run has its own random class and a run-specific feature: 1-NN memorises runs.
+    Windows of a run split across folds (within_session) let it score ~100 %; grouped folds
+    hold whole runs out, so it falls to chance."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    n_runs, per_run = 60, 6
+    y = np.repeat(rng.permutation(np.arange(n_runs) % 2), per_run)
+    run = np.repeat(np.arange(n_runs).astype(str), per_run)
+    session = np.full(len(y), "1")
+    X = np.repeat(rng.normal(size=(n_runs, 3)), per_run, axis=0)
+    X += 0.01 * rng.normal(size=X.shape)
+    results, preds = cross_validate(lambda: KNeighborsClassifier(1), X, y, session, run,
+                                    ["within_session", "grouped_kfold"], 5, True, 0,
+                                    classes=["a", "b"])
+    assert results["within_session"]["summary"]["accuracy"]["mean"] > 0.95
+    assert results["grouped_kfold"]["summary"]["accuracy"]["mean"] < 0.7
+    grouped = results["grouped_kfold"]
+    assert grouped["n_folds"] == 5 and len(grouped["folds"]) == 5
+    assert "Grouped stratified 5-fold" in grouped["description"]
+    assert "60 runs" in grouped["description"] and "nothing fitted" in grouped["description"]
+    rows = preds[preds.protocol == "grouped_kfold"]
+    assert sorted(rows.epoch) == list(range(len(y)))
+    assert (rows.groupby("run").fold.nunique() == 1).all()  # a run's windows share a fold

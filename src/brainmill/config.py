@@ -191,8 +191,114 @@ class MOABBSource(StrictModel):
         return None
 
 
+#: Bonn sets: Z, O healthy (eyes open, closed), N, F interictal, S ictal.
+BONN_SETS = ("Z", "O", "N", "F", "S")
+#: Length of every Bonn segment: 4097 samples at 173.61 Hz.
+BONN_SEGMENT_S = 4097 / 173.61
+
+
+class BonnSource(StrictModel):
+    """Bonn University epilepsy EEG (Andrzejak et al. 2001), single-channel segments.
+
+    One pooled subject: every segment of ``sets`` is one run of session ``"1"``; windows of
+    ``window_s`` every ``step_s`` inside each segment are annotated with the set letter. See
+    :mod:`brainmill.datasets.bonn`.
+    """
+
+    kind: Literal["bonn"] = "bonn"
+    path: str | None = Field(
+        None,
+        description="Folder holding bonn-epilepsy/ (or the set folders Z/ O/ N/ F/ S/ "
+        "themselves). Defaults to $MNE_DATA, then MNE's configured data path.",
+    )
+    sets: list[Literal["Z", "O", "N", "F", "S"]] = Field(
+        default_factory=lambda: list(BONN_SETS), min_length=1,
+        description="Sets to load: Z, O healthy; N, F interictal; S ictal.",
+    )
+    segments: list[int] | None = Field(
+        None, description="Segment numbers (1 to 100) of every set; default: every segment "
+        "file present in each set's folder.",
+    )
+    window_s: float = Field(5.0, gt=0, description="Window length (s), inside one segment.")
+    step_s: float = Field(2.5, gt=0, description="Step between window starts (s).")
+
+    @field_validator("sets")
+    @classmethod
+    def _sets_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"sets are listed twice: {value}")
+        return value
+
+    @field_validator("segments")
+    @classmethod
+    def _segments_in_range(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        bad = [s for s in value if not 1 <= s <= 100]
+        if bad or not value:
+            raise ValueError(f"segments {bad or value} do not exist; each Bonn set has "
+                             "segments 1 to 100")
+        if len(set(value)) != len(value):
+            raise ValueError(f"segments are listed twice: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> BonnSource:
+        if self.window_s > BONN_SEGMENT_S:
+            raise ValueError(f"window_s ({self.window_s}) is longer than a Bonn segment "
+                             f"({BONN_SEGMENT_S:.3f} s)")
+        return self
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return 1
+
+
+class DreamsSource(StrictModel):
+    """DREAMS Sleep Spindles database (Devuyst et al., Univ. Mons): 30-min single-channel
+    excerpts with 5-s hypnograms.
+
+    One pooled subject whose sessions are the excerpts (``"excerpt1"`` …); 30-s windows whose
+    six 5-s scores agree are annotated W, REM, N1, N2 or N3. See
+    :mod:`brainmill.datasets.dreams`.
+    """
+
+    kind: Literal["dreams"] = "dreams"
+    path: str | None = Field(
+        None,
+        description="Folder holding dreams-spindles/ (or the excerptN.txt and "
+        "Hypnogram_excerptN.txt files themselves). Defaults to $MNE_DATA, then MNE's "
+        "configured data path.",
+    )
+    excerpts: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6], min_length=1,
+        description="Excerpt numbers; each needs excerptN.txt and Hypnogram_excerptN.txt.",
+    )
+    sfreq: float = Field(
+        200.0, gt=0,
+        description="Every excerpt is resampled to this rate (Hz) so that they concatenate "
+        "(the files hold 100, 50 and 200 Hz).",
+    )
+
+    @field_validator("excerpts")
+    @classmethod
+    def _excerpts_in_range(cls, value: list[int]) -> list[int]:
+        bad = [e for e in value if not 1 <= e <= 8]
+        if bad:
+            raise ValueError(f"excerpts {bad} do not exist; the DREAMS spindles database has "
+                             "excerpts 1 to 8")
+        if len(set(value)) != len(value):
+            raise ValueError(f"excerpts are listed twice: {value}")
+        return value
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        return len(self.excerpts)
+
+
 Source = Annotated[
-    SyntheticSource | EEGBCISource | FilesSource | BIDSSource | MOABBSource,
+    SyntheticSource | EEGBCISource | FilesSource | BIDSSource | MOABBSource | BonnSource
+    | DreamsSource,
     Field(discriminator="kind"),
 ]
 
@@ -273,6 +379,142 @@ class EEGPreprocessing(StrictModel):
         return self
 
 
+# ------------------------------------------------------------------ tokens and torch training
+
+#: brainmill.nn registry names (kept equal to NORMS/ACTS by a test; no torch import here)
+NormName = Literal["layernorm", "rmsnorm", "unified", "batch_channel", "evonorm_s0",
+                   "evonorm_b0"]
+ActName = Literal["gelu", "swiglu", "rational", "crrelu"]
+ProtocolName = Literal["within_session", "cross_session", "grouped_kfold"]
+
+
+class TrainingConfig(StrictModel):
+    """One torch training run (:class:`brainmill.training.TrainConfig`; the seed is the run's)."""
+
+    max_epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate after warm-up.")
+    min_lr: float = Field(
+        1e-5, ge=0, description="Learning rate at the end of the cosine decay; must not exceed "
+        "lr (the TFM reference's final_lr > lr made its schedule rise).")
+    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Share of steps in warm-up.")
+    weight_decay: float = Field(1e-2, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', "
+                        "'cuda' or 'cuda:N'.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto': bf16 autocast on CUDA, fp32 on CPU.")
+    compile: bool = Field(False, description="torch.compile the model.")
+    val_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of the training data held out (never the test "
+        "fold) for early stopping and model selection.")
+    patience: int | None = Field(None, ge=1, description="Epochs without improvement before "
+                                 "stopping (needs val_fraction > 0).")
+    checkpoint_every: int = Field(0, ge=0, description="Optimiser steps between checkpoints "
+                                  "(0: end of each epoch).")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> TrainingConfig:
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.patience is not None and self.val_fraction == 0:
+            raise ValueError("patience needs a validation split: set val_fraction > 0")
+        return self
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`brainmill.training.TrainConfig` (without the seed)."""
+        return self.model_dump()
+
+
+class TokenizerModelConfig(StrictModel):
+    """TFM tokenizer architecture (:class:`brainmill.models.tokenizer.TokenizerConfig`)."""
+
+    sfreq: float = Field(200.0, gt=0, description="Signals are resampled to this (Hz).")
+    n_fft: int = Field(200, ge=8, description="STFT window (samples at sfreq).")
+    hop: int = Field(100, ge=1, description="STFT hop (samples); one token per hop.")
+    n_bins: int = Field(100, ge=2, description="Frequency bins kept from 0 Hz.")
+    band_size: int = Field(5, ge=1, description="Bins per frequency patch.")
+    dim: int = Field(64, ge=8)
+    n_heads: int = Field(8, ge=1)
+    freq_depth: int = Field(2, ge=1)
+    time_depth: int = Field(2, ge=1)
+    decoder_depth: int = Field(2, ge=1, description="Reconstruction decoder blocks "
+                               "(reference: 8).")
+    n_codes: int = Field(8192, ge=2, description="Codebook size.")
+    decay: float = Field(0.99, ge=0, lt=1)
+    commitment: float = Field(1.0, ge=0)
+    dead_code_threshold: float = Field(0.0, ge=0, description="Restart codes used less than "
+                                       "this often per batch (0: never, as the reference).")
+    mask_freq: float = Field(0.5, gt=0, lt=1)
+    mask_time: float = Field(0.5, gt=0, lt=1)
+    symmetric: bool = True
+    dropout: float = Field(0.1, ge=0, lt=1)
+    norm: NormName = "layernorm"
+    act: ActName = "gelu"
+    mlp_ratio: float = Field(4.0, gt=0)
+    gate_groups: int = Field(4, ge=1, description="Groups of bands pooled by the gate.")
+    norm_groups: int = Field(16, ge=1, description="GroupNorm groups of the conv stems.")
+
+
+class TokenizerSettings(StrictModel):
+    """The dataset-level tokenizer trained by rule ``train_tokenizer`` (no labels used)."""
+
+    model: TokenizerModelConfig = Field(default_factory=TokenizerModelConfig)
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(
+        max_epochs=20, batch_size=256, val_fraction=0.1, patience=5))
+    subjects: Annotated[
+        list[str] | None,
+        WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": ["string", "integer"]}},
+                                  {"type": "null"}]}),
+    ] = Field(
+        None, description="Subjects whose epochs train the tokenizer (default: every subject). "
+        "It never sees labels; with the default it sees every subject's signals, test folds "
+        "included — choose other subjects for a strictly held-out tokenizer.")
+
+    max_windows: int | None = Field(
+        None, ge=1, description="Train on at most this many single-channel windows, drawn "
+        "at random with the run's seed (default: all).")
+
+    @field_validator("subjects", mode="before")
+    @classmethod
+    def _subjects_as_str(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+
+class TokensFeature(StrictModel):
+    """Token ids per channel and frame, written by rule ``tokenize`` from the tokenizer."""
+
+    batch_size: int = Field(512, ge=1, description="Windows per forward pass.")
+
+
+class TokenTransformerModelConfig(StrictModel):
+    """Token Transformer architecture; its width is the tokenizer's ``dim``."""
+
+    n_heads: int = Field(4, ge=1)
+    depth: int = Field(4, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    norm: NormName = "layernorm"
+    act: ActName = "gelu"
+
+
+class TokenTransformerConfig(StrictModel):
+    """Transformer over the tokens of every channel and frame ([CLS] pooled)."""
+
+    feature: Literal["tokens"] = "tokens"
+    model: TokenTransformerModelConfig = Field(default_factory=TokenTransformerModelConfig)
+    pretraining: TrainingConfig | None = Field(
+        None, description="Masked-token pretraining on each training fold's tokens first.")
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(
+        max_epochs=50, batch_size=64, val_fraction=0.2, patience=10))
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    monitor: Literal["kappa", "balanced_accuracy", "loss"] = Field(
+        "kappa", description="Validation score that picks the epoch (reference: Cohen's κ).")
+    protocols: list[ProtocolName] | None = Field(
+        None, min_length=1, description="Protocols for this decoder only (default: the "
+        "dataset's evaluation.protocols); a way to bound its cost.")
+
+
 # ------------------------------------------------------------------------------- features
 
 
@@ -287,11 +529,45 @@ class SignalsFeature(StrictModel):
     (the ACM decoders choose the delay embedding on each training fold)."""
 
 
+def _clinical_bands() -> dict[str, tuple[float, float]]:
+    # the conventional clinical EEG bands; edges are shared, each bin counts in one band
+    return {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0),
+            "beta": (13.0, 30.0), "gamma": (30.0, 45.0)}
+
+
+class BandpowerFeature(StrictModel):
+    """Per-epoch log10 band power of every channel from a Welch spectrum (nothing is fitted
+    across epochs). See :mod:`brainmill.features.bandpower`."""
+
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=_clinical_bands,
+        description="Band name → [low, high) edges (Hz). Default: the clinical bands delta "
+        "0.5-4, theta 4-8, alpha 8-13, beta 13-30, gamma 30-45 Hz.",
+    )
+    segment_s: float = Field(
+        2.0, gt=0, description="Welch segment length (s); the epoch length if shorter.")
+    overlap: float = Field(0.5, ge=0, lt=1, description="Overlap of Welch segments (fraction).")
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_ordered(cls, value: dict[str, tuple[float, float]]) -> dict:
+        if not value:
+            raise ValueError("bands is empty; give at least one band")
+        for name, (lo, hi) in value.items():
+            if not _DATASET_RE.match(name):
+                raise ValueError(f"band name '{name}' must be letters, digits and '_' only")
+            if not 0 <= lo < hi:
+                raise ValueError(f"band '{name}' = [{lo}, {hi}]; expected 0 <= low < high")
+        return value
+
+
 class FeaturesConfig(StrictModel):
     """Feature extractors; each writes ``features/{name}.npz``."""
 
     covariance: CovarianceFeature = Field(default_factory=CovarianceFeature)
     signals: SignalsFeature = Field(default_factory=SignalsFeature)
+    bandpower: BandpowerFeature = Field(default_factory=BandpowerFeature)
+    tokens: TokensFeature = Field(default_factory=TokensFeature)
 
 
 # ------------------------------------------------------------------------------- decoders
@@ -348,6 +624,14 @@ class AcmTsSvmConfig(AcmMdmConfig):
         default_factory=lambda: ["linear", "rbf"], min_length=1)
 
 
+class BandpowerLrConfig(StrictModel):
+    """Log band power → standardisation → multinomial logistic regression (a classical
+    baseline that works on a single channel)."""
+
+    feature: Literal["bandpower"] = "bandpower"
+    C: float = Field(1.0, gt=0, description="Inverse regularisation strength.")
+
+
 class DecodersConfig(StrictModel):
     """Decoders to run; set one to ``null`` to disable it."""
 
@@ -355,6 +639,8 @@ class DecodersConfig(StrictModel):
     csp_lda: CspLdaConfig | None = Field(default_factory=CspLdaConfig)
     acm_ts_svm: AcmTsSvmConfig | None = None
     acm_mdm: AcmMdmConfig | None = None
+    bandpower_lr: BandpowerLrConfig | None = None
+    token_transformer: TokenTransformerConfig | None = None
 
     def enabled(self) -> dict[str, StrictModel]:
         """Return ``{name: params}`` of the decoders that are switched on."""
@@ -368,10 +654,14 @@ class DecodersConfig(StrictModel):
 class EvaluationConfig(StrictModel):
     """Cross-validation protocols. Nothing fitted ever sees a test fold."""
 
-    protocols: list[Literal["within_session", "cross_session"]] = Field(
-        default_factory=lambda: ["within_session", "cross_session"], min_length=1
+    protocols: list[ProtocolName] = Field(
+        default_factory=lambda: ["within_session", "cross_session"], min_length=1,
+        description="within_session: stratified k-fold inside each session; cross_session: "
+        "leave-one-session-out; grouped_kfold: stratified k-fold over all epochs that keeps "
+        "every run (e.g. a Bonn segment) whole in one fold.",
     )
-    n_folds: int = Field(5, ge=2, description="Folds of the within-session stratified k-fold.")
+    n_folds: int = Field(
+        5, ge=2, description="Folds of the within-session and grouped stratified k-folds.")
     shuffle: bool = True
 
 
@@ -404,6 +694,9 @@ class DatasetConfig(StrictModel):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     decoders: DecodersConfig = Field(default_factory=DecodersConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tokenizer: TokenizerSettings | None = Field(
+        None, description="Dataset-level TFM tokenizer (needed by the token_transformer "
+        "decoder); null: none.")
 
     @field_validator("subjects", mode="before")
     @classmethod
@@ -449,6 +742,15 @@ class DatasetConfig(StrictModel):
                 )
         if not self.decoders.enabled():
             raise ValueError("every decoder is disabled; enable at least one")
+        if self.decoders.token_transformer is not None and self.tokenizer is None:
+            raise ValueError("decoders.token_transformer needs a 'tokenizer' section in the "
+                             "dataset (its codebook and tokens); add 'tokenizer: {}' for the "
+                             "defaults")
+        if self.tokenizer is not None and self.tokenizer.subjects is not None:
+            unknown = sorted(set(self.tokenizer.subjects) - set(self.subjects))
+            if unknown:
+                raise ValueError(f"tokenizer.subjects {unknown} are not subjects of the "
+                                 f"dataset ({self.subjects})")
         return self
 
     @property
@@ -479,7 +781,7 @@ class Config(StrictModel):
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    kinds = {"synthetic", "eegbci", "files", "bids", "moabb"}
+    kinds = {"synthetic", "eegbci", "files", "bids", "moabb", "bonn", "dreams"}
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         parts = []

@@ -1,4 +1,4 @@
-"""Decoders on covariance features and their cross-validated evaluation.
+"""Decoders on per-epoch features and their cross-validated evaluation.
 
 Each entry of :data:`DECODERS` builds an unfitted scikit-learn pipeline from its config model;
 :func:`run_decoder` evaluates one under the configured protocols and returns the contents of
@@ -21,10 +21,19 @@ from sklearn.base import clone
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from . import __version__
 from .acm import ACMClassifier, tangent_projection
-from .config import AcmMdmConfig, AcmTsSvmConfig, CspLdaConfig, EvaluationConfig, TsLrConfig
+from .config import (
+    AcmMdmConfig,
+    AcmTsSvmConfig,
+    BandpowerLrConfig,
+    CspLdaConfig,
+    EvaluationConfig,
+    TokenTransformerConfig,
+    TsLrConfig,
+)
 from .errors import ConfigError, DataError
 from .evaluation import cross_validate
 from .io import FeatureSet
@@ -83,17 +92,45 @@ def make_acm_mdm(params: AcmMdmConfig, seed: int) -> ACMClassifier:
     return ACMClassifier(classifier="mdm", **_acm_kwargs(params, seed))
 
 
+def make_bandpower_lr(params: BandpowerLrConfig, seed: int) -> Pipeline:
+    """Standardisation (training-fold mean and sd) → logistic regression.
+
+    Input: log band powers, shape (n_epochs, n_channels · n_bands). With more than two
+    classes the lbfgs solver fits the multinomial (softmax) loss, so the probabilities are
+    jointly normalised rather than one-vs-rest.
+    """
+    return Pipeline([
+        ("scale", StandardScaler()),
+        ("logreg", LogisticRegression(C=params.C, max_iter=5000, random_state=seed)),
+    ])
+
+
+def make_token_transformer(params: TokenTransformerConfig, seed: int) -> Any:
+    """Token Transformer on token ids; the workflow sets ``codebook`` from the tokenizer."""
+    from .token_decoding import TokenTransformerClassifier  # torch only when used
+
+    return TokenTransformerClassifier(
+        model=params.model.model_dump(),
+        pretraining=None if params.pretraining is None else params.pretraining.trainer_fields(),
+        training=params.training.trainer_fields(), label_smoothing=params.label_smoothing,
+        monitor=params.monitor, seed=seed)
+
+
 DECODERS: dict[str, Callable[[Any, int], Any]] = {
     "ts_lr": make_ts_lr,
     "csp_lda": make_csp_lda,
     "acm_ts_svm": make_acm_ts_svm,
     "acm_mdm": make_acm_mdm,
+    "bandpower_lr": make_bandpower_lr,
+    "token_transformer": make_token_transformer,
 }
 
 #: Config model of each decoder's parameters (used to accept plain dicts).
 PARAMS: dict[str, type[BaseModel]] = {
     "ts_lr": TsLrConfig, "csp_lda": CspLdaConfig,
     "acm_ts_svm": AcmTsSvmConfig, "acm_mdm": AcmMdmConfig,
+    "bandpower_lr": BandpowerLrConfig,
+    "token_transformer": TokenTransformerConfig,
 }
 
 
@@ -147,6 +184,7 @@ def run_decoder(
     *,
     subject: str,
     dataset: str,
+    estimator_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Cross-validate decoder ``name`` on one subject's features.
 
@@ -164,6 +202,9 @@ def run_decoder(
         Seed of the splits and of the decoder.
     subject, dataset : str
         Recorded in the metrics and in error messages.
+    estimator_params : dict, optional
+        Set on the decoder with ``set_params`` before cross-validation (e.g. the tokenizer's
+        ``codebook`` for ``token_transformer``).
 
     Returns
     -------
@@ -183,6 +224,12 @@ def run_decoder(
     factory = _factory(name)
     params = _params(name, params)
     template = factory(params, seed)
+    if estimator_params:
+        template.set_params(**estimator_params)
+    # a decoder may bound its own cost with fewer protocols than the dataset's
+    own_protocols = getattr(params, "protocols", None)
+    if own_protocols:
+        evaluation = evaluation.model_copy(update={"protocols": list(own_protocols)})
     try:
         _check_features(features)
         protocols, predictions = cross_validate(

@@ -1,12 +1,15 @@
 """Cross-validation protocols and classification metrics.
 
-Two protocols, both leak-free: every fold gets a freshly cloned estimator that is fitted on
+Three protocols, all leak-free: every fold gets a freshly cloned estimator that is fitted on
 that fold's training rows only and then predicts the test rows.
 
 * ``within_session``: stratified k-fold inside each session separately; folds are numbered
   globally (session after session) and pooled for the summary.
 * ``cross_session``: leave-one-session-out; train on every other session, test on the one left
   out. Skipped (not an error) when there are fewer than two sessions.
+* ``grouped_kfold``: stratified group k-fold over all epochs, the groups being the runs (a
+  session/run pair), so the windows cut from one run (e.g. one Bonn segment) are never split
+  between training and test. For pooled datasets whose runs are independent recordings.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from sklearn.metrics import (
     confusion_matrix,
     roc_auc_score,
 )
-from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
 
 from .errors import DataError
 
-PROTOCOLS = ("within_session", "cross_session")
+PROTOCOLS = ("within_session", "cross_session", "grouped_kfold")
 SCORES = ("accuracy", "balanced_accuracy", "kappa", "roc_auc")
 
 
@@ -43,13 +46,14 @@ class Split:
     Attributes
     ----------
     protocol : str
-        ``"within_session"`` or ``"cross_session"``.
+        ``"within_session"``, ``"cross_session"`` or ``"grouped_kfold"``.
     fold : int
         Fold number, 0-based and unique within the protocol.
     train, test : ndarray of int
         Row indices into the feature set; never overlapping.
     test_session : str
-        Session the test rows come from.
+        Session the test rows come from (``grouped_kfold``: the sessions present in the test
+        rows, joined by ``"+"``).
     train_sessions : list of str
         Sessions the training rows come from.
     """
@@ -176,6 +180,89 @@ def cross_session_splits(y: np.ndarray, session: np.ndarray) -> list[Split]:
     return splits
 
 
+def run_groups(session: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """Group code of each epoch: one per distinct (session, run) pair, in order of appearance."""
+    keys = [f"{s}\x1f{r}" for s, r in zip(np.asarray(session, dtype=str),
+                                            np.asarray(run, dtype=str), strict=True)]
+    order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return np.array([order[k] for k in keys], dtype=np.int64)
+
+
+def grouped_kfold_splits(
+    y: np.ndarray,
+    session: np.ndarray,
+    run: np.ndarray,
+    n_folds: int,
+    shuffle: bool,
+    seed: int,
+    *,
+    classes: Sequence[str] | None = None,
+) -> list[Split]:
+    """Stratified group k-fold over all epochs; each run stays whole in one fold.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n_epochs,)
+        Class index of each epoch.
+    session, run : ndarray of str, shape (n_epochs,)
+        Session and run label of each epoch; the groups are the (session, run) pairs, so run
+        labels repeated across sessions (``"1"`` in every session) are still distinct groups.
+    n_folds : int
+        Number of folds.
+    shuffle : bool
+        Shuffle the groups (random state ``seed``) before sklearn's greedy assignment;
+        otherwise the assignment follows the recorded order.
+    seed : int
+        Seed of the shuffle.
+    classes : sequence of str, optional
+        Class names, used in error messages only.
+
+    Returns
+    -------
+    list of Split
+        ``n_folds`` splits; every epoch is tested once and no group is on both sides.
+
+    Raises
+    ------
+    DataError
+        If there are fewer groups than folds, or a class occurs in fewer than ``n_folds``
+        groups (some test fold would lack it).
+    """
+    y = np.asarray(y)
+    session = np.asarray(session, dtype=str)
+    groups = run_groups(session, run)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    if n_groups < n_folds:
+        raise DataError(
+            f"only {n_groups} run(s), too few for {n_folds}-fold grouped cross-validation",
+            expected=f"at least {n_folds} runs (groups)",
+            hint=f"Lower evaluation.n_folds (to at most {max(n_groups, 2)}) or use another "
+            "protocol",
+        )
+    per_class = {int(k): len(np.unique(groups[y == k])) for k in np.unique(y)}
+    rarest = min(per_class, key=per_class.get)
+    if per_class[rarest] < n_folds:
+        raise DataError(
+            f"class '{_class_name(rarest, classes)}' occurs in {per_class[rarest]} run(s), "
+            f"too few for {n_folds}-fold grouped cross-validation",
+            expected=f"every class in at least {n_folds} runs",
+            hint=f"Lower evaluation.n_folds (to at most {max(per_class[rarest], 2)}) or load "
+            "more runs of that class",
+        )
+    order = _sessions_in_order(session)
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=shuffle,
+                              random_state=seed % 2**32 if shuffle else None)
+    splits = []
+    for fold, (train, test) in enumerate(cv.split(np.zeros(len(y)), y, groups=groups)):
+        present = set(session[test])
+        splits.append(Split(
+            "grouped_kfold", fold, train, test,
+            "+".join(s for s in order if s in present),
+            [s for s in order if s in set(session[train])],
+        ))
+    return splits
+
+
 def _finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
@@ -262,7 +349,8 @@ def _summary(values: list[float | None]) -> dict[str, float | None] | None:
     return {"mean": float(np.mean(finite)), "sd": sd}
 
 
-def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str]) -> str:
+def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str], *,
+              n_groups: int | None = None, n_epochs: int | None = None) -> str:
     untouched = (
         "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
         "trials, so nothing fitted (no reference mean, spatial filter, scaler or classifier) "
@@ -286,6 +374,20 @@ def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str]) -
             f"each of {len(sessions)} session(s) ({', '.join(sessions)}); {order}. Each trial "
             f"is tested exactly once. Folds of all sessions are pooled "
             f"({n_folds * len(sessions)} in all)."
+        )
+    elif protocol == "grouped_kfold":
+        order = (
+            "runs were shuffled (random state from the seed) before being assigned"
+            if shuffle
+            else "runs were assigned in recorded order, without shuffling"
+        )
+        head = (
+            f"Grouped stratified {n_folds}-fold cross-validation over all {n_epochs} epochs "
+            f"of {len(sessions)} session(s) ({', '.join(sessions)}): each of the {n_groups} "
+            "runs (e.g. one Bonn segment) was kept whole in one fold, so windows cut from the "
+            "same run were never split between training and test; folds keep the class "
+            f"proportions as far as whole runs allow; {order}. Each epoch is tested exactly "
+            "once."
         )
     else:
         head = (
@@ -397,11 +499,11 @@ def cross_validate(
     session, run : ndarray of str, shape (n_epochs,)
         Session and run label of each epoch.
     protocols : sequence of str
-        Any of ``"within_session"``, ``"cross_session"``.
+        Any of ``"within_session"``, ``"cross_session"``, ``"grouped_kfold"``.
     n_folds : int
-        Folds of the within-session k-fold.
+        Folds of the within-session and grouped k-folds.
     shuffle : bool
-        Shuffle before the within-session split.
+        Shuffle before the within-session and grouped splits.
     seed : int
         Seed of every random choice of the splits.
     classes : sequence of str, optional
@@ -419,7 +521,8 @@ def cross_validate(
     Raises
     ------
     DataError
-        If a class is too rare in a session for ``n_folds`` folds.
+        If a class is too rare in a session for ``n_folds`` folds, or (grouped) in too few
+        runs.
     ValueError
         On an unknown protocol or arrays of mismatched length.
     """
@@ -449,6 +552,10 @@ def cross_validate(
         if protocol == "within_session":
             splits = within_session_splits(y, session, n_folds, shuffle, seed, classes=classes)
             k = n_folds
+        elif protocol == "grouped_kfold":
+            splits = grouped_kfold_splits(y, session, run, n_folds, shuffle, seed,
+                                          classes=classes)
+            k = n_folds
         else:
             splits = cross_session_splits(y, session)
             k = len(sessions)
@@ -464,7 +571,9 @@ def cross_validate(
         frames.extend(protocol_frames)
         tested = np.concatenate([s.test for s in splits])
         results[protocol] = {
-            "description": _describe(protocol, n_folds, shuffle, sessions),
+            "description": _describe(protocol, n_folds, shuffle, sessions,
+                                     n_groups=len(np.unique(run_groups(session, run))),
+                                     n_epochs=len(y)),
             "n_folds": k,
             "sessions": sessions,
             "folds": folds,

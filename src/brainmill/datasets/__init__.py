@@ -1,7 +1,8 @@
 """Dataset loaders. Each returns a :class:`~brainmill.datasets.base.Recording`.
 
 One module per source: ``synthetic`` (embedded, no download), ``eegbci`` (PhysioNet motor
-imagery via MNE's fetcher and cache), ``files`` (any file MNE reads), ``bids`` (mne-bids), ``moabb`` (MOABB datasets, optional extra).
+imagery via MNE's fetcher and cache), ``files`` (any file MNE reads), ``bids`` (mne-bids), ``moabb`` (MOABB datasets, optional extra), ``bonn`` and ``dreams``
+(single-channel clinical and sleep EEG from local copies).
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ SOURCES: dict[str, tuple[str, str]] = {
         "brainmill.datasets.moabb",
         "Any MOABB dataset (BNCI2014_001, PhysionetMI, …) from its local cache; needs the "
         "'moabb' extra.",
+    ),
+    "bonn": (
+        "brainmill.datasets.bonn",
+        "Bonn University epilepsy EEG (sets Z, O, N, F, S; 1 channel, 173.61 Hz, 23.6-s "
+        "segments) from a local copy; one pooled subject, windows labelled by set.",
+    ),
+    "dreams": (
+        "brainmill.datasets.dreams",
+        "DREAMS Sleep Spindles database (1 channel, 30-min excerpts) from a local copy; one "
+        "pooled subject, excerpts as sessions, 30-s windows labelled W/REM/N1/N2/N3.",
     ),
 }
 

@@ -352,7 +352,8 @@ def _bad_channels(
         raise where.error(f"all {n} channels are bad (flat {flat}, NaN {nan_chs}, "
                           f"noisy {noisy}, marked {marked})",
                           expected="at least 3 usable EEG channels")
-    if len(good) < MIN_GOOD_CHANNELS:
+    # only a recording that LOST channels can fall short; one recorded with 1 or 2 is fine
+    if bad and len(good) < MIN_GOOD_CHANNELS:
         raise where.error(f"only {len(good)} of {n} channels are good ({good}); bad: {bad}",
                           expected=f"at least {MIN_GOOD_CHANNELS} usable EEG channels",
                           hint="Check the recording or raise "

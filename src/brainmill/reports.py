@@ -31,6 +31,8 @@ from .reports_acm import (  # noqa: E402
 )
 from .versions import library_versions  # noqa: E402
 
+TOKEN_DECODERS = ("token_transformer",)
+
 METRICS = ["accuracy", "balanced_accuracy", "kappa", "roc_auc"]
 
 
@@ -177,8 +179,12 @@ def build_subject_report(
     qc_path: str | Path,
     metrics_paths: list[str | Path],
     out_html: str | Path,
+    tokens_path: str | Path | None = None,
 ) -> mne.Report:
-    """Build ``reports/{ds}/sub-{subject}.html`` from the stage outputs of one subject."""
+    """Build ``reports/{ds}/sub-{subject}.html`` from the stage outputs of one subject.
+
+    ``tokens_path`` (the subject's ``features/tokens.npz``) adds the token sections.
+    """
     ds_cfg = cfg.datasets[ds]
     rec = read_json(recording_json)
     prep = read_json(preprocessing_json)
@@ -235,6 +241,10 @@ def build_subject_report(
                 plt.close(fig)
         if is_acm(metrics):
             _add_acm_sections(report, metrics)
+        if metrics["decoder"] in TOKEN_DECODERS:
+            _add_token_decoder_sections(report, metrics)
+    if tokens_path is not None:
+        _add_token_sections(report, epochs, tokens_path)
     table = pd.DataFrame(rows)
     report.add_html(_table(table), title="Decoder metrics (mean ± sd over folds)",
                     section="Decoders")
@@ -271,6 +281,42 @@ def _add_acm_sections(report: mne.Report, metrics: dict[str, Any]) -> None:
                     "lag), tangent space at the mean of all the subject's epochs: a "
                     "description of the data, not a cross-validated result.")
         plt.close(fig)
+
+
+def _add_token_sections(report: mne.Report, epochs: mne.BaseEpochs,
+                        tokens_path: str | Path) -> None:
+    """Tokens over spectrograms of example epochs and the class-discriminative tokens."""
+    from .io import FeatureSet
+    from .reports_tokens import discriminative_table, token_spectrogram_figure
+
+    tokens = FeatureSet.load(tokens_path)
+    fig = token_spectrogram_figure(epochs, tokens)
+    report.add_figure(fig, title="Tokens over the spectrogram", section="Tokens",
+                      caption="One example epoch per class; the number on each frame is the "
+                              "code the dataset's tokenizer gave it.")
+    plt.close(fig)
+    table = discriminative_table(tokens)
+    if not table.empty:
+        report.add_html(
+            _table(table, "z of the smoothed log-odds of a token's share in one class against "
+                          "the others, over all of this subject's epochs and channels: a "
+                          "description of the data, not a cross-validated result."),
+            title="Most class-discriminative tokens", section="Tokens")
+
+
+def _add_token_decoder_sections(report: mne.Report, metrics: dict[str, Any]) -> None:
+    """Fine-tuning curves of the token Transformer per protocol."""
+    from .reports_tokens import fold_curves_figure
+
+    for protocol in metrics["protocols"]:
+        fig = fold_curves_figure(metrics, protocol)
+        if fig is not None:
+            report.add_figure(
+                fig, title=f"{metrics['decoder']}: training curves ({protocol})",
+                section="Tokens",
+                caption="Validation rows come from each training fold only; the epoch with the "
+                        "best validation score is kept.")
+            plt.close(fig)
 
 
 # ------------------------------------------------------------------------ dataset report
@@ -327,8 +373,12 @@ def build_dataset_report(
     metrics_paths: list[str | Path],
     out_html: str | Path,
     out_scores: str | Path,
+    tokenizer_info: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Build ``reports/{ds}/index.html`` and ``results/{ds}/scores.csv``."""
+    """Build ``reports/{ds}/index.html`` and ``results/{ds}/scores.csv``.
+
+    ``tokenizer_info`` (the tokenizer's ``training.json``) adds the tokenizer section.
+    """
     scores = score_table(metrics_paths)
     with atomic_path(out_scores, suffix=".csv") as tmp:
         scores.to_csv(tmp, index=False)
@@ -355,7 +405,30 @@ def build_dataset_report(
                                "ACM scored higher."),
             title="ACM versus the classical decoders", section="Summary")
     report.add_html(_table(scores), title="All scores", section="Scores")
+    if tokenizer_info is not None:
+        _add_tokenizer_sections(report, read_json(tokenizer_info))
     report.add_code(json.dumps({"seed": cfg.seed, "versions": library_versions()}, indent=2),
                     title="Seed and versions", language="json", section="Provenance")
     _save(report, out_html)
     return scores
+
+
+def _add_tokenizer_sections(report: mne.Report, info: dict[str, Any]) -> None:
+    """Codebook usage, perplexity and training curves of the dataset's tokenizer."""
+    from .reports_tokens import curves_figure, tokenizer_html, usage_figure
+
+    report.add_html(tokenizer_html(info), title="Tokenizer", section="Tokenizer")
+    fig = usage_figure(info)
+    report.add_figure(fig, title="Codebook usage", section="Tokenizer",
+                      caption="Codes ranked by how often they tokenize the training windows.")
+    plt.close(fig)
+    history = info.get("training", {}).get("history", [])
+    fig = curves_figure(history, ["train_loss", "recon", "vq", "val_loss"],
+                        "tokenizer training")
+    if fig is not None:
+        report.add_figure(fig, title="Tokenizer training curves", section="Tokenizer")
+        plt.close(fig)
+    fig = curves_figure(history, ["perplexity"], "codebook perplexity per batch")
+    if fig is not None:
+        report.add_figure(fig, title="Codebook perplexity", section="Tokenizer")
+        plt.close(fig)

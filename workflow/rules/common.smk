@@ -17,20 +17,29 @@ def all_targets():
     return targets
 
 
-def stage_params(section):
-    """The config section a stage depends on, so Snakemake reruns it when that changes."""
+def stage_params(section, feature=None, decoder=None):
+    """The config section a stage depends on, so Snakemake reruns it when that changes.
+
+    ``feature``/``decoder`` fix the name for rules without that wildcard (tokenize,
+    decode_transformer).
+    """
 
     def get(wildcards):
         ds_cfg = CFG.datasets[wildcards.ds]
+        name_decoder = decoder or getattr(wildcards, "decoder", None)
+        name_feature = feature or getattr(wildcards, "feature", None)
+        if section == "tokenizer":
+            return {"seed": CFG.seed, "tokenizer": ds_cfg.tokenizer.model_dump(mode="json"),
+                    "subjects": tokenizer_subjects(wildcards.ds)}
         if section == "load":
             return {"seed": CFG.seed, "source": ds_cfg.source.model_dump(mode="json"),
                     "events": ds_cfg.events}
         if section == "decode":
             return {"seed": CFG.seed,
-                    "decoder": ds_cfg.decoders.enabled()[wildcards.decoder].model_dump(mode="json"),
+                    "decoder": ds_cfg.decoders.enabled()[name_decoder].model_dump(mode="json"),
                     "evaluation": ds_cfg.evaluation.model_dump(mode="json")}
         if section == "features":
-            return getattr(ds_cfg.features, wildcards.feature).model_dump(mode="json")
+            return getattr(ds_cfg.features, name_feature).model_dump(mode="json")
         return getattr(ds_cfg, section).model_dump(mode="json")
 
     return get
@@ -54,3 +63,27 @@ def dataset_metrics(wildcards):
         sub=subjects(wildcards.ds),
         decoder=enabled_decoders(wildcards.ds),
     )
+
+
+def tokenizer_subjects(ds):
+    """Subjects whose epochs train the dataset's tokenizer (default: all of them)."""
+    settings = CFG.datasets[ds].tokenizer
+    return list(settings.subjects or subjects(ds)) if settings is not None else []
+
+
+def tokenizer_epochs(wildcards):
+    return expand(f"{RESULTS}/{wildcards.ds}/sub-{{sub}}/epochs-epo.fif",
+                  sub=tokenizer_subjects(wildcards.ds))
+
+
+def subject_tokens(wildcards):
+    """The subject's tokens file when the dataset has a tokenizer (for the report)."""
+    if CFG.datasets[wildcards.ds].tokenizer is None:
+        return []
+    return [f"{RESULTS}/{wildcards.ds}/sub-{wildcards.sub}/features/tokens.npz"]
+
+
+def dataset_tokenizer_info(wildcards):
+    if CFG.datasets[wildcards.ds].tokenizer is None:
+        return []
+    return [f"{RESULTS}/{wildcards.ds}/models/tokenizer/training.json"]

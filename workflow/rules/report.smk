@@ -6,6 +6,7 @@ rule subject_report:
         preprocessing=rules.preprocess_eeg.output.log,
         qc=rules.preprocess_eeg.output.qc,
         metrics=subject_metrics,
+        tokens=subject_tokens,
     output:
         f"{REPORTS}/{{ds}}/sub-{{sub}}.html",
     log:
@@ -19,6 +20,7 @@ rule dataset_report:
     """Every decoder × subject with chance level, mean ± sd; a CSV of all scores."""
     input:
         metrics=dataset_metrics,
+        tokenizer=dataset_tokenizer_info,
     output:
         html=f"{REPORTS}/{{ds}}/index.html",
         scores=f"{RESULTS}/{{ds}}/scores.csv",

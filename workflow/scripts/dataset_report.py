@@ -7,4 +7,6 @@ from brainmill.reports import build_dataset_report
 w, o = snakemake.wildcards, snakemake.output
 with job_logging(snakemake.log[0], f"dataset report {w.ds}"):
     cfg = validate_config(snakemake.config)
-    build_dataset_report(cfg, w.ds, list(snakemake.input.metrics), o.html, o.scores)
+    tokenizer = list(snakemake.input.tokenizer)
+    build_dataset_report(cfg, w.ds, list(snakemake.input.metrics), o.html, o.scores,
+                         tokenizer_info=tokenizer[0] if tokenizer else None)

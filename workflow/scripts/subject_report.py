@@ -11,4 +11,5 @@ with job_logging(snakemake.log[0], f"report {w.ds} sub-{w.sub}"):
         cfg, w.ds, w.sub,
         recording_json=i.recording, epochs_path=i.epochs, preprocessing_json=i.preprocessing,
         qc_path=i.qc, metrics_paths=list(i.metrics), out_html=snakemake.output[0],
+        tokens_path=i.tokens[0] if len(i.tokens) else None,
     )

@@ -1,0 +1,146 @@
+"""Throughput of the TFM tokenizer: tokenizing and training, CPU and (when present) GPU.
+
+Prints, side by side:
+
+* the STFT front end (``brainmill.models.frontend.stft_magnitude``) against
+  ``scipy.signal.stft`` on the same frames (the library reference for the spectrogram);
+* tokenization of one hour of 64-channel EEG at 200 Hz (cut into 10-s windows, every channel
+  a single-channel window) with the default tokenizer, against the issue's 30-s target;
+* tokenizer training throughput (windows/s of masked-reconstruction steps through
+  :class:`brainmill.training.Trainer`) on 5-s windows;
+* on CUDA: bf16 autocast against fp32, with and without ``torch.compile``.
+
+    python benchmarks/tokens.py [--quick] [--json out.json] [--device auto|cpu|cuda]
+
+``--quick`` measures tokenization on a tenth of the hour and scales up (tokenization is linear
+in the number of windows) and trains for fewer steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import scipy.signal
+import torch
+
+from brainmill.models.frontend import stft_magnitude
+from brainmill.models.tokenizer import TFMTokenizer, TokenizerConfig
+from brainmill.training import TrainConfig, Trainer, resolve_device
+
+TARGET_S = 30.0
+SFREQ = 200
+HOUR_WINDOWS = 360  # 10-s windows per hour
+N_CHANNELS = 64
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_stft(repeat: int = 3) -> dict[str, float]:
+    """brainmill's torch STFT magnitude vs scipy.signal.stft on 2000 windows of 10 s."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 10 * SFREQ)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    ours, ref = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a = stft_magnitude(xt, n_fft=200, hop=100, n_bins=100)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _, _, z = scipy.signal.stft(x, window="hann", nperseg=200, noverlap=100, nfft=200,
+                                    boundary=None, padded=False, detrend=False,
+                                    scaling="spectrum", axis=-1)
+        b = np.abs(z[:, :100, :]).transpose(0, 2, 1)
+        ref.append(time.perf_counter() - t0)
+    # scipy's "spectrum" scaling divides by the (periodic Hann) window's sum
+    b = b * scipy.signal.get_window("hann", 200).sum()
+    same = a.shape == b.shape and np.allclose(a.numpy(), b, rtol=1e-3, atol=1e-3)
+    return {"stft_brainmill_s": min(ours), "stft_scipy_s": min(ref), "stft_same": bool(same)}
+
+
+def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
+                   compile_model: bool = False) -> float:
+    """Seconds to tokenize one hour of 64-channel EEG (10-s windows) with the default model."""
+    torch.manual_seed(0)
+    model = TFMTokenizer(TokenizerConfig()).to(device).eval()
+    fwd = torch.compile(model.tokenize) if compile_model else model.tokenize
+    n_windows = HOUR_WINDOWS // 10 if quick else HOUR_WINDOWS
+    x = torch.randn(n_windows * N_CHANNELS, 1, 10 * SFREQ)
+    batch = 1024 if device.type == "cuda" else 256
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.no_grad(), autocast:
+        fwd(x[:batch].to(device))  # warm-up (and compilation)
+        _sync(device)
+        t0 = time.perf_counter()
+        for start in range(0, len(x), batch):
+            fwd(x[start:start + batch].to(device)).cpu()
+        _sync(device)
+        seconds = time.perf_counter() - t0
+    return seconds * HOUR_WINDOWS / n_windows
+
+
+def bench_train(device: torch.device, quick: bool, precision: str = "fp32",
+                compile_model: bool = False) -> float:
+    """Training windows per second (5-s windows, batch 64, default tokenizer)."""
+    torch.manual_seed(0)
+    n = 64 * (4 if quick else 16)
+    x = torch.randn(n, 1, 5 * SFREQ)
+    model = TFMTokenizer(TokenizerConfig())
+    cfg = TrainConfig(max_epochs=1, batch_size=64, device=str(device), precision=precision,
+                      compile=compile_model, progress=False, seed=0)
+    # one untimed epoch to warm up (allocator, compilation), then the timed one
+    Trainer(cfg).fit(model, lambda m, b, g: m.training_loss(b[0], g), (x[:128],))
+    _sync(device)
+    t0 = time.perf_counter()
+    Trainer(cfg).fit(model, lambda m, b, g: m.training_loss(b[0], g), (x,))
+    _sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}")
+    out: dict[str, object] = {"device": str(device), "torch": torch.__version__,
+                              "quick": args.quick, "cores": os.cpu_count()}
+
+    stft = bench_stft()
+    out.update(stft)
+    print(f"STFT magnitude, 2000 × 10 s: brainmill {stft['stft_brainmill_s']:.3f} s, "
+          f"scipy {stft['stft_scipy_s']:.3f} s, ratio scipy/brainmill "
+          f"{stft['stft_scipy_s'] / stft['stft_brainmill_s']:.2f} (same values: "
+          f"{stft['stft_same']})")
+
+    runs = [("fp32", False)]
+    if device.type == "cuda":
+        runs += [("bf16", False), ("fp32", True), ("bf16", True)]
+    for precision, compiled in runs:
+        tag = f"{precision}{'+compile' if compiled else ''}"
+        sec = bench_tokenize(device, args.quick, precision, compiled)
+        wps = bench_train(device, args.quick, precision, compiled)
+        out[f"tokenize_seconds_per_hour_64ch_{tag}"] = sec
+        out[f"train_windows_per_s_{tag}"] = wps
+        print(f"[{tag}] tokenize 1 h × 64 ch: {sec:.1f} s (target {TARGET_S:.0f} s, "
+              f"target/measured {TARGET_S / sec:.2f}); train {wps:.0f} windows/s (5-s windows)")
+    out["tokenize_seconds_per_hour_64ch"] = out["tokenize_seconds_per_hour_64ch_fp32"]
+    out["train_windows_per_s"] = out["train_windows_per_s_fp32"]
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,269 @@
+"""Token Transformer accuracy on real recordings, next to classical baselines on the same folds.
+
+Protocol (printed and written with every number):
+
+- **Bonn** (``config/bonn.yaml`` preprocessing: none; 5-s windows every 2.5 s, 8 per 23.6-s
+  segment, 3200 windows of sets Z/O/N/F/S segments 001-080). Tasks: 5-class Z/O/N/F/S,
+  3-class healthy (Z+O) / interictal (N+F) / ictal (S), seizure (S) vs rest. Folds:
+  stratified group 5-fold on the 5-class labels with the segment as group (windows of one
+  segment never straddle train and test), shuffled by the seed; the same folds serve the three
+  tasks.
+- **DREAMS** (``config/dreams.yaml``: 0.3-35 Hz, 200 Hz, 30-s epochs whose six 5-s scores
+  agree; W/N1/N2/N3, no REM in these excerpts): leave-one-excerpt-out (6 folds).
+- **PhysioNet S001** imagined left vs right fist (runs 4, 8, 12), all 64 channels, 8-35 Hz,
+  epochs 0-3 s after the cue, no re-reference or rejection; stratified 5-fold shuffled by the
+  seed. Baselines on the same folds: TS+LR (OAS covariance, tangent space, logistic
+  regression) and ACM+TS+SVM (order × lag chosen by inner CV on the training fold).
+- **Token pipeline, per outer fold, training fold only**: the TFM tokenizer is trained on the
+  training fold's signals (no labels), then the token Transformer is fine-tuned on the
+  training fold's tokens with early stopping and model selection on a stratified 20 %
+  validation split of the training fold. The test fold is touched once, for the predictions.
+- **Band-power baseline**: log10 Welch band power (delta..gamma; DREAMS delta..beta with
+  sigma) + standardisation + logistic regression fitted on the training fold.
+- Scores per fold: accuracy, balanced accuracy, Cohen's kappa, weighted F1 (and ROC-AUC for
+  two classes); mean over folds per seed, then mean ± sd over seeds.
+
+    python benchmarks/tokens_accuracy.py [--data ../shared/data] [--tasks bonn dreams physionet]
+        [--seeds 0 1 2] [--json out.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
+
+from brainmill.config import DatasetConfig, load_config
+from brainmill.datasets import load_recording
+from brainmill.decoding import make_decoder
+from brainmill.features.bandpower import compute_bandpower
+from brainmill.features.covariance import compute_covariances, epochs_arrays
+from brainmill.features.timefreq import TFMTokens
+from brainmill.preprocessing import preprocess
+from brainmill.token_decoding import TokenTransformerClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: tokenizer used for every dataset (smaller than the reference's depth-2/2/8 stacks, so that
+#: 3 seeds × all folds train on 2 CPU cores; the reference codebook of 8192 codes is cut to
+#: 512 with dead-code restarts, as a 3200-window dataset cannot use 8192 codes)
+TOKENIZER = {"dim": 64, "n_heads": 4, "freq_depth": 1, "time_depth": 1, "decoder_depth": 1,
+             "n_codes": 512, "dead_code_threshold": 0.5, "dropout": 0.1}
+TOKENIZER_TRAINING = {"max_epochs": 10, "batch_size": 128, "lr": 1e-3, "min_lr": 1e-5,
+                      "val_fraction": 0.1, "patience": 3, "progress": False}
+TRANSFORMER = {"n_heads": 4, "depth": 2, "dropout": 0.1}
+TRANSFORMER_TRAINING = {"max_epochs": 40, "batch_size": 64, "lr": 5e-4, "min_lr": 1e-5,
+                        "val_fraction": 0.2, "patience": 8, "progress": False}
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None) -> dict:
+    out = {"accuracy": accuracy_score(y_true, y_pred),
+           "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+           "kappa": cohen_kappa_score(y_true, y_pred),
+           "weighted_f1": f1_score(y_true, y_pred, average="weighted")}
+    if proba is not None and proba.shape[1] == 2 and len(np.unique(y_true)) == 2:
+        out["roc_auc"] = roc_auc_score(y_true, proba[:, 1])
+    return {k: float(v) for k, v in out.items()}
+
+
+def _epochs(ds: DatasetConfig, subject: str):
+    rec = load_recording(ds, subject, seed=0)
+    return preprocess(rec, ds.preprocessing).epochs
+
+
+# ------------------------------------------------------------------------------ datasets
+
+
+def bonn(data: Path) -> dict:
+    cfg = load_config(ROOT / "config" / "bonn.yaml")
+    ds = cfg.datasets["bonn5"]
+    ds.source.path = str(data)
+    epochs = _epochs(ds, "all")
+    X, y5, _, run = epochs_arrays(epochs, ds.class_names)
+    sets = np.array(ds.class_names)[y5]
+    tasks = {"5-class Z/O/N/F/S": y5,
+             "3-class healthy/interictal/ictal": np.select(
+                 [np.isin(sets, ["Z", "O"]), np.isin(sets, ["N", "F"])], [0, 1], 2),
+             "seizure vs non-seizure": (sets == "S").astype(int)}
+    bp = compute_bandpower(epochs, ds.features.bandpower, ds.class_names).X
+    return {"X": X, "sfreq": float(epochs.info["sfreq"]), "tasks": tasks, "bandpower": bp,
+            "groups": run, "stratify": y5, "n_folds": 5, "folds": "stratified group 5-fold "
+            "(segment = group), shuffled by the seed"}
+
+
+def dreams(data: Path) -> dict:
+    cfg = load_config(ROOT / "config" / "dreams.yaml")
+    ds = cfg.datasets["dreams"]
+    ds.source.path = str(data)
+    epochs = _epochs(ds, "all")
+    X, y, session, _ = epochs_arrays(epochs, ds.class_names)
+    bp = compute_bandpower(epochs, ds.features.bandpower, ds.class_names).X
+    return {"X": X, "sfreq": float(epochs.info["sfreq"]),
+            "tasks": {f"sleep stages {'/'.join(ds.class_names)}": y}, "bandpower": bp,
+            "groups": session, "stratify": None, "n_folds": None,
+            "folds": "leave one excerpt out (6 folds)"}
+
+
+def physionet(data: Path) -> dict:
+    ds = DatasetConfig.model_validate({
+        "source": {"kind": "eegbci", "runs": [4, 8, 12], "download": False, "path": str(data)},
+        "subjects": ["1"], "events": {"left_fist": ["T1"], "right_fist": ["T2"]},
+        "preprocessing": {"picks": "eeg", "reference": None, "l_freq": 8, "h_freq": 35,
+                          "bad_channels": {"enabled": False},
+                          "epochs": {"tmin": 0.0, "tmax": 3.0, "reject_uv": None}},
+        "decoders": {"ts_lr": {}}, "evaluation": {"protocols": ["within_session"]}})
+    epochs = _epochs(ds, "1")
+    X, y, _, _ = epochs_arrays(epochs, ds.class_names)
+    cov = compute_covariances(epochs, ds.features.covariance, ds.class_names).X
+    return {"X": X, "sfreq": float(epochs.info["sfreq"]), "tasks": {"left vs right fist": y},
+            "cov": cov, "groups": None, "stratify": y, "n_folds": 5,
+            "folds": "stratified 5-fold, shuffled by the seed"}
+
+
+def splits(d: dict, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    n = len(d["X"])
+    if d["n_folds"] is None:
+        return list(LeaveOneGroupOut().split(np.zeros(n), groups=d["groups"]))
+    if d["groups"] is not None:
+        cv = StratifiedGroupKFold(d["n_folds"], shuffle=True, random_state=seed)
+        return list(cv.split(np.zeros(n), d["stratify"], d["groups"]))
+    cv = StratifiedKFold(d["n_folds"], shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(n), d["stratify"]))
+
+
+# ------------------------------------------------------------------------------ pipelines
+
+
+def _fit_predict(est, Xtr, ytr, Xte):
+    est.fit(Xtr, ytr)
+    proba = est.predict_proba(Xte) if hasattr(est, "predict_proba") else None
+    return est.predict(Xte), proba
+
+
+def run_dataset(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
+    rows = []
+    tok_training = dict(TOKENIZER_TRAINING, max_epochs=2 if quick else 10)
+    tr_training = dict(TRANSFORMER_TRAINING, max_epochs=5 if quick else 40)
+    for seed in seeds:
+        folds = splits(d, seed)
+        if quick:
+            folds = folds[:2]
+        for k, (train, test) in enumerate(folds):
+            t0 = time.perf_counter()
+            tokens = TFMTokens(sfreq=d["sfreq"], tokenizer=TOKENIZER, training=tok_training,
+                               seed=seed).fit(d["X"][train])
+            ids = tokens.transform(d["X"])
+            usage = np.bincount(ids[train].ravel(), minlength=TOKENIZER["n_codes"])
+            t_tok = time.perf_counter() - t0
+            for task, y in d["tasks"].items():
+                if len(np.unique(y[train])) < 2:
+                    continue
+                t1 = time.perf_counter()
+                clf = TokenTransformerClassifier(codebook=tokens.codebook_, model=TRANSFORMER,
+                                                 training=tr_training, seed=seed)
+                pred, proba = _fit_predict(clf, ids[train], y[train], ids[test])
+                base = {"dataset": name, "task": task, "seed": seed, "fold": k,
+                        "n_train": int(len(train)), "n_test": int(len(test))}
+                rows.append({**base, "pipeline": "TFM tokens + Transformer",
+                             **scores(y[test], pred, proba),
+                             "tokenizer_seconds": t_tok,
+                             "seconds": time.perf_counter() - t1,
+                             "codes_used": int((usage > 0).sum()),
+                             "best_epoch": clf.fit_info_["training"]["best_epoch"]})
+                if "bandpower" in d:
+                    est = make_decoder("bandpower_lr", {"C": 1.0}, seed)
+                    pred, proba = _fit_predict(clone(est), d["bandpower"][train], y[train],
+                                               d["bandpower"][test])
+                    rows.append({**base, "pipeline": "band power + LR",
+                                 **scores(y[test], pred, proba)})
+                if "cov" in d:
+                    est = make_decoder("ts_lr", {"metric": "riemann", "C": 1.0}, seed)
+                    pred, proba = _fit_predict(clone(est), d["cov"][train], y[train],
+                                               d["cov"][test])
+                    rows.append({**base, "pipeline": "TS+LR", **scores(y[test], pred, proba)})
+                    est = make_decoder("acm_ts_svm", {
+                        "selection": "grid", "orders": [1, 2, 3], "lags": [2, 4],
+                        "Cs": [1.0], "kernels": ["linear"], "estimator": "oas"}, seed)
+                    pred, _ = _fit_predict(est, d["X"][train], y[train], d["X"][test])
+                    dec = est.decision_function(d["X"][test])
+                    acm = scores(y[test], pred, None)
+                    acm["roc_auc"] = float(roc_auc_score(y[test], dec))
+                    rows.append({**base, "pipeline": "ACM+TS+SVM", **acm})
+                print(f"  {name} seed {seed} fold {k} {task}: " + ", ".join(
+                    f"{r['pipeline']} bacc {r['balanced_accuracy']:.3f}"
+                    for r in rows if r["seed"] == seed and r["fold"] == k and r["task"] == task),
+                    flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    metrics = [m for m in ("accuracy", "balanced_accuracy", "kappa", "weighted_f1", "roc_auc")
+               if m in df]
+    per_seed = df.groupby(["dataset", "task", "pipeline", "seed"])[metrics].mean()
+    agg = per_seed.groupby(["dataset", "task", "pipeline"]).agg(["mean", "std"])
+    out = []
+    for key, row in agg.iterrows():
+        entry = dict(zip(["dataset", "task", "pipeline"], key, strict=True))
+        for m in metrics:
+            entry[m] = [float(row[(m, "mean")]), float(row[(m, "std")])]
+        out.append(entry)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data")
+    parser.add_argument("--tasks", nargs="+", default=["bonn", "dreams", "physionet"],
+                        choices=["bonn", "dreams", "physionet"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--quick", action="store_true",
+                        help="2 folds, 2 tokenizer and 5 Transformer epochs (a smoke run)")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"no data folder at {args.data}; pass --data ../shared/data", file=sys.stderr)
+        return 2
+    loaders = {"bonn": bonn, "dreams": dreams, "physionet": physionet}
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}")
+    print(__doc__.split("Protocol")[1].split("    python")[0])
+    all_rows = []
+    for name in args.tasks:
+        t0 = time.perf_counter()
+        d = loaders[name](args.data)
+        print(f"{name}: X {d['X'].shape} at {d['sfreq']:.2f} Hz; folds: {d['folds']}",
+              flush=True)
+        all_rows += run_dataset(name, d, args.seeds, args.quick)
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        summary = summarise(all_rows)
+        for s in summary:
+            print(f"{s['dataset']:10s} {s['task']:34s} {s['pipeline']:26s} " + "  ".join(
+                f"{m} {s[m][0]:.3f}±{s[m][1]:.3f}" for m in
+                ("balanced_accuracy", "kappa", "weighted_f1") if m in s))
+        if args.json:
+            args.json.write_text(json.dumps({
+                "protocol": __doc__, "seeds": args.seeds, "quick": args.quick,
+                "tokenizer": TOKENIZER, "tokenizer_training": TOKENIZER_TRAINING,
+                "transformer": TRANSFORMER, "transformer_training": TRANSFORMER_TRAINING,
+                "summary": summary, "folds": all_rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

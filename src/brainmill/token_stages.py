@@ -1,0 +1,196 @@
+"""Workflow stages of the token branch: train the tokenizer, tokenize a subject, decode.
+
+* ``train_tokenizer`` (dataset level): every channel of every epoch of the configured subjects
+  is one single-channel training window; labels are never read. Checkpoints go to
+  ``results/{ds}/models/tokenizer/run/`` so a killed job resumes where it stopped.
+* ``tokenize`` (per subject): token ids ``(n_epochs, n_channels, n_frames)`` as a
+  :class:`~brainmill.io.FeatureSet` named ``tokens``.
+* ``decode_transformer`` (per subject): the token Transformer under the configured
+  cross-validation protocols, embedding initialised from the tokenizer's codebook.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import mne
+import numpy as np
+import torch
+
+from .config import Config
+from .errors import DataError
+from .features.covariance import epochs_arrays
+from .features.timefreq import TFMTokens, resample_signals, token_counts, tokenize
+from .io import FeatureSet, atomic_path, read_json, write_json
+from .models import load_model, save_model
+
+logger = logging.getLogger("brainmill")
+
+
+def set_threads(threads: int | None) -> None:
+    """Use the job's cores for torch (Snakemake's ``threads``)."""
+    if threads:
+        torch.set_num_threads(max(1, int(threads)))
+
+
+def _subject_windows(epochs_path: str | Path, subject: str, sfreq: float,
+                     n_fft: int) -> np.ndarray:
+    epochs = mne.read_epochs(epochs_path, preload=True, verbose="error")
+    if len(epochs) == 0:
+        raise DataError("no epochs left after preprocessing", file=str(epochs_path),
+                        subject=subject)
+    X = resample_signals(epochs.get_data(picks="data"), float(epochs.info["sfreq"]), sfreq)
+    _check_length(X.shape[-1], len(epochs.times), sfreq, n_fft, epochs_path, subject)
+    return X
+
+
+def _check_length(n: int, n_orig: int, sfreq: float, n_fft: int, path: str | Path,
+                  subject: str) -> None:
+    if n < n_fft:
+        raise DataError(
+            f"epochs of {n_orig} samples give {n} samples at {sfreq:g} Hz, shorter than one "
+            f"STFT window (n_fft={n_fft})", file=str(path), subject=subject,
+            expected=f"epochs of at least {n_fft / sfreq:g} s",
+            hint="Lengthen preprocessing.epochs (tmin..tmax) or lower tokenizer.model.n_fft")
+
+
+def run_train_tokenizer(
+    cfg: Config, ds: str, subjects: list[str], epochs_paths: list[str], model_path: str,
+    info_path: str, run_dir: str, threads: int | None = None,
+) -> dict[str, Any]:
+    """Train the dataset's tokenizer on the given subjects' epochs (no labels).
+
+    Returns the JSON-able training summary written to ``info_path``.
+    """
+    set_threads(threads)
+    settings = cfg.datasets[ds].tokenizer
+    if settings is None:
+        raise DataError(f"dataset '{ds}' has no tokenizer section",
+                        expected="datasets.<ds>.tokenizer in the config")
+    sfreq = settings.model.sfreq
+    windows, per_subject, lengths = [], {}, {}
+    for sub, path in zip(subjects, epochs_paths, strict=True):
+        X = _subject_windows(path, sub, sfreq, settings.model.n_fft)
+        lengths[sub] = X.shape[-1]
+        per_subject[sub] = {"epochs": int(X.shape[0]), "channels": int(X.shape[1]),
+                            "windows": int(X.shape[0] * X.shape[1])}
+        windows.append(X.reshape(-1, 1, X.shape[-1]))
+    if len(set(lengths.values())) > 1:
+        raise DataError(
+            f"epochs differ in length across subjects at {sfreq} Hz: {lengths} samples",
+            expected="one epoch length for every subject the tokenizer trains on",
+            hint="Use the same preprocessing.epochs window and sampling rate for all subjects")
+    X = np.concatenate(windows)
+    if settings.max_windows is not None and len(X) > settings.max_windows:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(X), settings.max_windows,
+                                                                replace=False))
+        logger.info("tokenizer: training on %d of %d windows (max_windows)", len(keep), len(X))
+        X = X[keep]
+    logger.info("tokenizer: %d single-channel windows of %d samples from %d subject(s)",
+                len(X), X.shape[-1], len(subjects))
+    _fresh_run_dir(run_dir, {"settings": settings.model_dump(mode="json"), "seed": cfg.seed,
+                             "subjects": list(subjects), "shape": list(X.shape)})
+    t0 = time.perf_counter()
+    tokens = TFMTokens(sfreq=sfreq, tokenizer=settings.model.model_dump(),
+                       training=settings.training.trainer_fields(), seed=cfg.seed,
+                       run_dir=run_dir).fit(X)
+    ids = tokens.transform(X)
+    counts = token_counts(ids, settings.model.n_codes)
+    p = counts / max(counts.sum(), 1)
+    usage = {"n_used": int((counts > 0).sum()), "n_codes": int(settings.model.n_codes),
+             "perplexity": float(np.exp(-np.sum(p[p > 0] * np.log(p[p > 0])))),
+             "counts": counts.tolist()}
+    info = {"dataset": ds, "subjects": list(subjects), "per_subject": per_subject,
+            "labels_used": False,
+            "transductive": bool(set(subjects) & set(cfg.datasets[ds].subjects)),
+            "n_windows": int(len(X)), "n_times": int(X.shape[-1]),
+            "config": settings.model_dump(mode="json"), "seed": cfg.seed,
+            "training": tokens.training_, "usage": usage,
+            "seconds": time.perf_counter() - t0, "torch": torch.__version__}
+    save_model(model_path, tokens.tokenizer_)
+    write_json(info_path, info)
+    logger.info("tokenizer: %d of %d codes used, perplexity %.1f", usage["n_used"],
+                usage["n_codes"], usage["perplexity"])
+    return info
+
+
+def _fresh_run_dir(run_dir: str | Path, params: dict[str, Any]) -> None:
+    """Keep ``run_dir``'s checkpoint only if it was made with the same parameters.
+
+    Snakemake reruns ``train_tokenizer`` when its parameters change; the old checkpoint then
+    belongs to another run and is removed (the trainer would refuse it), while a checkpoint
+    left by a killed job with the same parameters is resumed.
+    """
+    run_dir = Path(run_dir)
+    stamp = run_dir / "params.json"
+    if run_dir.exists() and (not stamp.exists() or read_json(stamp) != params):
+        logger.info("tokenizer: parameters changed since %s was written; starting afresh",
+                    run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not stamp.exists():
+        write_json(stamp, params)
+
+
+def run_tokenize(
+    cfg: Config, ds: str, subject: str, epochs_path: str, model_path: str, out_path: str,
+    threads: int | None = None,
+) -> FeatureSet:
+    """Token ids of one subject's epochs with the dataset's trained tokenizer."""
+    set_threads(threads)
+    dataset = cfg.datasets[ds]
+    model = load_model(model_path)
+    epochs = mne.read_epochs(epochs_path, preload=True, verbose="error")
+    if len(epochs) == 0:
+        raise DataError("no epochs left after preprocessing", file=epochs_path, subject=subject)
+    X, y, session, run = epochs_arrays(epochs, dataset.class_names)
+    sfreq = model.config.sfreq
+    Xr = resample_signals(X, float(epochs.info["sfreq"]), sfreq)
+    _check_length(Xr.shape[-1], len(epochs.times), sfreq, model.config.n_fft, epochs_path,
+                  subject)
+    ids = tokenize(model, Xr, dataset.features.tokens.batch_size)
+    meta = {"feature": "tokens", "tokenizer": str(model_path), "n_codes": model.config.n_codes,
+            "ch_names": list(epochs.ch_names), "sfreq": sfreq, "n_fft": model.config.n_fft,
+            "hop": model.config.hop, "tmin": float(epochs.tmin), "tmax": float(epochs.tmax),
+            "dataset": ds, "subject": subject,
+            "versions": {"torch": torch.__version__, "mne": mne.__version__}}
+    features = FeatureSet(X=ids, y=y, classes=dataset.class_names, session=session, run=run,
+                          meta=meta)
+    logger.info("tokens: %s, %d distinct codes", ids.shape, len(np.unique(ids)))
+    features.save(out_path)
+    return features
+
+
+def run_decode_transformer(
+    cfg: Config, ds: str, subject: str, tokens_path: str, model_path: str, metrics_path: str,
+    predictions_path: str, threads: int | None = None,
+) -> dict[str, Any]:
+    """Cross-validate the token Transformer on one subject's tokens."""
+    from .decoding import run_decoder
+
+    set_threads(threads)
+    dataset = cfg.datasets[ds]
+    params = dataset.decoders.enabled()["token_transformer"]
+    tokenizer = load_model(model_path)
+    codebook = tokenizer.codebook.detach().cpu().numpy()
+    features = FeatureSet.load(tokens_path)
+    metrics, predictions = run_decoder(
+        "token_transformer", params, features, dataset.evaluation, cfg.seed, subject=subject,
+        dataset=ds, estimator_params={"codebook": codebook})
+    metrics["versions"]["torch"] = torch.__version__
+    metrics["tokenizer"] = {"path": str(model_path), "subjects": _tokenizer_subjects(cfg, ds),
+                            "labels_used": False}
+    write_json(metrics_path, metrics)
+    with atomic_path(predictions_path, suffix=".csv") as tmp:
+        predictions.to_csv(tmp, index=False)
+    return metrics
+
+
+def _tokenizer_subjects(cfg: Config, ds: str) -> list[str]:
+    settings = cfg.datasets[ds].tokenizer
+    return list(settings.subjects or cfg.datasets[ds].subjects) if settings else []
+

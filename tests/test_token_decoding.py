@@ -1,0 +1,111 @@
+"""Token Transformer classifiers (scikit-learn API) and class-discriminative tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from brainmill.evaluation import cross_validate
+from brainmill.token_decoding import (
+    TokenPipelineClassifier,
+    TokenTransformerClassifier,
+    discriminative_tokens,
+)
+
+MODEL = {"n_heads": 2, "depth": 1, "dropout": 0.0, "dim": 16}
+TRAIN = {"max_epochs": 25, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.2, "patience": 25,
+         "progress": False}
+
+
+def token_data(n=80, seed=0):
+    """Class 0 draws codes 0-3, class 1 codes 4-7 on channel 1; channel 0 is noise."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    ids = rng.integers(0, 8, size=(n, 2, 4))
+    ids[:, 1] = rng.integers(0, 4, size=(n, 4)) + 4 * y[:, None]
+    return ids, y
+
+
+def test_classifier_learns_tokens_and_follows_sklearn_conventions():
+    ids, y = token_data(160)
+    labels = np.where(y == 0, "rest", "move")
+    clf = TokenTransformerClassifier(n_codes=8, model=MODEL, training=TRAIN, seed=1)
+    assert clone(clf).get_params()["seed"] == 1
+    clf.fit(ids[::2], labels[::2])
+    assert list(clf.classes_) == ["move", "rest"]
+    proba = clf.predict_proba(ids[1::2])
+    assert proba.shape == (80, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    assert (clf.predict(ids[1::2]) == labels[1::2]).mean() > 0.85  # chance: 0.5
+    info = clf.fit_info_["training"]
+    assert info["n_val"] == 16 and info["n_train"] == 64 and 1 <= info["best_epoch"] <= 25
+    assert "val_kappa" in info["history"][0]
+    # the epoch kept is the one with the best validation kappa
+    kappas = [h["val_kappa"] for h in info["history"]]
+    assert kappas[info["best_epoch"] - 1] == max(kappas)
+
+
+def test_codebook_sets_width_and_embedding():
+    ids, y = token_data(40)
+    codebook = np.random.default_rng(0).standard_normal((8, 12)).astype(np.float32)
+    clf = TokenTransformerClassifier(codebook=codebook, model={"n_heads": 2, "depth": 1},
+                                     training={"max_epochs": 1, "progress": False}).fit(ids, y)
+    assert clf.model_.config.dim == 12 and clf.model_.config.n_codes == 8
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 8\)"):
+        clf.predict_proba(ids + 8)
+
+
+def test_pretraining_runs_on_tokens_only():
+    ids, y = token_data(40)
+    clf = TokenTransformerClassifier(
+        n_codes=8, model=MODEL, pretraining={"max_epochs": 2, "progress": False},
+        training={"max_epochs": 1, "progress": False}).fit(ids, y)
+    pre = clf.fit_info_["pretraining"]
+    assert len(pre["history"]) == 2 and "mtp_loss" in pre["history"][0]
+
+
+def test_bad_input():
+    ids, y = token_data(20)
+    with pytest.raises(ValueError, match="monitor"):
+        TokenTransformerClassifier(monitor="auc").fit(ids, y)
+    with pytest.raises(ValueError, match="two classes"):
+        TokenTransformerClassifier(n_codes=8).fit(ids, np.zeros(20))
+    with pytest.raises(ValueError, match=r"\(n_epochs, n_channels, n_frames\)"):
+        TokenTransformerClassifier(n_codes=8).fit(ids[:, 0], y)
+
+
+def test_pipeline_fits_the_tokenizer_on_the_training_fold_only():
+    rng = np.random.default_rng(0)
+    n, t = 48, np.arange(300) / 100.0
+    y = np.repeat([0, 1], n // 2)
+    X = np.sin(2 * np.pi * np.where(y == 0, 8.0, 30.0)[:, None, None] * t) * np.ones((1, 2, 1))
+    X = X + 0.3 * rng.standard_normal(X.shape)
+    make = lambda: TokenPipelineClassifier(  # noqa: E731
+        sfreq=100.0,
+        tokenizer={"dim": 16, "n_heads": 2, "freq_depth": 1, "time_depth": 1,
+                   "decoder_depth": 1, "n_codes": 16, "norm_groups": 4,
+                   "dead_code_threshold": 0.5},
+        tokenizer_training={"max_epochs": 3, "batch_size": 32, "progress": False},
+        model={"n_heads": 2, "depth": 1, "dropout": 0.0}, training=TRAIN, seed=0)
+    results, predictions = cross_validate(make, X, y, np.full(n, "1"), np.full(n, "1"),
+                                          ["within_session"], 3, True, 0, classes=["a", "b"])
+    res = results["within_session"]
+    for fold in res["folds"]:
+        # the tokenizer's training windows are the training fold's channels, nothing more
+        tok = fold["fit_info"]["tokenizer"]
+        assert tok["n_train"] == fold["n_train"] * 2 and tok["n_val"] is None
+    assert res["summary"]["accuracy"]["mean"] > 0.8
+
+
+def test_discriminative_tokens_rank_the_planted_code_first():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    ids = rng.integers(0, 10, size=(100, 2, 6))
+    ids[y == 1, 0, :2] = 7  # code 7 over-represented in class 1
+    rows = discriminative_tokens(ids, y, ["a", "b"], 10, top=3)
+    b_rows = [r for r in rows if r["class"] == "b"]
+    assert b_rows[0]["token"] == 7 and b_rows[0]["z"] > 5
+    assert b_rows[0]["share_in_class"] > b_rows[0]["share_elsewhere"]
+    assert all(r["token"] != 7 for r in rows if r["class"] == "a")
+    assert len(b_rows) == 3 and b_rows[0]["z"] >= b_rows[1]["z"] >= b_rows[2]["z"]

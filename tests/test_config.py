@@ -107,7 +107,8 @@ def test_disabling_a_decoder_and_events_as_strings(raw_default):
     ds["decoders"]["csp_lda"] = None
     ds["events"] = {"left_hand": "left_hand", "right_hand": "right_hand"}
     cfg = validate_config(raw_default)
-    assert list(cfg.datasets["synthetic"].decoders.enabled()) == ["ts_lr", "acm_ts_svm", "acm_mdm"]
+    assert list(cfg.datasets["synthetic"].decoders.enabled()) == [
+        "ts_lr", "acm_ts_svm", "acm_mdm", "token_transformer"]
     assert cfg.datasets["synthetic"].events == {"left_hand": ["left_hand"],
                                                 "right_hand": ["right_hand"]}
 
@@ -131,3 +132,27 @@ def test_defaults_are_complete():
     assert cfg.seed == 42
     assert ds.source.runs == [4, 8, 12]
     assert ds.preprocessing.epochs.reject_uv == 150.0
+
+
+def test_norm_and_act_names_match_the_layer_core_registry():
+    # config.py must not import torch, so it lists the names itself; keep them in step
+    from typing import get_args
+
+    from brainmill.config import ActName, NormName
+    from brainmill.nn.registry import ACTS, NORMS
+
+    assert set(get_args(NormName)) == set(NORMS)
+    assert set(get_args(ActName)) == set(ACTS)
+
+
+def test_training_config_rejects_a_rising_schedule_and_patience_without_validation():
+    from brainmill.config import TrainingConfig
+
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainingConfig(lr=1e-3, min_lr=5e-3)
+    with pytest.raises(ValueError, match="val_fraction"):
+        TrainingConfig(patience=3)
+    from brainmill.training import TrainConfig
+
+    # every field maps onto the trainer's own config
+    TrainConfig(**TrainingConfig(val_fraction=0.2, patience=3).trainer_fields(), seed=1)

@@ -20,9 +20,12 @@ rule train_tokenizer:
         run_dir=lambda w: f"{RESULTS}/{w.ds}/models/tokenizer/run",
     resources:
         gpu=1,
+    # the token chain (tokenizer -> tokens -> decoder) is the longest path of the DAG: start it
+    # as soon as the epochs exist, alongside the classical decoders
+    priority: 20
     log:
         f"{LOGS}/{{ds}}/train_tokenizer.log",
-    threads: workflow.cores
+    threads: 4  # Snakemake lowers it to --cores; every tokenize job waits for this one
     script:
         "../scripts/train_tokenizer.py"
 
@@ -36,6 +39,7 @@ rule tokenize:
         f"{RESULTS}/{{ds}}/sub-{{sub}}/features/tokens.npz",
     params:
         stage=stage_params("features", feature="tokens"),
+    priority: 20
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/features-tokens.log",
     threads: 1
@@ -55,8 +59,11 @@ rule decode_transformer:
         stage=stage_params("decode", decoder="token_transformer"),
     resources:
         gpu=1,
+    priority: 20
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/decode-token_transformer.log",
-    threads: workflow.cores
+    # one torch thread: per-subject jobs run side by side, and torch threads that compete
+    # with other jobs' threads for the same cores spin instead of computing
+    threads: 1
     script:
         "../scripts/decode_transformer.py"

@@ -5,7 +5,8 @@ Prints, side by side:
 * the STFT front end (``brainmill.models.frontend.stft_magnitude``) against
   ``scipy.signal.stft`` on the same frames (the library reference for the spectrogram);
 * tokenization of one hour of 64-channel EEG at 200 Hz (cut into 10-s windows, every channel
-  a single-channel window) with the default tokenizer, against the issue's 30-s target;
+  a single-channel window), against the issue's 30-s target, with the reference-size
+  tokenizer (the ``TokenizerConfig`` defaults) and the small one the accuracy benchmark uses;
 * tokenizer training throughput (windows/s of masked-reconstruction steps through
   :class:`brainmill.training.Trainer`) on 5-s windows;
 * on CUDA: bf16 autocast against fp32, with and without ``torch.compile``.
@@ -33,6 +34,11 @@ from brainmill.models.tokenizer import TFMTokenizer, TokenizerConfig
 from brainmill.training import TrainConfig, Trainer, resolve_device
 
 TARGET_S = 30.0
+#: tokenizer sizes measured: the reference's (the TokenizerConfig defaults: dim 64, 8 heads,
+#: frequency/temporal depth 2, 8192 codes) and the small one of benchmarks/tokens_accuracy.py
+SIZES = {"reference": {},
+         "small": {"dim": 32, "n_heads": 4, "freq_depth": 1, "time_depth": 1,
+                   "decoder_depth": 1, "n_codes": 512}}
 SFREQ = 200
 HOUR_WINDOWS = 360  # 10-s windows per hour
 N_CHANNELS = 64
@@ -66,10 +72,10 @@ def bench_stft(repeat: int = 3) -> dict[str, float]:
 
 
 def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
-                   compile_model: bool = False) -> float:
-    """Seconds to tokenize one hour of 64-channel EEG (10-s windows) with the default model."""
+                   compile_model: bool = False, size: str = "reference") -> float:
+    """Seconds to tokenize one hour of 64-channel EEG (10-s windows)."""
     torch.manual_seed(0)
-    model = TFMTokenizer(TokenizerConfig()).to(device).eval()
+    model = TFMTokenizer(TokenizerConfig(**SIZES[size])).to(device).eval()
     fwd = torch.compile(model.tokenize) if compile_model else model.tokenize
     n_windows = HOUR_WINDOWS // 10 if quick else HOUR_WINDOWS
     x = torch.randn(n_windows * N_CHANNELS, 1, 10 * SFREQ)
@@ -87,12 +93,12 @@ def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
 
 
 def bench_train(device: torch.device, quick: bool, precision: str = "fp32",
-                compile_model: bool = False) -> float:
-    """Training windows per second (5-s windows, batch 64, default tokenizer)."""
+                compile_model: bool = False, size: str = "reference") -> float:
+    """Training windows per second (5-s windows, batch 64)."""
     torch.manual_seed(0)
     n = 64 * (4 if quick else 16)
     x = torch.randn(n, 1, 5 * SFREQ)
-    model = TFMTokenizer(TokenizerConfig())
+    model = TFMTokenizer(TokenizerConfig(**SIZES[size]))
     cfg = TrainConfig(max_epochs=1, batch_size=64, device=str(device), precision=precision,
                       compile=compile_model, progress=False, seed=0)
     # one untimed epoch to warm up (allocator, compilation), then the timed one
@@ -104,12 +110,12 @@ def bench_train(device: torch.device, quick: bool, precision: str = "fp32",
     return n / (time.perf_counter() - t0)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}")
@@ -126,14 +132,17 @@ def main() -> int:
     runs = [("fp32", False)]
     if device.type == "cuda":
         runs += [("bf16", False), ("fp32", True), ("bf16", True)]
-    for precision, compiled in runs:
-        tag = f"{precision}{'+compile' if compiled else ''}"
-        sec = bench_tokenize(device, args.quick, precision, compiled)
-        wps = bench_train(device, args.quick, precision, compiled)
-        out[f"tokenize_seconds_per_hour_64ch_{tag}"] = sec
-        out[f"train_windows_per_s_{tag}"] = wps
-        print(f"[{tag}] tokenize 1 h × 64 ch: {sec:.1f} s (target {TARGET_S:.0f} s, "
-              f"target/measured {TARGET_S / sec:.2f}); train {wps:.0f} windows/s (5-s windows)")
+    for size in SIZES:
+        for precision, compiled in runs:
+            tag = f"{precision}{'+compile' if compiled else ''}"
+            key = tag if size == "reference" else f"{tag}_{size}"
+            sec = bench_tokenize(device, args.quick, precision, compiled, size)
+            wps = bench_train(device, args.quick, precision, compiled, size)
+            out[f"tokenize_seconds_per_hour_64ch_{key}"] = sec
+            out[f"train_windows_per_s_{key}"] = wps
+            print(f"[{size} tokenizer, {tag}] tokenize 1 h × 64 ch: {sec:.1f} s (target "
+                  f"{TARGET_S:.0f} s, target/measured {TARGET_S / sec:.2f}); train "
+                  f"{wps:.0f} windows/s (5-s windows)")
     out["tokenize_seconds_per_hour_64ch"] = out["tokenize_seconds_per_hour_64ch_fp32"]
     out["train_windows_per_s"] = out["train_windows_per_s_fp32"]
     if args.json:

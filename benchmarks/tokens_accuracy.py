@@ -59,15 +59,15 @@ from brainmill.token_decoding import TokenTransformerClassifier
 ROOT = Path(__file__).resolve().parents[1]
 
 #: tokenizer used for every dataset: smaller than the reference (dim 64, depths 2/2/8, 8192
-#: codes, 100 epochs) so that 3 seeds × every fold train on 2 CPU cores in about an hour; the
+#: codes, 100 epochs) so that 3 seeds × every fold train on 2 CPU cores within an hour; the
 #: codebook is cut to 512 with dead-code restarts, as a 3200-window dataset cannot use 8192
 TOKENIZER = {"dim": 32, "n_heads": 4, "freq_depth": 1, "time_depth": 1, "decoder_depth": 1,
              "n_codes": 512, "dead_code_threshold": 0.5, "dropout": 0.1}
-TOKENIZER_TRAINING = {"max_epochs": 8, "batch_size": 128, "lr": 1e-3, "min_lr": 1e-5,
-                      "val_fraction": 0.1, "patience": 3, "progress": False}
+TOKENIZER_TRAINING = {"max_epochs": 5, "batch_size": 128, "lr": 1e-3, "min_lr": 1e-5,
+                      "val_fraction": 0.1, "patience": 2, "progress": False}
 TRANSFORMER = {"n_heads": 4, "depth": 2, "dropout": 0.1}
-TRANSFORMER_TRAINING = {"max_epochs": 30, "batch_size": 64, "lr": 5e-4, "min_lr": 1e-5,
-                        "val_fraction": 0.2, "patience": 8, "progress": False}
+TRANSFORMER_TRAINING = {"max_epochs": 20, "batch_size": 64, "lr": 5e-4, "min_lr": 1e-5,
+                        "val_fraction": 0.2, "patience": 5, "progress": False}
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None) -> dict:

@@ -21,7 +21,8 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     width = max(len(k) for k in SOURCES)
     for kind, (_, text) in SOURCES.items():
         print(f"  {kind:<{width}}  {text}")
-    print("\nExample configs: config/config.yaml (synthetic), config/physionet.yaml (eegbci).")
+    print("\nExample configs: config/config.yaml (synthetic), config/physionet.yaml (eegbci), "
+          "config/bonn.yaml (bonn), config/dreams.yaml (dreams).")
     return 0
 
 

@@ -27,6 +27,7 @@ from .features.covariance import epochs_arrays
 from .features.timefreq import TFMTokens, resample_signals, token_counts, tokenize
 from .io import FeatureSet, atomic_path, read_json, write_json
 from .models import load_model, save_model
+from .training import resolve_device
 
 logger = logging.getLogger("brainmill")
 
@@ -152,6 +153,8 @@ def run_tokenize(
     Xr = resample_signals(X, float(epochs.info["sfreq"]), sfreq)
     _check_length(Xr.shape[-1], len(epochs.times), sfreq, model.config.n_fft, epochs_path,
                   subject)
+    if dataset.tokenizer is not None:  # the training device setting (CUDA when present)
+        model.to(resolve_device(dataset.tokenizer.training.device))
     ids = tokenize(model, Xr, dataset.features.tokens.batch_size)
     meta = {"feature": "tokens", "tokenizer": str(model_path), "n_codes": model.config.n_codes,
             "ch_names": list(epochs.ch_names), "sfreq": sfreq, "n_fft": model.config.n_fft,

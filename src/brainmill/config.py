@@ -754,6 +754,13 @@ class DatasetConfig(StrictModel):
         return self
 
     @property
+    def tokenizer_subjects(self) -> list[str]:
+        """Subjects whose epochs train the tokenizer (``tokenizer.subjects``, default all)."""
+        if self.tokenizer is None:
+            return []
+        return list(self.tokenizer.subjects or self.subjects)
+
+    @property
     def class_names(self) -> list[str]:
         """Class names in configured order (class index = position)."""
         return list(self.events)

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
 from sklearn.utils.validation import check_is_fitted
 
-from .features.timefreq import TFMTokens, _result_info
+from .features.timefreq import TFMTokens, training_summary
 from .models.transformer import TokenTransformer, TokenTransformerConfig
 from .training import TrainConfig, Trainer
 
@@ -124,7 +124,7 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         if self.pretraining is not None:
             pre = Trainer(TrainConfig(**{**self.pretraining, "seed": self.seed}))
             res = pre.fit(net, lambda m, batch, gen: m.mtp_loss(batch[0], gen), (ids,))
-            info["pretraining"] = _result_info(res)
+            info["pretraining"] = training_summary(res)
         tcfg = TrainConfig(**{**(self.training or {}), "seed": self.seed,
                               "monitor": f"val_{self.monitor}",
                               "mode": "min" if self.monitor == "loss" else "max"})
@@ -139,17 +139,16 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         def val_fn(m, arrays):
             logits = torch.cat([m(arrays[0][i:i + self.batch_size]).float()
                                 for i in range(0, len(arrays[0]), self.batch_size)])
-            batch = (arrays[0], arrays[1])
-            loss = F.cross_entropy(logits, batch[1], label_smoothing=smoothing)
+            loss = F.cross_entropy(logits, arrays[1], label_smoothing=smoothing)
             pred = logits.argmax(-1).cpu().numpy()
-            true = batch[1].cpu().numpy()
+            true = arrays[1].cpu().numpy()
             return {"val_loss": float(loss),
                     "val_kappa": _kappa(true, pred),
                     "val_balanced_accuracy": float(balanced_accuracy_score(true, pred))}
 
         res = Trainer(tcfg).fit(net, loss_fn, (ids, torch.from_numpy(y_idx.astype(np.int64))),
                                 val_fn=val_fn, stratify=y_idx)
-        info["training"] = _result_info(res)
+        info["training"] = training_summary(res)
         self.model_ = net.cpu().eval()
         self.fit_info_ = info
         self.n_features_in_ = X.shape[1]

@@ -185,15 +185,9 @@ def run_decode_transformer(
         "token_transformer", params, features, dataset.evaluation, cfg.seed, subject=subject,
         dataset=ds, estimator_params={"codebook": codebook})
     metrics["versions"]["torch"] = torch.__version__
-    metrics["tokenizer"] = {"path": str(model_path), "subjects": _tokenizer_subjects(cfg, ds),
+    metrics["tokenizer"] = {"path": str(model_path), "subjects": dataset.tokenizer_subjects,
                             "labels_used": False}
     write_json(metrics_path, metrics)
     with atomic_path(predictions_path, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)
     return metrics
-
-
-def _tokenizer_subjects(cfg: Config, ds: str) -> list[str]:
-    settings = cfg.datasets[ds].tokenizer
-    return list(settings.subjects or cfg.datasets[ds].subjects) if settings else []
-

@@ -67,8 +67,7 @@ def dataset_metrics(wildcards):
 
 def tokenizer_subjects(ds):
     """Subjects whose epochs train the dataset's tokenizer (default: all of them)."""
-    settings = CFG.datasets[ds].tokenizer
-    return list(settings.subjects or subjects(ds)) if settings is not None else []
+    return CFG.datasets[ds].tokenizer_subjects
 
 
 def tokenizer_epochs(wildcards):

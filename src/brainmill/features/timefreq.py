@@ -24,7 +24,8 @@ from ..models.frontend import robust_scale, stft_magnitude
 from ..models.tokenizer import TFMTokenizer, TokenizerConfig
 from ..training import TrainConfig, Trainer
 
-__all__ = ["TFMTokens", "TimeFrequency", "resample_signals", "token_counts"]
+__all__ = ["TFMTokens", "TimeFrequency", "resample_signals", "token_counts", "tokenize",
+           "training_summary"]
 
 
 def _check_signals(X: Any, name: str) -> np.ndarray:
@@ -181,7 +182,7 @@ class TFMTokens(TransformerMixin, BaseEstimator):
             groups=groups,
         )
         self.tokenizer_ = model.cpu().eval()
-        self.training_ = _result_info(result)
+        self.training_ = training_summary(result)
         self.codebook_ = model.codebook.detach().cpu().numpy().copy()
         self.n_features_in_ = c
         return self
@@ -218,7 +219,8 @@ def token_counts(ids: np.ndarray, n_codes: int) -> np.ndarray:
     return np.bincount(np.asarray(ids).ravel(), minlength=n_codes)
 
 
-def _result_info(result: Any) -> dict[str, Any]:
+def training_summary(result: Any) -> dict[str, Any]:
+    """JSON-able summary of a :class:`brainmill.training.TrainResult` (stored in fit_info_)."""
     return {
         "history": result.history,
         "best_epoch": result.best_epoch,

@@ -4,6 +4,8 @@
 - :mod:`brainmill.models.tokenizer`: :class:`TFMTokenizer` and :class:`TokenizerConfig`;
 - :mod:`brainmill.models.transformer`: :class:`TokenTransformer` and
   :class:`TokenTransformerConfig`;
+- :mod:`brainmill.models.vae`: :class:`DemoVAE` (with :class:`DemographicEncoder` and the
+  network :class:`DemoVAENet`);
 - :func:`save_model` / :func:`load_model`: checkpoints ``{"kind", "config", "state_dict"}``.
 
 Imports only torch and numpy.
@@ -21,15 +23,18 @@ from torch import nn
 from .frontend import n_frames, robust_scale, stft_magnitude
 from .tokenizer import TFMTokenizer, TokenizerConfig, TokenizerOutput
 from .transformer import TokenTransformer, TokenTransformerConfig
+from .vae import DemographicEncoder, DemoVAE, DemoVAENet, DemoVAENetConfig
 
 __all__ = ["MODELS", "TFMTokenizer", "TokenTransformer", "TokenTransformerConfig",
            "TokenizerConfig", "TokenizerOutput", "load_model", "n_frames", "robust_scale",
            "save_model", "stft_magnitude"]
+__all__ += ["DemoVAE", "DemoVAENet", "DemoVAENetConfig", "DemographicEncoder"]
 
 #: checkpoint ``kind`` → (model class, config class).
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "tfm_tokenizer": (TFMTokenizer, TokenizerConfig),
     "token_transformer": (TokenTransformer, TokenTransformerConfig),
+    "demovae_net": (DemoVAENet, DemoVAENetConfig),
 }
 
 

@@ -15,14 +15,16 @@ from .versions import library_versions
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from .datasets import SOURCES
+    from .datasets import FMRI_SOURCES, SOURCES
 
-    print("Known dataset sources (config key `source.kind`):")
-    width = max(len(k) for k in SOURCES)
-    for kind, (_, text) in SOURCES.items():
-        print(f"  {kind:<{width}}  {text}")
-    print("\nExample configs: config/config.yaml (synthetic), config/physionet.yaml (eegbci), "
-          "config/bonn.yaml (bonn), config/dreams.yaml (dreams).")
+    width = max(len(k) for k in {**SOURCES, **FMRI_SOURCES})
+    for title, table in [("EEG", SOURCES), ("fMRI (modality: fmri)", FMRI_SOURCES)]:
+        print(f"{title} dataset sources (config key `source.kind`):")
+        for kind, (_, text) in table.items():
+            print(f"  {kind:<{width}}  {text}")
+    print("\nExample configs: config/config.yaml (synthetic EEG + synthetic fMRI), "
+          "config/physionet.yaml (eegbci), config/bonn.yaml (bonn), config/dreams.yaml "
+          "(dreams), config/abide.yaml (abide).")
     return 0
 
 
@@ -56,6 +58,13 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     for name, ds in cfg.datasets.items():
+        if ds.modality == "fmri":
+            n = "all" if ds.subjects == "all" else len(ds.subjects)
+            target = ds.decoding.target if ds.decoding else "none"
+            print(f"{name}: fMRI source {ds.source.kind}, subjects {n}, connectivity "
+                  f"{ds.connectivity.kind}, VAE demographics {ds.demographics}, decoding "
+                  f"target {target}")
+            continue
         decoders = ", ".join(ds.decoders.enabled())
         print(f"{name}: source {ds.source.kind}, {len(ds.subjects)} subject(s), "
               f"classes {ds.class_names}, decoders {decoders}")

@@ -21,7 +21,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -766,6 +768,241 @@ class DatasetConfig(StrictModel):
         return list(self.events)
 
 
+# ------------------------------------------------------------------------------------ fMRI
+
+
+class SyntheticFMRISource(StrictModel):
+    """Embedded resting-state ROI time series with known demographic and group effects."""
+
+    kind: Literal["synthetic_fmri"] = "synthetic_fmri"
+    n_subjects: int = Field(40, ge=4, description="Subjects '1'..'n_subjects'.")
+    n_rois: int = Field(30, ge=10)
+    n_timepoints: int = Field(150, ge=10)
+    tr: float = Field(2.0, gt=0, description="Repetition time (s).")
+    sites: list[str] = Field(default_factory=lambda: ["A", "B"], min_length=1)
+    age_effect: float = Field(0.25, ge=0, description="Correlation change per sd of age on "
+                              "the age edges.")
+    sex_effect: float = Field(0.2, ge=0)
+    site_effect: float = Field(0.15, ge=0)
+    diagnosis_effect: float = Field(0.25, ge=0)
+
+    @model_validator(mode="after")
+    def _generable(self) -> SyntheticFMRISource:
+        # the generator's own checks (2 subjects per site, effects small enough to keep every
+        # correlation matrix positive definite), run at config time rather than in a job
+        from .datasets.synthetic_fmri import SyntheticFMRISpec, synthetic_effect_edges
+
+        synthetic_effect_edges(SyntheticFMRISpec(
+            n_subjects=self.n_subjects, n_rois=self.n_rois, n_timepoints=self.n_timepoints,
+            tr=self.tr, sites=tuple(self.sites), age_effect=self.age_effect,
+            sex_effect=self.sex_effect, site_effect=self.site_effect,
+            diagnosis_effect=self.diagnosis_effect))
+        return self
+
+    def subject_labels(self) -> list[str]:
+        return [str(i) for i in range(1, self.n_subjects + 1)]
+
+
+class ABIDESource(StrictModel):
+    """ABIDE I (Preprocessed Connectomes Project) CC200 ROI time series + participants.tsv."""
+
+    kind: Literal["abide"] = "abide"
+    path: str | None = Field(
+        None, description="Folder holding participants.tsv and rois_cc200/ (and CC200.nii.gz "
+        "for plots); default $MNE_DATA/abide-cc200.")
+    sites: list[str] | None = Field(None, description="Sites to keep, e.g. [NYU, PITT]; "
+                                    "default all in participants.tsv.")
+    pcp_release_only: bool = Field(True, description="Drop subjects the PCP release excluded "
+                                   "on quality (in_pcp_release = False).")
+
+
+class ROIFilesSource(StrictModel):
+    """Precomputed ROI time series, one file per subject (.1D/.tsv/.csv/.txt, optionally .gz)."""
+
+    kind: Literal["roi_files"] = "roi_files"
+    root: str = Field(..., description="Folder the patterns are relative to.")
+    pattern: str = Field(..., description="File of one subject, with {subject}, e.g. "
+                         "'sub-{subject}_timeseries.tsv'.")
+    tr: float = Field(..., gt=0, description="Repetition time (s).")
+    participants: str = Field(..., description="Participants table (TSV/CSV), relative to root.")
+    id_column: str = "participant_id"
+    roi_names: list[str] | None = Field(None, description="Default: the file's header.")
+
+
+class NiftiSource(StrictModel):
+    """4-D NIfTI images reduced to ROI time series by a nilearn masker over an atlas."""
+
+    kind: Literal["nifti"] = "nifti"
+    root: str = Field(..., description="Folder the patterns are relative to.")
+    pattern: str = Field(..., description="Image of one subject, with {subject}.")
+    atlas: str = Field(..., description="Atlas image (relative to root or absolute).")
+    atlas_kind: Literal["labels", "maps"] = Field(
+        "labels", description="labels: NiftiLabelsMasker (integer parcels); maps: "
+        "NiftiMapsMasker (4-D probabilistic maps).")
+    labels: list[str] | None = Field(None, description="ROI names; must match the atlas "
+                                     "region count.")
+    confounds: str | None = Field(None, description="Confounds TSV of one subject, with "
+                                  "{subject}; regressed out by the masker.")
+    confound_columns: list[str] | None = Field(None, description="Default: every column.")
+    tr: float | None = Field(None, gt=0, description="Default: the image header's.")
+    participants: str = Field(..., description="Participants table (TSV/CSV), relative to root.")
+    id_column: str = "participant_id"
+
+
+FMRISource = Annotated[
+    SyntheticFMRISource | ABIDESource | ROIFilesSource | NiftiSource,
+    Field(discriminator="kind"),
+]
+
+
+class FMRICleanConfig(StrictModel):
+    """nilearn ``signal.clean`` and the motion exclusion of one subject's ROI time series."""
+
+    detrend: bool = True
+    standardize: bool = Field(True, description="z-score each ROI (sample sd).")
+    high_pass: float | None = Field(0.01, gt=0, description="High-pass edge (Hz).")
+    low_pass: float | None = Field(0.1, gt=0, description="Low-pass edge (Hz).")
+    confounds: bool = Field(True, description="Regress the subject's confounds when it has any.")
+    max_mean_fd: float | None = Field(
+        0.5, gt=0, description="Exclude subjects whose mean framewise displacement (mm, from "
+        "the participants table) exceeds this; null: no motion exclusion.")
+    min_timepoints: int = Field(50, ge=3, description="Fewer usable volumes is an error.")
+    on_nan: Literal["error", "exclude"] = Field(
+        "error", description="Time series with NaN rows: fail the subject's job, or exclude "
+        "the subject and record why.")
+
+
+class FMRIConnectivityConfig(StrictModel):
+    """Per-subject connectivity (nilearn ``ConnectivityMeasure``), upper triangle as features."""
+
+    kind: Literal["correlation", "partial correlation", "covariance", "precision"] = Field(
+        "correlation", description="Tangent space needs a group mean and is fitted inside each "
+        "training fold by decode_fmri (decoding.connectivity_kind).")
+    estimator: Literal["ledoit_wolf", "empirical"] = Field(
+        "ledoit_wolf", description="Covariance estimator (nilearn's default is Ledoit-Wolf, "
+        "which shrinks correlations slightly; 'empirical' gives Pearson correlation, as the "
+        "DemoVAE reference uses).")
+
+
+class VAEModelConfig(StrictModel):
+    """The demographic-conditioned VAE (:class:`brainmill.models.vae.DemoVAE`)."""
+
+    latent_dim: int = Field(30, ge=1)
+    hidden: int = Field(1000, ge=1)
+    variational: bool = Field(False, description="Reparameterised encoder + KL; false: the "
+                              "reference's deterministic encoder with moment matching.")
+    act: Literal["relu", "gelu", "swiglu", "rational", "crrelu"] = "relu"
+    guidance: bool = True
+    loss_weights: dict[Literal["rec", "cov", "mean", "decor", "guide", "kl"], float] = Field(
+        default_factory=dict, description="Overrides of the DemoVAE loss weights.")
+
+
+class VAEConfig(StrictModel):
+    """The dataset-level DemoVAE (rule train_vae) and what it generates."""
+
+    continuous: list[str] = Field(default_factory=lambda: ["age"],
+                                  description="Continuous demographics (standardised).")
+    categorical: list[str] = Field(default_factory=lambda: ["sex", "site"],
+                                   description="Categorical demographics (one-hot).")
+    group: str | None = Field(
+        "diagnosis", description="A categorical column the dataset-level model is also "
+        "conditioned on, so synthetic group differences (e.g. ASD − TC) can be drawn; never a "
+        "VAE input when it is the decoding target.")
+    model: VAEModelConfig = Field(default_factory=VAEModelConfig)
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(
+        max_epochs=200, batch_size=32, lr=1e-3, weight_decay=0.0))
+    n_samples: int = Field(50, ge=2, description="Synthetic connectomes per profile.")
+    profiles: list[dict[str, str | float]] | None = Field(
+        None, description="Demographic profiles to generate for the report; default: every "
+        "combination of the categorical levels (and group) at the mean of the continuous ones.")
+
+
+class FMRIDecodingConfig(StrictModel):
+    """Decode a participants column from connectivity, VAE latents, latents + demographics and
+    the demographics alone."""
+
+    target: str = Field("diagnosis", description="Participants column to predict.")
+    n_folds: int = Field(5, ge=2, description="Folds stratified by target × site.")
+    C: float = Field(1.0, gt=0, description="Inverse regularisation of the logistic regression.")
+    connectivity_kind: Literal["correlation", "partial correlation", "tangent"] = Field(
+        "correlation", description="Connectivity of the 'connectivity' feature set; tangent is "
+        "fitted on each training fold.")
+
+
+class FMRIDatasetConfig(StrictModel):
+    """One fMRI dataset: ROI time series → cleaned → connectivity → DemoVAE and decoding."""
+
+    modality: Literal["fmri"]
+    source: FMRISource
+    subjects: Annotated[
+        list[str] | Literal["all"],
+        WithJsonSchema({"anyOf": [{"const": "all"}, {"type": "array", "minItems": 1,
+                                                     "items": {"type": ["string", "integer"]}}]}),
+    ] = Field("all", description="Subject labels, or 'all' (every subject of the source).")
+    preprocessing: FMRICleanConfig = Field(default_factory=FMRICleanConfig)
+    connectivity: FMRIConnectivityConfig = Field(default_factory=FMRIConnectivityConfig)
+    vae: VAEConfig = Field(default_factory=VAEConfig)
+    decoding: FMRIDecodingConfig | None = Field(default_factory=FMRIDecodingConfig)
+
+    @field_validator("subjects", mode="before")
+    @classmethod
+    def _subjects_as_str(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return value
+
+    @field_validator("subjects")
+    @classmethod
+    def _subject_labels(cls, value: list[str] | str) -> list[str] | str:
+        if value == "all":
+            return value
+        for sub in value:
+            if not _NAME_RE.match(sub):
+                raise ValueError(
+                    f"subject label '{sub}' must be letters and digits only (as in BIDS)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"subjects are listed twice: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _combination(self) -> FMRIDatasetConfig:
+        demographics = self.vae.continuous + self.vae.categorical
+        if len(set(demographics)) != len(demographics):
+            raise ValueError(f"vae: a demographic is listed twice: {demographics}")
+        if self.vae.group is not None and self.vae.group in demographics:
+            raise ValueError(f"vae.group '{self.vae.group}' is also a demographic")
+        if self.decoding is not None and self.decoding.target in demographics:
+            raise ValueError(
+                f"decoding.target '{self.decoding.target}' is a VAE demographic, so the latents "
+                "would be decorrelated from it; remove it from vae.continuous/categorical")
+        if (isinstance(self.source, SyntheticFMRISource) and isinstance(self.subjects, list)):
+            unknown = sorted(set(self.subjects) - set(self.source.subject_labels()))
+            if unknown:
+                raise ValueError(f"subjects {unknown} are not subjects of the synthetic source "
+                                 f"(1..{self.source.n_subjects})")
+        return self
+
+    @property
+    def demographics(self) -> list[str]:
+        """Every participants column the dataset needs (VAE demographics, group, target)."""
+        cols = self.vae.continuous + self.vae.categorical
+        extra = [self.vae.group, self.decoding.target if self.decoding else None]
+        return cols + [c for c in dict.fromkeys(extra) if c is not None and c not in cols]
+
+
+def _dataset_modality(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("modality", "eeg"))
+    return str(getattr(value, "modality", "eeg"))
+
+
+AnyDatasetConfig = Annotated[
+    Annotated[DatasetConfig, Tag("eeg")] | Annotated[FMRIDatasetConfig, Tag("fmri")],
+    Discriminator(_dataset_modality, custom_error_type="modality",
+                  custom_error_message="modality must be 'eeg' (the default) or 'fmri'"),
+]
+
+
 class Config(StrictModel):
     """A whole brainmill run: one seed, output folders and the datasets to process."""
 
@@ -773,11 +1010,11 @@ class Config(StrictModel):
     results_dir: str = "results"
     reports_dir: str = "reports"
     logs_dir: str = "logs"
-    datasets: dict[str, DatasetConfig] = Field(..., min_length=1)
+    datasets: dict[str, AnyDatasetConfig] = Field(..., min_length=1)
 
     @field_validator("datasets")
     @classmethod
-    def _dataset_names(cls, value: dict[str, DatasetConfig]) -> dict[str, DatasetConfig]:
+    def _dataset_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not _DATASET_RE.match(name):
                 raise ValueError(f"dataset name '{name}' must be letters, digits and '_' only")
@@ -788,13 +1025,17 @@ class Config(StrictModel):
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    kinds = {"synthetic", "eegbci", "files", "bids", "moabb", "bonn", "dreams"}
+    kinds = {"synthetic", "eegbci", "files", "bids", "moabb", "bonn", "dreams",
+             "synthetic_fmri", "abide", "roi_files", "nifti"}
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         parts = []
         for i, p in enumerate(e["loc"]):
             # pydantic inserts the discriminator's tag after 'source'; users never write it
             if i > 0 and e["loc"][i - 1] == "source" and p in kinds:
+                continue
+            # ... and the modality tag after the dataset name
+            if i > 1 and e["loc"][i - 2] == "datasets" and p in ("eeg", "fmri"):
                 continue
             parts.append(str(p))
         msg = e["msg"].removeprefix("Value error, ")

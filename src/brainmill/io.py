@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -127,3 +129,22 @@ class FeatureSet:
                 run=data["run"],
                 meta=json.loads(str(data["meta"])),
             )
+
+
+def fresh_run_dir(run_dir: str | Path, what: str, params: dict[str, Any]) -> None:
+    """Keep ``run_dir``'s checkpoint only if it was made with the same parameters.
+
+    Snakemake reruns a training job when its parameters change; the old checkpoint then
+    belongs to another run and is removed (the trainer would refuse it), while a checkpoint
+    left by a killed job with the same parameters is resumed. ``params`` is stamped into
+    ``run_dir/params.json``; ``what`` names the model in the log.
+    """
+    run_dir = Path(run_dir)
+    stamp = run_dir / "params.json"
+    if run_dir.exists() and (not stamp.exists() or read_json(stamp) != params):
+        logging.getLogger("brainmill").info(
+            "%s: parameters changed since %s was written; starting afresh", what, run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not stamp.exists():
+        write_json(stamp, params)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from .config import Config
 from .errors import DataError
 from .features.covariance import epochs_arrays
 from .features.timefreq import TFMTokens, resample_signals, token_counts, tokenize
-from .io import FeatureSet, atomic_path, read_json, write_json
+from .io import FeatureSet, atomic_path, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .training import resolve_device
 
@@ -93,8 +92,9 @@ def run_train_tokenizer(
         X = X[keep]
     logger.info("tokenizer: %d single-channel windows of %d samples from %d subject(s)",
                 len(X), X.shape[-1], len(subjects))
-    _fresh_run_dir(run_dir, {"settings": settings.model_dump(mode="json"), "seed": cfg.seed,
-                             "subjects": list(subjects), "shape": list(X.shape)})
+    fresh_run_dir(run_dir, "tokenizer", {"settings": settings.model_dump(mode="json"),
+                                         "seed": cfg.seed, "subjects": list(subjects),
+                                         "shape": list(X.shape)})
     t0 = time.perf_counter()
     tokens = TFMTokens(sfreq=sfreq, tokenizer=settings.model.model_dump(),
                        training=settings.training.trainer_fields(), seed=cfg.seed,
@@ -117,24 +117,6 @@ def run_train_tokenizer(
     logger.info("tokenizer: %d of %d codes used, perplexity %.1f", usage["n_used"],
                 usage["n_codes"], usage["perplexity"])
     return info
-
-
-def _fresh_run_dir(run_dir: str | Path, params: dict[str, Any]) -> None:
-    """Keep ``run_dir``'s checkpoint only if it was made with the same parameters.
-
-    Snakemake reruns ``train_tokenizer`` when its parameters change; the old checkpoint then
-    belongs to another run and is removed (the trainer would refuse it), while a checkpoint
-    left by a killed job with the same parameters is resumed.
-    """
-    run_dir = Path(run_dir)
-    stamp = run_dir / "params.json"
-    if run_dir.exists() and (not stamp.exists() or read_json(stamp) != params):
-        logger.info("tokenizer: parameters changed since %s was written; starting afresh",
-                    run_dir)
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not stamp.exists():
-        write_json(stamp, params)
 
 
 def run_tokenize(

@@ -1,8 +1,33 @@
 # Helpers shared by the rules: target lists and per-stage parameters (rerun triggers).
 
 
+from brainmill.config import FMRIDatasetConfig
+
+
+def is_fmri(ds):
+    return isinstance(CFG.datasets[ds], FMRIDatasetConfig)
+
+
+def _names_regex(names):
+    # a regex that matches exactly these dataset names (and nothing when there are none)
+    return "|".join(names) if names else "(?!x)x"
+
+
+EEG_DS = _names_regex([ds for ds in CFG.datasets if not is_fmri(ds)])
+FMRI_DS = _names_regex([ds for ds in CFG.datasets if is_fmri(ds)])
+
+
+_FMRI_SUBJECTS = {}
+
+
 def subjects(ds):
-    return CFG.datasets[ds].subjects
+    if not is_fmri(ds):
+        return CFG.datasets[ds].subjects
+    if ds not in _FMRI_SUBJECTS:  # 'all' reads the source's participants table once
+        from brainmill.datasets.fmri_sources import dataset_subjects
+
+        _FMRI_SUBJECTS[ds] = dataset_subjects(CFG.datasets[ds], CFG.seed)
+    return _FMRI_SUBJECTS[ds]
 
 
 def enabled_decoders(ds):

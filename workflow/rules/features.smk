@@ -1,5 +1,7 @@
 rule features:
     """Per-epoch features (e.g. covariance matrices) of one subject."""
+    wildcard_constraints:
+        ds=EEG_DS,
     input:
         epochs=rules.preprocess_eeg.output.epochs,
     output:

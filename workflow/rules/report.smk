@@ -1,5 +1,7 @@
 rule subject_report:
     """mne.Report of one subject: QC, preprocessing, epochs, decoders, config and versions."""
+    wildcard_constraints:
+        ds=EEG_DS,
     input:
         recording=rules.load_eeg.output.recording,
         epochs=rules.preprocess_eeg.output.epochs,
@@ -18,6 +20,8 @@ rule subject_report:
 
 rule dataset_report:
     """Every decoder × subject with chance level, mean ± sd; a CSV of all scores."""
+    wildcard_constraints:
+        ds=EEG_DS,
     input:
         metrics=dataset_metrics,
         tokenizer=dataset_tokenizer_info,

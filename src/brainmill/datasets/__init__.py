@@ -2,7 +2,9 @@
 
 One module per source: ``synthetic`` (embedded, no download), ``eegbci`` (PhysioNet motor
 imagery via MNE's fetcher and cache), ``files`` (any file MNE reads), ``bids`` (mne-bids), ``moabb`` (MOABB datasets, optional extra), ``bonn`` and ``dreams``
-(single-channel clinical and sleep EEG from local copies).
+(single-channel clinical and sleep EEG from local copies). fMRI sources (``synthetic_fmri``,
+``abide``, ``roi_files``, ``nifti``) return ROI time series through
+:mod:`brainmill.datasets.fmri_sources`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,32 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
+#: fMRI source kind → (module, one-line description); loaded through
+#: :mod:`brainmill.datasets.fmri_sources`.
+FMRI_SOURCES: dict[str, tuple[str, str]] = {
+    "synthetic_fmri": (
+        "brainmill.datasets.synthetic_fmri",
+        "Embedded resting-state ROI time series (2 sites) with known age, sex, site and "
+        "diagnosis effects on connectivity and motion confounds; no download.",
+    ),
+    "abide": (
+        "brainmill.datasets.abide",
+        "ABIDE I (Preprocessed Connectomes Project) CC200 ROI time series with age, sex, "
+        "site, diagnosis and motion, from a local copy.",
+    ),
+    "roi_files": (
+        "brainmill.datasets.fmri",
+        "Precomputed ROI time series per subject (.1D/.tsv/.csv, gzipped or not) + a "
+        "participants table.",
+    ),
+    "nifti": (
+        "brainmill.datasets.fmri",
+        "4-D NIfTI images reduced to ROI time series by nilearn's NiftiLabelsMasker or "
+        "NiftiMapsMasker over an atlas, confounds from a TSV, + a participants table.",
+    ),
+}
+
+
 def load_recording(dataset: DatasetConfig, subject: str, *, seed: int) -> Recording:
     """Load one subject of a configured dataset.
 
@@ -72,4 +100,4 @@ def load_recording(dataset: DatasetConfig, subject: str, *, seed: int) -> Record
     return module.load(dataset.source, str(subject), dataset.events, seed=seed)
 
 
-__all__ = ["Recording", "RunInfo", "SOURCES", "event_id_for", "load_recording"]
+__all__ = ["FMRI_SOURCES", "Recording", "RunInfo", "SOURCES", "event_id_for", "load_recording"]

@@ -408,7 +408,10 @@ class DemoVAE:
         Hidden width of encoder and decoder. Default 1000 (the reference).
     variational : bool
         False (the reference): ``z`` is the encoder output, kept near N(0, I) by the ``cov``
-        and ``mean`` losses. True: reparameterised ``z = μ + σ·ε`` plus a ``kl`` term.
+        and ``mean`` losses. True: reparameterised ``z = μ + σ·ε`` plus a ``kl`` term. On
+        ABIDE (BENCHMARKS.md) True with one batch of 256 per step decorrelated the held-out
+        latents to chance where False left site in them, at a worse reconstruction; the
+        workflow's config defaults to True.
     norm : str | None
         Hidden-layer norm by :data:`brainmill.nn.registry.NORMS` name; None (the reference).
     act : str

@@ -670,6 +670,23 @@ class EvaluationConfig(StrictModel):
 # ------------------------------------------------------------------------------- datasets
 
 
+def _subjects_as_str(value: Any) -> Any:
+    """YAML users write subject labels as numbers; labels are strings."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value
+
+
+def _check_subject_labels(value: list[str]) -> list[str]:
+    for sub in value:
+        if not _NAME_RE.match(sub):
+            raise ValueError(f"subject label '{sub}' must be letters and digits only (as in BIDS)")
+    if len(set(value)) != len(value):
+        raise ValueError(f"subjects are listed twice: {value}")
+    return value
+
+
+
 class DatasetConfig(StrictModel):
     """One dataset: where its recordings come from and how each stage treats them."""
 
@@ -703,21 +720,12 @@ class DatasetConfig(StrictModel):
     @field_validator("subjects", mode="before")
     @classmethod
     def _subjects_as_str(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        return value
+        return _subjects_as_str(value)
 
     @field_validator("subjects")
     @classmethod
     def _subject_labels(cls, value: list[str]) -> list[str]:
-        for sub in value:
-            if not _NAME_RE.match(sub):
-                raise ValueError(
-                    f"subject label '{sub}' must be letters and digits only (as in BIDS)"
-                )
-        if len(set(value)) != len(value):
-            raise ValueError(f"subjects are listed twice: {value}")
-        return value
+        return _check_subject_labels(value)
 
     @field_validator("events", mode="before")
     @classmethod
@@ -949,22 +957,12 @@ class FMRIDatasetConfig(StrictModel):
     @field_validator("subjects", mode="before")
     @classmethod
     def _subjects_as_str(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        return value
+        return _subjects_as_str(value)
 
     @field_validator("subjects")
     @classmethod
     def _subject_labels(cls, value: list[str] | str) -> list[str] | str:
-        if value == "all":
-            return value
-        for sub in value:
-            if not _NAME_RE.match(sub):
-                raise ValueError(
-                    f"subject label '{sub}' must be letters and digits only (as in BIDS)")
-        if len(set(value)) != len(value):
-            raise ValueError(f"subjects are listed twice: {value}")
-        return value
+        return value if value == "all" else _check_subject_labels(value)
 
     @model_validator(mode="after")
     def _combination(self) -> FMRIDatasetConfig:

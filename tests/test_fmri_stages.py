@@ -105,7 +105,8 @@ def test_connectivity_is_that_of_the_cleaned_series(fmri_run):
 
 
 def test_vae_trains_on_included_subjects_and_removes_demographics(fmri_run):
-    X, table, n_rois = included_connectivity(fmri_run.conn, fmri_run.participants)
+    X, table, n_rois, included = included_connectivity(fmri_run.conn, fmri_run.participants)
+    assert included.sum() == N_SUBJECTS - 1
     assert X.shape == (N_SUBJECTS - 1, 45) and n_rois == 10
     assert fmri_run.worst not in table.index
     s = fmri_run.summary
@@ -174,7 +175,7 @@ def test_tangent_connectivity_is_fitted_per_fold(fmri_run, tmp_path, monkeypatch
     assert d["results"]["latents"] == fmri_run.decoding["results"]["latents"]
 
 
-def test_a_changed_config_restarts_training_and_an_eeg_dataset_is_refused(fmri_run, tmp_path):
+def test_vae_run_is_stamped_with_its_subjects_and_an_eeg_dataset_is_refused(fmri_run, tmp_path):
     cfg = validate_config({"datasets": {"eeg": {
         "source": {"kind": "synthetic"}, "subjects": [1],
         "events": {"left_hand": "left_hand", "right_hand": "right_hand"}}}})

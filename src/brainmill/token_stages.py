@@ -26,15 +26,9 @@ from .features.covariance import epochs_arrays
 from .features.timefreq import TFMTokens, resample_signals, token_counts, tokenize
 from .io import FeatureSet, atomic_path, fresh_run_dir, write_json
 from .models import load_model, save_model
-from .training import resolve_device
+from .training import resolve_device, set_threads
 
 logger = logging.getLogger("brainmill")
-
-
-def set_threads(threads: int | None) -> None:
-    """Use the job's cores for torch (Snakemake's ``threads``)."""
-    if threads:
-        torch.set_num_threads(max(1, int(threads)))
 
 
 def _subject_windows(epochs_path: str | Path, subject: str, sfreq: float,

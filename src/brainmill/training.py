@@ -302,6 +302,12 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def set_threads(threads: int | None) -> None:
+    """Use the job's cores for torch (Snakemake's ``threads``)."""
+    if threads:
+        torch.set_num_threads(max(1, int(threads)))
+
+
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy's global generator and torch (CPU and every CUDA device).
 

@@ -23,25 +23,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .config import Config, FMRIDatasetConfig
 from .errors import DataError
 from .fmri_stages import fmri_dataset, read_fmri_participants
 from .io import atomic_path, fresh_run_dir, write_json, write_npz
-from .training import TrainConfig, resolve_device
+from .training import TrainConfig, resolve_device, set_threads
 
 logger = logging.getLogger("brainmill")
 
 
-def set_threads(threads: int | None) -> None:
-    """Use the job's cores for torch (Snakemake's ``threads``)."""
-    if threads:
-        torch.set_num_threads(max(1, int(threads)))
-
-
 def included_connectivity(connectivity_paths: list[str | Path], participants_csv: str | Path,
-                          ) -> tuple[np.ndarray, pd.DataFrame, int]:
+                          ) -> tuple[np.ndarray, pd.DataFrame, int, np.ndarray]:
     """Upper-triangle connectivity of the included subjects and their participants rows.
 
     Returns
@@ -50,6 +43,8 @@ def included_connectivity(connectivity_paths: list[str | Path], participants_csv
     table : DataFrame
         The included subjects' rows of ``participants.csv`` in the same order.
     n_rois : int
+    included : ndarray of bool, shape (n_subjects,)
+        Which rows of ``participants.csv`` (and of ``connectivity_paths``) are included.
     """
     table = read_fmri_participants(participants_csv)
     if len(table) != len(connectivity_paths):
@@ -69,7 +64,8 @@ def included_connectivity(connectivity_paths: list[str | Path], participants_csv
     if not any(keep):
         raise DataError("every subject was excluded; nothing to train on",
                         file=participants_csv, expected="at least one included subject")
-    return np.stack(rows), table[np.array(keep)], int(n_rois)
+    keep = np.array(keep)
+    return np.stack(rows), table[keep], int(n_rois), keep
 
 
 def _train_config(training: dict[str, Any], seed: int) -> TrainConfig:
@@ -109,12 +105,11 @@ def run_train_vae(cfg: Config, ds: str, connectivity_paths: list[str], participa
                   out_model: str, out_summary: str, out_history: str, run_dir: str,
                   threads: int | None = None) -> dict[str, Any]:
     """Train the dataset's DemoVAE on every included subject; write model, summary, history."""
-    from .models.vae import DemoVAE  # noqa: F401  (import errors surface before training)
     from .vae_evaluation import latent_demographic_correlation, reconstruction_rmse
 
     set_threads(threads)
     ds_cfg = fmri_dataset(cfg, ds)
-    X, table, n_rois = included_connectivity(connectivity_paths, participants_csv)
+    X, table, n_rois, _ = included_connectivity(connectivity_paths, participants_csv)
     cols = _vae_columns(ds_cfg, with_group=True)
     demographics = table[cols]
     fresh_run_dir(run_dir, "vae", {"vae": ds_cfg.vae.model_dump(mode="json"), "seed": cfg.seed,
@@ -180,7 +175,7 @@ def run_vae_outputs(cfg: Config, ds: str, model_path: str, connectivity_paths: l
 
     set_threads(threads)
     ds_cfg = fmri_dataset(cfg, ds)
-    X, table, n_rois = included_connectivity(connectivity_paths, participants_csv)
+    X, table, n_rois, _ = included_connectivity(connectivity_paths, participants_csv)
     model = DemoVAE.load(model_path)
     cols = _vae_columns(ds_cfg, with_group=True)
     continuous = list(ds_cfg.vae.continuous)
@@ -284,8 +279,7 @@ def run_decode_fmri(cfg: Config, ds: str, connectivity_paths: list[str],
     if dec is None:
         raise DataError(f"dataset '{ds}' has no decoding section",
                         expected="datasets.<ds>.decoding in the config")
-    X, table, _ = included_connectivity(connectivity_paths, participants_csv)
-    keep = ~read_fmri_participants(participants_csv)["excluded"].to_numpy(dtype=bool)
+    X, table, _, keep = included_connectivity(connectivity_paths, participants_csv)
     continuous = list(ds_cfg.vae.continuous)
     categorical = list(ds_cfg.vae.categorical)
     classes = sorted(table[dec.target].astype(str).unique())

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import brainmill.training as training
 from brainmill.training import (
@@ -311,6 +312,73 @@ def test_patience_without_validation_and_unknown_monitor_are_errors():
             nn.Linear(4, 1), mse, (X, y), (X, y))
 
 
+# ------------------------------------------------------------------------------ weight EMA
+
+
+def recorded_fit(config: TrainConfig, val_fn=None):
+    """Fit a Linear model, recording its weight after every optimiser step."""
+    X, y = regression_data(24)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    after_step = [model.weight.detach().clone()]  # step 0: the initial weights
+    hook = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: after_step.append(model.weight.detach().clone()))
+    try:
+        result = Trainer(config).fit(model, mse, (X, y), (X[:8], y[:8]) if val_fn else None,
+                                     val_fn=val_fn)
+    finally:
+        hook.remove()
+    return model, after_step, result
+
+
+def expected_ema(weights: list, decay: float, every: int, start: int) -> torch.Tensor:
+    """The EMA of ``weights[0]`` (initial) … ``weights[-1]`` by the Trainer docstring's rule."""
+    ema = weights[0].clone()
+    for step, w in enumerate(weights[1:], start=1):
+        if step <= start:
+            ema = w.clone()
+        elif step % every == 0:
+            ema = decay * ema + (1 - decay) * w
+    return ema
+
+
+def test_ema_follows_its_schedule_and_is_the_final_model():
+    config = quiet(max_epochs=3, batch_size=4, lr=5e-2, ema_decay=0.8, ema_every=2, ema_start=3)
+    model, weights, _ = recorded_fit(config)
+    assert len(weights) == 1 + 18
+    want = expected_ema(weights, 0.8, 2, 3)
+    torch.testing.assert_close(model.weight.detach(), want, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(model.weight.detach(), weights[-1])  # not the live weights
+    # a plain run ends on the live weights
+    plain, weights, _ = recorded_fit(quiet(max_epochs=3, batch_size=4, lr=5e-2))
+    assert torch.equal(plain.weight.detach(), weights[-1])
+
+
+def test_validation_and_model_selection_use_the_average():
+    seen = []
+
+    def val_fn(model, arrays):
+        seen.append(model.weight.detach().clone())
+        return {"val_loss": float(F.mse_loss(model(arrays[0]), arrays[1]))}
+
+    config = quiet(max_epochs=2, batch_size=4, lr=5e-2, ema_decay=0.5)
+    model, weights, result = recorded_fit(config, val_fn=val_fn)
+    per_epoch = (len(weights) - 1) // 2
+    assert len(seen) == 2
+    for epoch, w in enumerate(seen, start=1):
+        torch.testing.assert_close(w, expected_ema(weights[:1 + epoch * per_epoch], 0.5, 1, 0))
+    # the model returned is the average of the best epoch, not the live weights
+    assert torch.equal(model.weight.detach(), seen[result.best_epoch - 1])
+    assert not torch.equal(model.weight.detach(), weights[-1])
+
+
+@pytest.mark.parametrize("name, value", [("ema_decay", 1.0), ("ema_decay", 0.0),
+                                         ("ema_every", 0), ("ema_start", -1)])
+def test_ema_settings_are_checked(name, value):
+    with pytest.raises(ValueError, match=f"TrainConfig.{name}"):
+        TrainConfig(**{name: value})
+
+
 # ------------------------------------------------------------------- checkpoints and resume
 
 RESUME_CONFIG = {"max_epochs": 3, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 3,
@@ -320,7 +388,11 @@ RESUME_CONFIG = {"max_epochs": 3, "batch_size": 8, "lr": 1e-2, "checkpoint_every
 KILL_AT_STEP = 8
 
 
-def resume_fit(run_dir, kill_at=None, log=None):
+# EMA on: the average must survive the kill as well (updated every 2nd step after step 2)
+EMA_CONFIG = {"ema_decay": 0.9, "ema_every": 2, "ema_start": 2}
+
+
+def resume_fit(run_dir, kill_at=None, log=None, ema=False):
     """One fit of the resume test; SIGKILLs its own process at training step ``kill_at``.
 
     Also run by the subprocess of :func:`test_resume_after_sigkill_matches_uninterrupted_run`.
@@ -337,14 +409,16 @@ def resume_fit(run_dir, kill_at=None, log=None):
             steps += 1
         return noisy_mse(model, batch, generator)
 
-    result = Trainer(TrainConfig(**RESUME_CONFIG), run_dir, log=log).fit(model, loss_fn, (X, y))
+    config = TrainConfig(**RESUME_CONFIG, **(EMA_CONFIG if ema else {}))
+    result = Trainer(config, run_dir, log=log).fit(model, loss_fn, (X, y))
     return model, result
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("ema", [False, True], ids=["plain", "ema"])
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, ema):
     killed = tmp_path / "killed"
     code = (f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_training; "
-            f"test_training.resume_fit({str(killed)!r}, kill_at={KILL_AT_STEP})")
+            f"test_training.resume_fit({str(killed)!r}, kill_at={KILL_AT_STEP}, ema={ema})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -353,10 +427,11 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert (state["step"], state["epoch"], state["position"]) == (6, 1, 1)  # mid-epoch
     assert not state["finished"] and len(state["history"]) == 1
 
+    assert (state["ema"] is not None) == ema
     logs = []
-    resumed, resumed_result = resume_fit(killed, log=logs.append)
+    resumed, resumed_result = resume_fit(killed, log=logs.append, ema=ema)
     assert any("resuming from step 6" in line for line in logs)
-    reference, reference_result = resume_fit(tmp_path / "uninterrupted")
+    reference, reference_result = resume_fit(tmp_path / "uninterrupted", ema=ema)
 
     assert same_weights(resumed.state_dict(), reference.state_dict())
     assert resumed_result.n_steps == reference_result.n_steps == 15

@@ -414,6 +414,11 @@ class TrainingConfig(StrictModel):
                                  "stopping (needs val_fraction > 0).")
     checkpoint_every: int = Field(0, ge=0, description="Optimiser steps between checkpoints "
                                   "(0: end of each epoch).")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="Exponential moving average of the weights with this "
+        "decay (EEGDM: 0.999); validation and the saved model use it. null: none.")
+    ema_every: int = Field(1, ge=1, description="Optimiser steps between EMA updates.")
+    ema_start: int = Field(0, ge=0, description="Steps during which the EMA copies the weights.")
 
     @model_validator(mode="after")
     def _schedule(self) -> TrainingConfig:

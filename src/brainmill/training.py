@@ -20,6 +20,11 @@ token prediction, classification), the trainer owns everything else. The choices
 - **Precision**: ``bf16`` runs forward and loss under ``torch.autocast(dtype=bfloat16)`` (fp32
   weights, no loss scaling: bf16 has fp32's exponent range); ``auto`` is bf16 on CUDA, fp32 on
   CPU.
+- **EMA of weights** (``ema_decay``): after every ``ema_every``-th optimiser step past
+  ``ema_start``, ``ema ← decay·ema + (1 − decay)·θ`` for every floating-point parameter (up to
+  ``ema_start`` the average copies the weights, as ``ema-pytorch``'s ``update_after_step``
+  does). Validation, model selection and the returned model use the averaged weights; buffers
+  are the live model's.
 - **Validation** (given, or carved from the training rows by :func:`validation_split`): after
   every epoch, in eval mode under ``no_grad``, averaged over rows. Early stopping on
   ``monitor``/``mode`` after ``patience`` epochs without a strict improvement; the best
@@ -84,6 +89,8 @@ _CHECKPOINT_FORMAT = 1
 _RESULT_FIELDS = ("max_epochs", "batch_size", "lr", "min_lr", "warmup_fraction", "weight_decay",
                   "betas", "grad_clip", "compile", "val_fraction", "patience", "monitor", "mode",
                   "seed")
+# Part of the fingerprint only when averaging is on, so runs without EMA keep their checkpoints.
+_EMA_FIELDS = ("ema_decay", "ema_every", "ema_start")
 _RESERVED_COLUMNS = ("epoch", "step", "lr", "train_loss", "seconds")
 _DECAYED_MODULES = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
                     nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -143,6 +150,13 @@ class TrainConfig:
         ``min`` or ``max``: whether a smaller or a larger ``monitor`` is better.
     checkpoint_every : int
         Optimiser steps between checkpoints within an epoch; 0: only at epoch ends.
+    ema_decay : float | None
+        Keep an exponential moving average of the parameters with this decay (e.g. 0.999, as
+        EEGDM); validation and the final model use it. None: no averaging. Default None.
+    ema_every : int
+        Optimiser steps between EMA updates. Default 1 (EEGDM: 10).
+    ema_start : int
+        Steps during which the average just copies the weights. Default 0 (EEGDM: 100).
     seed : int
         Seed of every random number generator, in ``[0, 2**32)``. Default 0.
     progress : bool
@@ -165,6 +179,9 @@ class TrainConfig:
     monitor: str = "val_loss"
     mode: str = "min"
     checkpoint_every: int = 0
+    ema_decay: float | None = None
+    ema_every: int = 1
+    ema_start: int = 0
     seed: int = 0
     progress: bool = True
 
@@ -205,6 +222,10 @@ class TrainConfig:
         require(self.mode in ("min", "max"), "mode", "'min' or 'max'")
         require(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
                 "checkpoint_every", "an int >= 0 (0: checkpoint at epoch ends only)")
+        require(self.ema_decay is None or (_is_number(self.ema_decay) and 0 < self.ema_decay < 1),
+                "ema_decay", "None or a number in (0, 1)")
+        require(_is_int(self.ema_every) and self.ema_every >= 1, "ema_every", "an int >= 1")
+        require(_is_int(self.ema_start) and self.ema_start >= 0, "ema_start", "an int >= 0")
         require(_is_int(self.seed) and 0 <= self.seed < 2**32, "seed", "an int in [0, 2**32)")
         require(isinstance(self.progress, bool), "progress", "a bool")
 
@@ -549,6 +570,7 @@ class _State:
     stopped_early: bool = False
     finished: bool = False
     seconds: float = 0.0  # wall time of earlier runs
+    ema: dict[str, Tensor] | None = None  # averaged floating-point parameters (on the device)
     # running sums of the current epoch: rows, loss·rows, log·rows, lr of the last step, seconds
     epoch_sums: dict[str, Any] = field(default_factory=dict)
 
@@ -581,6 +603,37 @@ def _set_rng_state(state: dict[str, Any], device: torch.device,
                          np_state["has_gauss"], np_state["cached_gaussian"]))
     random.setstate(state["python"])
     generator.set_state(state["generator"])
+
+
+def _averaged_parameters(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """The parameters an EMA averages: every floating-point one, by name."""
+    return [(name, p) for name, p in model.named_parameters() if p.is_floating_point()]
+
+
+def _copy_parameters(dst: nn.Module | dict[str, Tensor], src: nn.Module | dict[str, Tensor]
+                     ) -> None:
+    """Copy averaged parameters between a model and an EMA dict (either direction)."""
+    with torch.no_grad():
+        if isinstance(dst, dict):
+            for name, p in _averaged_parameters(src):
+                dst[name].copy_(p)
+        else:
+            for name, p in _averaged_parameters(dst):
+                p.copy_(src[name])
+
+
+@contextlib.contextmanager
+def _swapped_in(model: nn.Module, ema: dict[str, Tensor] | None):
+    """Run the block with the averaged parameters in ``model``, then restore its own."""
+    if ema is None:
+        yield
+        return
+    live = {name: p.detach().clone() for name, p in _averaged_parameters(model)}
+    _copy_parameters(model, ema)
+    try:
+        yield
+    finally:
+        _copy_parameters(model, live)
 
 
 def _digest(text: str) -> str:
@@ -747,6 +800,8 @@ class Trainer:
             self.log(f"training {type(model).__name__} ({meta['n_parameters']} parameters) on "
                      f"{device} in {precision}: {n_train} rows, {meta['n_val']} validation rows, "
                      f"{cfg.max_epochs} epochs of {n_batches} batches")
+        if cfg.ema_decay is not None and state.ema is None:
+            state.ema = {name: p.detach().clone() for name, p in _averaged_parameters(model)}
 
         def elapsed() -> float:
             return state.seconds + time.perf_counter() - t_start
@@ -778,6 +833,7 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     optimizer.step()
                     state.step += 1
+                    self._update_ema(model, state)
                     state.position = b + 1
                     k = len(rows)
                     sums["n"] += k
@@ -799,9 +855,11 @@ class Trainer:
 
                 row = self._epoch_row(epoch, state.step, sums)
                 if val_arrays is not None:
-                    scores = self._validate(model, loss_fn, val_fn, val_arrays, device, precision)
-                    self._add_columns(row, scores, "validation")
-                    self._early_stopping(state, model, scores, epoch)
+                    with _swapped_in(model, state.ema):  # validate and select the average
+                        scores = self._validate(model, loss_fn, val_fn, val_arrays, device,
+                                                precision)
+                        self._add_columns(row, scores, "validation")
+                        self._early_stopping(state, model, scores, epoch)
                 row["seconds"] = sums["seconds"] + time.perf_counter() - t_epoch
                 state.history.append(row)
                 state.epoch = epoch + 1
@@ -820,6 +878,8 @@ class Trainer:
 
         if state.best_state is not None:
             model.load_state_dict(state.best_state)
+        elif state.ema is not None:
+            _copy_parameters(model, state.ema)
         state.finished = True
         seconds = elapsed()
         self._write_checkpoint(model, optimizer, device, generator, state, fingerprint, seconds)
@@ -827,6 +887,18 @@ class Trainer:
         return self._result(state, meta, train_index, val_index, seconds)
 
     # ------------------------------------------------------------------------ pieces of fit
+
+    def _update_ema(self, model: nn.Module, state: _State) -> None:
+        """Average after optimiser step ``state.step`` (copy up to ``ema_start``)."""
+        cfg = self.config
+        if state.ema is None:
+            return
+        if state.step <= cfg.ema_start:
+            _copy_parameters(state.ema, model)
+        elif state.step % cfg.ema_every == 0:
+            with torch.no_grad():
+                for name, p in _averaged_parameters(model):
+                    state.ema[name].lerp_(p.detach(), 1.0 - cfg.ema_decay)
 
     @staticmethod
     def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -932,10 +1004,11 @@ class Trainer:
         """What must match for a checkpoint to continue this run: result-changing settings,
         data shapes/dtypes, the carved validation rows and the model's tensor layout."""
         cfg = asdict(self.config)
+        keys = _RESULT_FIELDS + (_EMA_FIELDS if self.config.ema_decay is not None else ())
         layout = "\n".join(f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in
                            model.state_dict().items())
         return {
-            "config": {k: list(cfg[k]) if k == "betas" else cfg[k] for k in _RESULT_FIELDS},
+            "config": {k: list(cfg[k]) if k == "betas" else cfg[k] for k in keys},
             "device_type": device.type,
             "precision": precision,
             "train": [[list(a.shape), str(a.dtype)] for a in arrays],
@@ -972,7 +1045,10 @@ class Trainer:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         _set_rng_state(checkpoint["rng"], device, generator)
-        return _State(**checkpoint["state"])
+        state = _State(**checkpoint["state"])
+        if state.ema is not None:
+            state.ema = {k: v.to(device) for k, v in state.ema.items()}
+        return state
 
     def _write_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                           device: torch.device, generator: torch.Generator, state: _State,

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .config import Config, FMRIDatasetConfig
 from .errors import DataError
-from .fmri_stages import fmri_dataset, read_fmri_participants
+from .fmri_stages import check_one_atlas, fmri_dataset, read_fmri_participants
 from .io import atomic_path, fresh_run_dir, write_json, write_npz
 from .training import TrainConfig, resolve_device, set_threads
 
@@ -63,31 +63,12 @@ def included_connectivity(connectivity_paths: list[str | Path], participants_csv
             if not excluded:
                 rows.append(f["vector"])
         keep.append(not excluded)
-    _check_one_atlas(atlases, connectivity_paths, table.index)
+    check_one_atlas(atlases, connectivity_paths, list(table.index))
     if not any(keep):
         raise DataError("every subject was excluded; nothing to train on",
                         file=participants_csv, expected="at least one included subject")
     keep = np.array(keep)
     return np.stack(rows), table[keep], int(n_rois), keep
-
-
-def _check_one_atlas(atlases: dict[tuple[str, ...], list[str]], paths: list[str | Path],
-                     subjects: pd.Index) -> None:
-    """Every subject's connectivity must come from the same ROIs, in the same order."""
-    if len(atlases) < 2:
-        return
-    by_size = sorted(atlases.items(), key=lambda kv: -len(kv[1]))
-    common, _ = by_size[0]
-    odd = [s for names, subs in by_size[1:] for s in subs]
-    first = odd[0]
-    path = paths[list(subjects).index(first)]
-    groups = "; ".join(f"{len(names)} ROIs ({', '.join(names[:3])}, …) in subject(s) "
-                       f"{', '.join(subs[:10])}" for names, subs in by_size)
-    raise DataError(f"subjects have different ROIs: {groups}", file=path, subject=first,
-                    expected=f"the same {len(common)} ROIs in the same order for every "
-                             "subject (one atlas)",
-                    hint="Extract every subject with the same atlas, or set source.roi_names "
-                         "so each file is checked when it is loaded")
 
 
 def _train_config(training: dict[str, Any], seed: int) -> TrainConfig:

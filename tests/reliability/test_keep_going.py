@@ -37,6 +37,7 @@ def test_keep_going_finishes_every_other_subject_and_reports_the_failed_one(tmp_
         "subjects": list(SUBJECTS),
         "events": {"left_hand": ["left_hand"], "right_hand": ["right_hand"]},
         "preprocessing": {"epochs": {"tmin": 0.5, "tmax": 2.5, "reject_uv": 400}},
+        "decoders": {"csp_lda": None},  # one decoder keeps the test short
         "evaluation": {"protocols": ["within_session"], "n_folds": 3},
     }}}
     config = tmp_path / "config.yaml"

@@ -1,6 +1,6 @@
 """The workflow run twice into two folders with one config and seed: identical metrics.
 
-Run A goes straight through. Run B is crashed twice on the way, the whole Snakemake process
+Run A goes straight through (in the background, while run B's steps run). Run B is crashed twice on the way, the whole Snakemake process
 group killed with SIGKILL (``faults/sitecustomize.py``):
 
 1. right after a job renamed its output into place, before Snakemake could record the job as
@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,8 +94,14 @@ def two_runs(tmp_path_factory):
     """Run A (straight through) and run B (crashed twice, unlocked, completed)."""
     a, b = tmp_path_factory.mktemp("run_a"), tmp_path_factory.mktemp("run_b")
     config_a, config_b = _config(a), _config(b)
-    proc = _snakemake(a, config_a, *TARGETS)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # run A in the background: its chains leave cores idle that run B's steps can use
+    output_a = a / "snakemake-output.txt"
+    with open(output_a, "w") as out:
+        run_a = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", "--snakefile",
+             str(workflow_helpers.ROOT / "Snakefile"), "--directory", str(a), "--configfile",
+             str(config_a), "--cores", "2", *TARGETS],
+            stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     steps = {}
     steps["crash_after_rename"] = _snakemake(
@@ -108,6 +116,7 @@ def two_runs(tmp_path_factory):
     steps["unlock_2"] = _snakemake(b, config_b, "--unlock")
     steps["final"] = _snakemake(b, config_b, *TARGETS)
     assert steps["final"].returncode == 0, steps["final"].stderr[-4000:]
+    assert run_a.wait(timeout=900) == 0, output_a.read_text()[-4000:]
     return a, b, steps
 
 

@@ -42,3 +42,12 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# A run with failed jobs (with --keep-going: after every other job) still leaves a dataset
+# report: the subjects that finished, and each failed one with the reason from its job log.
+# It is marked PARTIAL and dated 1970, so the next run that can rebuilds it with the rules.
+onerror:
+    from brainmill.reports_partial import write_partial_reports
+
+    write_partial_reports(CFG)

@@ -12,7 +12,7 @@ def test_help_lists_commands(capsys):
     except SystemExit as exit_:
         assert exit_.code == 0
     out = capsys.readouterr().out
-    for cmd in ("datasets", "info", "schema", "check-config", "run"):
+    for cmd in ("datasets", "info", "schema", "check-config", "validate", "run"):
         assert cmd in out
 
 

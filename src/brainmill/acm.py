@@ -334,7 +334,9 @@ def tangent_projection(
     order, lag = chosen.most_common(1)[0][0] if chosen else (1, 1)
     covs = augmented_covariances(X, order, lag, estimator)
     vectors = TangentSpace(metric=metric).fit_transform(covs)
-    pca = PCA(n_components=2).fit(vectors)
+    # full SVD: sklearn's 'auto' picks the randomized solver for wide data, whose unseeded
+    # start made 'explained' differ in the last bits between two runs of one config
+    pca = PCA(n_components=2, svd_solver="full").fit(vectors)
     return {"order": int(order), "lag": int(lag),
             "points": np.round(pca.transform(vectors), 6).tolist(),
             "y": np.asarray(y).astype(int).tolist(),

@@ -1,4 +1,4 @@
-"""The ``brainmill`` command: datasets, info, schema, check-config, run."""
+"""The ``brainmill`` command: datasets, info, schema, check-config, validate, run."""
 
 from __future__ import annotations
 
@@ -72,6 +72,30 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validation import format_problems, validate_file
+
+    cfg, problems = validate_file(args.config)
+    errors = [p for p in problems if p.level == "error"]
+    if problems:
+        print(format_problems(problems))
+        print()
+    if cfg is None:
+        print(f"{args.config}: invalid configuration ({len(problems)} problem(s))")
+        return 1
+    n_subjects = sum(len(ds.subjects) if isinstance(ds.subjects, list) else 0
+                     for ds in cfg.datasets.values())
+    checked = f"{len(cfg.datasets)} dataset(s)" + (f", {n_subjects} listed subject(s)"
+                                                   if n_subjects else "")
+    if errors:
+        print(f"{args.config}: {len(errors)} error(s), {len(problems) - len(errors)} "
+              f"warning(s) in {checked}; fix the errors before running the workflow")
+        return 1
+    print(f"{args.config}: config and data valid ({checked}"
+          + (f"; {len(problems)} warning(s)" if problems else "") + ")")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     exe = shutil.which("snakemake")
     if exe is None:
@@ -101,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file and summarise it")
     p.add_argument("config", type=Path)
     p.set_defaults(func=_cmd_check_config)
+    p = sub.add_parser("validate", help="check a config and the data it points to (files "
+                       "open, events, channels, sampling rates, participants, folds) and list "
+                       "every problem")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_cmd_validate)
     p = sub.add_parser("run", help="run the Snakemake workflow with a config (from the repo root)")
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     p.add_argument("--cores", default="all")

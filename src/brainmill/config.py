@@ -884,6 +884,14 @@ class FMRICleanConfig(StrictModel):
         "error", description="Time series with NaN rows: fail the subject's job, or exclude "
         "the subject and record why.")
 
+    @model_validator(mode="after")
+    def _band(self) -> FMRICleanConfig:
+        if (self.high_pass is not None and self.low_pass is not None
+                and self.high_pass >= self.low_pass):
+            raise ValueError(f"high_pass ({self.high_pass}) must be below low_pass "
+                             f"({self.low_pass})")
+        return self
+
 
 class FMRIConnectivityConfig(StrictModel):
     """Per-subject connectivity (nilearn ``ConnectivityMeasure``), upper triangle as features."""

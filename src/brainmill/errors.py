@@ -58,3 +58,26 @@ class DataError(BrainmillError):
         if self.hint:
             text += f". {self.hint}"
         return text
+
+
+class WriteError(BrainmillError):
+    """An output could not be written: the disk is full, a quota or file-size limit is hit, or
+    the file system is read-only.
+
+    Parameters
+    ----------
+    file : str | Path
+        The output that was being written; it is left as it was (absent or the old version).
+    reason : str
+        What the operating system said, in words (e.g. ``"no space left on device"``).
+    """
+
+    def __init__(self, file: str | Path, reason: str) -> None:
+        self.file = str(file)
+        self.reason = reason
+        folder = Path(file).parent
+        super().__init__(
+            f"cannot write {self.file}: {reason}; nothing was written there (the previous "
+            f"version, if any, is untouched). Free space on the file system holding {folder} "
+            "(or point results_dir/reports_dir elsewhere) and rerun: only this job needs to "
+            "run again")

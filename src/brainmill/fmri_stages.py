@@ -123,3 +123,35 @@ def read_fmri_participants(path: str | Path) -> pd.DataFrame:
                         na_values=[""]).set_index("subject")
     table["reason"] = table["reason"].fillna("")
     return table
+
+
+def check_one_atlas(atlases: dict[tuple[str, ...], list[str]], paths: list[str | Path],
+                    subjects: list[str]) -> None:
+    """Every subject's data must come from the same ROIs, in the same order.
+
+    Parameters
+    ----------
+    atlases : dict
+        ROI names (in order) → the subjects that have them.
+    paths, subjects : list
+        Each subject's file, for the message, in the same order.
+
+    Raises
+    ------
+    DataError
+        Naming the first subject whose ROIs differ from the majority's, and every group.
+    """
+    if len(atlases) < 2:
+        return
+    by_size = sorted(atlases.items(), key=lambda kv: -len(kv[1]))
+    common, _ = by_size[0]
+    odd = [s for names, subs in by_size[1:] for s in subs]
+    first = odd[0]
+    path = paths[[str(s) for s in subjects].index(first)]
+    groups = "; ".join(f"{len(names)} ROIs ({', '.join(names[:3])}, …) in subject(s) "
+                       f"{', '.join(subs[:10])}" for names, subs in by_size)
+    raise DataError(f"subjects have different ROIs: {groups}", file=path, subject=first,
+                    expected=f"the same {len(common)} ROIs in the same order for every "
+                             "subject (one atlas)",
+                    hint="Extract every subject with the same atlas, or set source.roi_names "
+                         "so each file is checked when it is loaded")

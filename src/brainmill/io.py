@@ -7,10 +7,13 @@ place, so a killed job never leaves a half-written file that a later run would t
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +21,50 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import WriteError
+
+#: errno values that mean "the file system has no room for this file" (disk full, quota,
+#: file-size limit) or refuses writes (read-only); reported as a :class:`WriteError`.
+_NO_ROOM = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "file too large for the file system or the process's file-size limit",
+            errno.EROFS: "read-only file system"}
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def _temporary_prefix(path: Path) -> str:
+    """``.{name}.`` : the hidden prefix of every temporary file of ``path``."""
+    return f".{path.name}."
+
+
+def _remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files of ``path`` left by writers on this host that no longer run.
+
+    A job killed between creating its temporary file and renaming it (SIGKILL, power loss)
+    leaves ``.{name}.{host}-{pid}.*.tmp*`` behind. Nothing reads such names (neither brainmill
+    nor Snakemake treat them as outputs); this only tidies them up. Files of a process that is
+    still alive, or of another host (a shared file system), are left alone.
+    """
+    pattern = re.compile(re.escape(_temporary_prefix(path)) + r"(?P<host>[A-Za-z0-9_]+)-"
+                         r"(?P<pid>\d+)\..*\.tmp")
+    removed = []
+    for leftover in path.parent.glob(_temporary_prefix(path) + "*.tmp*"):
+        m = pattern.match(leftover.name)
+        if m is None or m["host"] != _HOST or _process_alive(int(m["pid"])):
+            continue
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -32,21 +79,36 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         Ending of the temporary name (MNE checks endings such as ``_raw.fif``). Defaults to
         the destination's own suffix.
 
+    Raises
+    ------
+    WriteError
+        When the file system has no room for the file (disk full, quota, file-size limit) or
+        is read-only; names ``path``. The original ``OSError`` is chained.
+
     Notes
     -----
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The
+    temporary name is hidden and carries this host and process id
+    (``.{name}.{host}-{pid}.{random}.tmp{suffix}``), so a leftover of a killed writer is never
+    mistaken for the output and is removed by the next write of the same file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{_HOST}-{os.getpid()}.",
+                               suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.errno in _NO_ROOM:
+            raise WriteError(path, _NO_ROOM[err.errno]) from err
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path.exists() or tmp_path.is_symlink():
             tmp_path.unlink()
 
 

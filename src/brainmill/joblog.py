@@ -13,6 +13,8 @@ from pathlib import Path
 
 import mne
 
+from .errors import BrainmillError
+
 logger = logging.getLogger("brainmill")
 
 
@@ -21,8 +23,13 @@ def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logge
     """Send brainmill's, MNE's and Python's warnings to ``log_path`` for one job.
 
     On an exception the log gets one ``FAILED`` line with the error's own message (which
-    names the file, subject and expectation for brainmill errors) and the traceback; the
-    exception is re-raised so Snakemake marks the job failed and removes its outputs.
+    names the file, subject and expectation for brainmill errors) and the traceback, and the
+    job fails so that Snakemake marks it failed and removes its outputs:
+
+    * a :class:`~brainmill.errors.BrainmillError` (bad input, impossible setting, full disk)
+      ends the process with exit status 1 (:class:`SystemExit`); the console shows the
+      ``FAILED`` line only, the traceback stays in the log for a bug report;
+    * any other exception is a bug: it is re-raised with its traceback.
 
     Parameters
     ----------
@@ -53,6 +60,10 @@ def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logge
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             yield logger
+    except BrainmillError as err:
+        logger.error("FAILED %s: %s: %s", job, type(err).__name__, err)
+        logger.info("traceback (for a bug report):\n%s", traceback.format_exc())
+        raise SystemExit(1) from err
     except Exception as err:
         logger.error("FAILED %s: %s: %s", job, type(err).__name__, err)
         logger.error("traceback:\n%s", traceback.format_exc())

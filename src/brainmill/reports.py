@@ -210,6 +210,11 @@ def build_subject_report(
                                                     default=str)}
                           for s in prep.get("steps", [])])
     report.add_html(_table(steps), title="Every preprocessing choice", section="Preprocessing")
+    notes = prep.get("warnings", [])
+    report.add_html("<ul>" + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>"
+                    if notes else "<p>None.</p>",
+                    title="Preprocessing notes (repairs and ignored inputs)",
+                    section="Preprocessing")
 
     ep = prep.get("epochs", {})
     per_class = pd.DataFrame([{"class": c, **v} for c, v in ep.get("per_class", {}).items()])

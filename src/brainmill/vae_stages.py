@@ -26,7 +26,7 @@ import pandas as pd
 
 from .config import Config, FMRIDatasetConfig
 from .errors import DataError
-from .fmri_stages import fmri_dataset, read_fmri_participants
+from .fmri_stages import check_one_atlas, fmri_dataset, read_fmri_participants
 from .io import atomic_path, fresh_run_dir, write_json, write_npz
 from .training import TrainConfig, resolve_device, set_threads
 
@@ -51,6 +51,7 @@ def included_connectivity(connectivity_paths: list[str | Path], participants_csv
         raise DataError(f"participants.csv lists {len(table)} subjects but there are "
                         f"{len(connectivity_paths)} connectivity files", file=participants_csv)
     rows, keep, n_rois = [], [], None
+    atlases: dict[tuple[str, ...], list[str]] = {}  # ROI names -> subjects
     for sub, path in zip(table.index, connectivity_paths, strict=True):
         if f"sub-{sub}" not in Path(path).parts:
             raise DataError(f"connectivity file {path} is not subject {sub}'s",
@@ -58,9 +59,11 @@ def included_connectivity(connectivity_paths: list[str | Path], participants_csv
         with np.load(path, allow_pickle=False) as f:
             excluded = bool(f["excluded"])
             n_rois = int(f["matrix"].shape[0])
+            atlases.setdefault(tuple(str(r) for r in f["roi_names"]), []).append(str(sub))
             if not excluded:
                 rows.append(f["vector"])
         keep.append(not excluded)
+    check_one_atlas(atlases, connectivity_paths, list(table.index))
     if not any(keep):
         raise DataError("every subject was excluded; nothing to train on",
                         file=participants_csv, expected="at least one included subject")

@@ -104,7 +104,9 @@ def test_min_timepoints():
 
 
 def test_frequencies_must_fit_the_tr():
-    with pytest.raises(ValueError, match=r"low_pass=0.2 Hz is outside \(0, 0.166667\) Hz"):
+    # the TR is the subject's: a data error naming the subject
+    with pytest.raises(DataError, match=r"subject 04.*low_pass=0.2 Hz is outside "
+                                        r"\(0, 0.166667\) Hz"):
         clean_timeseries(_ts(tr=3.0), CleanSettings(low_pass=0.2))
     with pytest.raises(ValueError, match="must be below low_pass"):
         clean_timeseries(_ts(), CleanSettings(low_pass=0.01, high_pass=0.05))

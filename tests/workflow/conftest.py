@@ -36,11 +36,15 @@ def tiny_synthetic_config(workdir: Path, subjects=("1", "5"), **overrides) -> Pa
     return path
 
 
-def run_snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile with ``workdir`` as working directory."""
+def run_snakemake(workdir: Path, config: Path, *args: str,
+                  **popen: object) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile with ``workdir`` as working directory.
+
+    ``popen`` goes to :func:`subprocess.run` (e.g. ``env``, ``start_new_session``).
+    """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **popen)
 
 
 @pytest.fixture(scope="session")

@@ -107,3 +107,7 @@ def test_a_broken_subject_fails_only_its_own_jobs(tmp_path, snakemake_run):
         assert (tmp_path / "results" / "rf" / f"sub-{sub}" / "features" / "connectivity.npz"
                 ).is_file()
     assert not (tmp_path / "results" / "rf" / "sub-2" / "roi_timeseries.npz").exists()
+    # the partial dataset report (Snakefile onerror) names the subject and the reason
+    index = (tmp_path / "reports" / "rf" / "index.html").read_text()
+    assert "PARTIAL: 1 of 4 subject(s) did not finish" in index
+    assert "sub-2.tsv" in index and "load_fmri" in index

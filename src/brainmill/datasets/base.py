@@ -84,6 +84,12 @@ class Recording:
         }
 
 
+def is_mark(description: str) -> bool:
+    """True for annotations that mark data rather than events: ``BAD_…`` (artefacts, padding
+    such as EDF's ``BAD_ACQ_SKIP``) and ``EDGE_…`` (run boundaries), MNE's convention."""
+    return str(description).upper().startswith(("BAD", "EDGE"))
+
+
 def event_id_for(classes: list[str]) -> dict[str, int]:
     """The uniform event mapping: class name → 1, 2, … in configured order."""
     return {name: i + 1 for i, name in enumerate(classes)}
@@ -121,7 +127,7 @@ def rename_event_annotations(
             mapping[d] = cls
     present = set(raw.annotations.description)
     if not present & (set(mapping) | set(events)):
-        found = sorted(present - {"BAD boundary", "EDGE boundary"})
+        found = sorted(d for d in present if not is_mark(d))
         raise DataError(
             "none of the configured events occurs in the recording",
             subject=subject,
@@ -139,17 +145,22 @@ def concatenate_runs(
     labels: list[tuple[str, str, str]],
     *,
     subject: str,
+    preload: bool = True,
 ) -> tuple[mne.io.BaseRaw, list[RunInfo]]:
     """Concatenate runs in time and record where each one sits.
 
     Parameters
     ----------
     raws : list of mne.io.BaseRaw
-        Loaded runs (preloaded), all with the same channels and sampling frequency.
+        Loaded runs (preloaded unless ``preload`` is False), all with the same channels and
+        sampling frequency.
     labels : list of (session, run, source)
         One tuple per raw.
     subject : str
         For the error message.
+    preload : bool
+        False chains runs read from files without loading their signals (headers and
+        annotations only).
 
     Raises
     ------
@@ -187,7 +198,7 @@ def concatenate_runs(
         t += dur
     if len(raws) == 1:
         return raws[0], runs
-    raw = mne.concatenate_raws([r.copy() for r in raws], preload=True, verbose="error")
+    raw = mne.concatenate_raws([r.copy() for r in raws], preload=preload, verbose="error")
     return raw, runs
 
 

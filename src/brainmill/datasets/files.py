@@ -23,7 +23,13 @@ import numpy as np
 
 from ..config import FilesSource
 from ..errors import DataError
-from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
+from .base import (
+    Recording,
+    concatenate_runs,
+    event_id_for,
+    is_mark,
+    rename_event_annotations,
+)
 
 #: File endings read, longest first so ``.fif.gz`` wins over ``.gz``.
 EXTENSIONS = (".fif.gz", ".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set")
@@ -31,7 +37,6 @@ EXTENSIONS = (".fif.gz", ".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set")
 SIDECARS = {".fdt": (".set",), ".vmrk": (".vhdr",), ".eeg": (".vhdr",)}
 #: MNE warnings that mean the data read are not the data recorded.
 FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
-_BOUNDARY = {"BAD boundary", "EDGE boundary"}
 
 
 def _extension(path: Path) -> str | None:
@@ -124,6 +129,15 @@ def find_runs(source: FilesSource, subject: str) -> list[tuple[str, Path]]:
         When nothing matches the pattern.
     """
     root = Path(os.path.expandvars(os.path.expanduser(source.root)))
+    if not root.is_dir():
+        raise DataError(
+            "the source's root folder does not exist",
+            subject=subject,
+            file=root,
+            expected="a folder holding the recordings (source.root)",
+            hint="Fix source.root in the config (relative paths are taken from the folder "
+                 "Snakemake runs in)",
+        )
     glob, regex = resolve_pattern(source.pattern, subject)
     matches = []
     for path in root.glob(glob):
@@ -153,8 +167,12 @@ def find_runs(source: FilesSource, subject: str) -> list[tuple[str, Path]]:
     return matches
 
 
-def read_file(path: Path, subject: str) -> mne.io.BaseRaw:
-    """Read one recording (preloaded), turning every failure into a :class:`DataError`."""
+def read_file(path: Path, subject: str, *, preload: bool = True) -> mne.io.BaseRaw:
+    """Read one recording, turning every failure into a :class:`DataError`.
+
+    ``preload=False`` reads the header and annotations only (``brainmill validate``); a
+    truncated EDF/BDF is still caught, as MNE compares the header with the file size.
+    """
     ext = _extension(path)
     if ext is None:
         raise DataError(
@@ -173,7 +191,7 @@ def read_file(path: Path, subject: str) -> mne.io.BaseRaw:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            raw = mne.io.read_raw(path, preload=True, verbose="warning")
+            raw = mne.io.read_raw(path, preload=preload, verbose="warning")
         except Exception as err:  # MNE raises many types for a corrupt file
             raise DataError(
                 f"MNE cannot read the file: {type(err).__name__}: {err}".rstrip(": "),
@@ -221,7 +239,8 @@ def events_from_stim(raw: mne.io.BaseRaw, stim_channel: str, *, subject: str,
 
 
 def load(
-    source: FilesSource, subject: str, events: dict[str, list[str]], *, seed: int
+    source: FilesSource, subject: str, events: dict[str, list[str]], *, seed: int,
+    preload: bool = True,
 ) -> Recording:
     """Load one subject's recordings matched by ``source.pattern``.
 
@@ -235,6 +254,9 @@ def load(
         Class name → annotation descriptions (or stim codes as strings, ``"1"``).
     seed : int
         Unused; part of the loader contract.
+    preload : bool
+        False reads headers and annotations only (``brainmill validate``); the runs are then
+        chained without reading their signals.
 
     Returns
     -------
@@ -253,7 +275,7 @@ def load(
     found = find_runs(source, subject)
     raws, labels = [], []
     for session, path in found:
-        raw = read_file(path, subject)
+        raw = read_file(path, subject, preload=preload)
         if source.stim_channel:
             events_from_stim(raw, source.stim_channel, subject=subject, file=path)
         raws.append(raw)
@@ -263,7 +285,7 @@ def load(
         f"{len(paths)} files: {', '.join(str(p) for p in paths[:3])}"
         + (", …" if len(paths) > 3 else "")
     )
-    n_events = sum(len(set(r.annotations.description) - _BOUNDARY) for r in raws)
+    n_events = sum(1 for r in raws for d in r.annotations.description if not is_mark(d))
     if n_events == 0:
         origin = f"stim channel '{source.stim_channel}'" if source.stim_channel else "annotations"
         raise DataError(
@@ -274,7 +296,7 @@ def load(
             hint="Set the source's 'stim_channel' if events are on a trigger channel"
             if not source.stim_channel else "Check the trigger channel's name",
         )
-    raw, runs = concatenate_runs(raws, labels, subject=subject)
+    raw, runs = concatenate_runs(raws, labels, subject=subject, preload=preload)
     rename_event_annotations(raw, events, subject=subject, file=where)
     metadata: dict[str, Any] = {
         "loader": "files",

@@ -58,12 +58,22 @@ def _table_path(source: ROIFilesSource | NiftiSource) -> Path:
     return Path(source.root) / source.participants
 
 
+def _read_table(path: Path, **read_csv: object) -> pd.DataFrame:
+    """A participants table (CSV by its ending, else TSV); a broken one is a DataError."""
+    try:
+        return pd.read_csv(path, sep="," if path.suffix.lower() == ".csv" else "\t",
+                           **read_csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot parse the participants table ({err})", file=path,
+                        expected="a table with a header row and one row per subject",
+                        hint="Check source.participants") from err
+
+
 def _all_participant_ids(source: ROIFilesSource | NiftiSource) -> list[str]:
     path = _table_path(source)
     if not path.is_file():
         raise DataError(f"participants table {path} does not exist (source.participants)")
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    table = pd.read_csv(path, sep=sep, dtype=str)
+    table = _read_table(path, dtype=str)
     if source.id_column not in table:
         raise DataError(f"participants table {path} has no column '{source.id_column}' "
                         f"(source.id_column); columns: {list(table.columns)}")
@@ -144,8 +154,7 @@ def participants(ds_cfg: FMRIDatasetConfig, subjects: list[str], seed: int) -> p
         from .fmri import read_participants
 
         path = _table_path(source)
-        header = pd.read_csv(path, sep="," if path.suffix.lower() == ".csv" else "\t",
-                             nrows=0).columns if path.is_file() else []
+        header = _read_table(path, nrows=0).columns if path.is_file() else []
         extra = [c for c in ("site", "mean_fd") if c in header and c not in needed]
         return read_participants(path, subjects, needed + extra, id_column=source.id_column)
     missing_cols = [c for c in needed if c not in table.columns]

@@ -18,7 +18,7 @@ import scipy
 
 from .. import __version__
 from ..config import BadChannelConfig, EEGPreprocessing
-from ..datasets.base import Recording, session_of_times
+from ..datasets.base import Recording, is_mark, session_of_times
 from ..errors import DataError
 from ..montage import make_standard_montage
 
@@ -67,6 +67,11 @@ class _Where:
                          expected=expected, hint=hint)
 
 
+def _where(recording: Recording) -> _Where:
+    return _Where(recording.subject,
+                  ", ".join(dict.fromkeys(r.source for r in recording.runs)) or "unknown")
+
+
 # ------------------------------------------------------------------------------ public API
 
 
@@ -102,9 +107,10 @@ def preprocess(recording: Recording, cfg: EEGPreprocessing) -> PreprocessResult:
         (or all but two) is bad, channels hold NaN while detection is off, a filter edge is
         at or above Nyquist, or every epoch is dropped.
     """
-    where = _Where(recording.subject,
-                   ", ".join(dict.fromkeys(r.source for r in recording.runs)) or "unknown")
-    _check_events_and_length(recording, cfg, where)
+    problems = preflight(recording, cfg)
+    if problems:
+        raise problems[0]
+    where = _where(recording)
 
     raw = recording.raw.copy().load_data(verbose="error")
     sfreq_in = float(raw.info["sfreq"])
@@ -160,6 +166,56 @@ def preprocess(recording: Recording, cfg: EEGPreprocessing) -> PreprocessResult:
     return PreprocessResult(epochs=epochs, log=log, qc=qc)
 
 
+def preflight(recording: Recording, cfg: EEGPreprocessing) -> list[DataError]:
+    """Problems that would stop :func:`preprocess`, found without reading the signal.
+
+    The checks need the recording's header and annotations only, so they also run on a raw
+    that is not preloaded (``brainmill validate``): a configured event occurs; the recording
+    is at least one epoch window long; the picked channels exist and are EEG; channels lack
+    no montage position that interpolating a bad channel would need; the band-pass edges lie
+    below Nyquist.
+
+    Parameters
+    ----------
+    recording : Recording
+        The loaded (or header-only) recording.
+    cfg : EEGPreprocessing
+        The dataset's preprocessing settings.
+
+    Returns
+    -------
+    list of DataError
+        Independent problems, each naming the subject and source files; empty when
+        preprocessing can start. :func:`preprocess` raises the first one.
+    """
+    where = _where(recording)
+    raw = recording.raw
+    problems: list[DataError] = []
+    for check in (lambda: _check_events_and_length(recording, cfg, where),
+                  lambda: _check_band_edges(float(raw.info["sfreq"]), cfg.l_freq, cfg.h_freq,
+                                            where)):
+        try:
+            check()
+        except DataError as err:
+            problems.append(err)
+    try:
+        picked = _picked_channels(raw, cfg.picks, where)
+    except DataError as err:
+        return [*problems, err]
+    interpolating = cfg.bad_channels.enabled and cfg.bad_channels.interpolate
+    has_pos = dict(zip(raw.ch_names, _has_position(raw), strict=True))
+    lacking = [c for c in picked if not has_pos[c]]
+    if lacking and cfg.montage is not None and interpolating:  # as _montage decides
+        try:
+            missing = _missing_from_montage(picked, cfg.montage, where)
+        except DataError as err:
+            missing = []
+            problems.append(err)
+        if missing:
+            problems.append(_montage_error(missing, cfg.montage, where))
+    return problems
+
+
 def channel_statistics(
     raw: mne.io.BaseRaw, *, flat_uv: float = 0.0, exclude: list[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -212,7 +268,7 @@ def _check_events_and_length(recording: Recording, cfg: EEGPreprocessing, where:
     raw = recording.raw
     present = set(raw.annotations.description)
     if not present & set(recording.event_id):
-        found = sorted(present - {"BAD boundary", "EDGE boundary"})
+        found = sorted(d for d in present if not is_mark(d))
         raise where.error(
             "none of the configured event classes occurs in the recording's annotations",
             expected=f"annotations named {sorted(recording.event_id)}; "
@@ -229,11 +285,23 @@ def _check_events_and_length(recording: Recording, cfg: EEGPreprocessing, where:
         )
 
 
+def _check_band_edges(sfreq: float, l_freq: float | None, h_freq: float | None,
+                      where: _Where) -> None:
+    """The band-pass edges must lie below the recording's Nyquist frequency."""
+    for name, f in (("l_freq", l_freq or None), ("h_freq", h_freq)):
+        if f is not None and f >= sfreq / 2:
+            raise where.error(
+                f"preprocessing.{name} = {f} Hz is at or above the Nyquist frequency "
+                f"({sfreq / 2} Hz) of this recording",
+                expected=f"a band edge below {sfreq / 2} Hz",
+            )
+
+
 # ----------------------------------------------------------------------------------- steps
 
 
-def _pick(raw: mne.io.BaseRaw, picks: str | list[str], where: _Where) -> dict[str, Any]:
-    n_before = len(raw.ch_names)
+def _picked_channels(raw: mne.io.BaseRaw, picks: str | list[str], where: _Where) -> list[str]:
+    """The channels ``picks`` selects, in recording order for ``"eeg"``; raises if invalid."""
     types = dict(zip(raw.ch_names, raw.get_channel_types(), strict=True))
     if picks == "eeg":
         if "eeg" not in types.values():
@@ -241,23 +309,27 @@ def _pick(raw: mne.io.BaseRaw, picks: str | list[str], where: _Where) -> dict[st
                 "the recording has no EEG channels",
                 expected=f"channels of type 'eeg'; found types {sorted(set(types.values()))}",
             )
-        raw.pick("eeg", exclude=())
-    else:
-        missing = [c for c in picks if c not in types]
-        if missing:
-            raise where.error(
-                f"picked channels {missing} are not in the recording",
-                expected=f"names among {raw.ch_names}",
-                hint="Fix preprocessing.picks",
-            )
-        not_eeg = {c: types[c] for c in picks if types[c] != "eeg"}
-        if not_eeg:
-            raise where.error(
-                f"picked channels are not EEG: {not_eeg}",
-                expected="EEG channels only (brainmill references and interpolates EEG)",
-                hint="Remove them from preprocessing.picks",
-            )
-        raw.pick(list(picks), exclude=())
+        return [c for c, t in types.items() if t == "eeg"]
+    missing = [c for c in picks if c not in types]
+    if missing:
+        raise where.error(
+            f"picked channels {missing} are not in the recording",
+            expected=f"names among {raw.ch_names}",
+            hint="Fix preprocessing.picks",
+        )
+    not_eeg = {c: types[c] for c in picks if types[c] != "eeg"}
+    if not_eeg:
+        raise where.error(
+            f"picked channels are not EEG: {not_eeg}",
+            expected="EEG channels only (brainmill references and interpolates EEG)",
+            hint="Remove them from preprocessing.picks",
+        )
+    return list(picks)
+
+
+def _pick(raw: mne.io.BaseRaw, picks: str | list[str], where: _Where) -> dict[str, Any]:
+    n_before = len(raw.ch_names)
+    raw.pick(_picked_channels(raw, picks, where), exclude=())
     return {"step": "picks", "picks": picks, "n_channels_before": n_before,
             "n_channels_after": len(raw.ch_names)}
 
@@ -284,24 +356,10 @@ def _montage(
         notes.append(f"channels without positions {lacking}: bad channels among them "
                         "cannot be interpolated and are dropped")
         return step
-    try:
-        mont = make_standard_montage(montage)
-    except ValueError:
-        raise where.error(
-            f"'{montage}' is not an MNE standard montage",
-            expected=f"one of {mne.channels.get_builtin_montages()}",
-            hint="Fix preprocessing.montage",
-        ) from None
-    in_montage = {n.lower() for n in mont.ch_names}
-    missing = [c for c in raw.ch_names if c.lower() not in in_montage]
+    mont = _standard_montage(montage, where)
+    missing = _missing_from_montage(raw.ch_names, montage, where)
     if missing and interpolating:
-        raise where.error(
-            f"channels {missing} are not in the '{montage}' montage, so bad channels could "
-            "not be interpolated",
-            expected=f"channel names of '{montage}' (case is ignored)",
-            hint="Rename the channels, leave them out with preprocessing.picks, or set "
-                 "preprocessing.bad_channels.interpolate to false",
-        )
+        raise _montage_error(missing, montage, where)
     # case-insensitive matching: files often spell FP1 or CZ
     raw.set_montage(mont, match_case=False, on_missing="ignore", verbose="error")
     step.update(applied=True, match_case=False, missing=missing)
@@ -309,6 +367,33 @@ def _montage(
         notes.append(f"channels {missing} are not in montage '{montage}' and have no "
                         "position")
     return step
+
+
+def _standard_montage(montage: str, where: _Where) -> mne.channels.DigMontage:
+    try:
+        return make_standard_montage(montage)
+    except ValueError:
+        raise where.error(
+            f"'{montage}' is not an MNE standard montage",
+            expected=f"one of {mne.channels.get_builtin_montages()}",
+            hint="Fix preprocessing.montage",
+        ) from None
+
+
+def _missing_from_montage(ch_names: list[str], montage: str, where: _Where) -> list[str]:
+    """Channels of ``ch_names`` that the standard montage lacks (case is ignored)."""
+    in_montage = {n.lower() for n in _standard_montage(montage, where).ch_names}
+    return [c for c in ch_names if c.lower() not in in_montage]
+
+
+def _montage_error(missing: list[str], montage: str, where: _Where) -> DataError:
+    return where.error(
+        f"channels {missing} are not in the '{montage}' montage, so bad channels could "
+        "not be interpolated",
+        expected=f"channel names of '{montage}' (case is ignored)",
+        hint="Rename the channels, leave them out with preprocessing.picks, or set "
+             "preprocessing.bad_channels.interpolate to false",
+    )
 
 
 def _zero_nonfinite_channels(raw: mne.io.BaseRaw) -> list[str]:
@@ -446,13 +531,7 @@ def _bandpass(raw: mne.io.BaseRaw, l_freq: float | None, h_freq: float | None,
     if l_freq is None and h_freq is None:
         step["applied"] = False
         return step
-    for name, f in (("l_freq", l_freq), ("h_freq", h_freq)):
-        if f is not None and f >= sfreq / 2:
-            raise where.error(
-                f"preprocessing.{name} = {f} Hz is at or above the Nyquist frequency "
-                f"({sfreq / 2} Hz) of this recording",
-                expected=f"a band edge below {sfreq / 2} Hz",
-            )
+    _check_band_edges(sfreq, l_freq, h_freq, where)
     h = mne.filter.create_filter(None, sfreq, l_freq, h_freq, verbose="error")
     raw.filter(l_freq, h_freq, verbose="error")
     step.update(
@@ -510,6 +589,13 @@ def _epochs(
                      "kept": int((kept_meta["label"] == c).sum())}
                  for c in recording.event_id}
     per_session = {s: int((kept_meta["session"] == s).sum()) for s in recording.sessions}
+    # annotations that mark no configured class (other task events, comments) are left out
+    # of the epochs; BAD_/EDGE_ ones are artefact and boundary marks MNE acts on itself
+    ignored = Counter(str(d) for d in raw.annotations.description
+                      if d not in recording.event_id and not is_mark(d))
+    if ignored:
+        notes.append(f"annotations {dict(sorted(ignored.items()))} mark no configured class "
+                     "and were not epoched")
     for c, n in per_class.items():
         if n["events"] == 0:
             notes.append(f"class '{c}' has no events in the recording")
@@ -520,13 +606,18 @@ def _epochs(
         median_ptp = drop["median_max_ptp_uv"]
         typical = ("" if np.isnan(median_ptp) else
                    f"; the median epoch's largest peak-to-peak is {median_ptp:.0f} µV")
+        if drop["drop_channels"]:
+            hint = (f"Raise preprocessing.epochs.reject_uv (now {ecfg.reject_uv} µV{typical}) "
+                    "or set it to null, lower flat_uv, or check the bad-channel settings")
+        else:  # no amplitude rejection: the windows meet BAD annotations or the data's end
+            hint = ("Check the recording's BAD annotations and that the epoch window "
+                    f"(tmin={ecfg.tmin}, tmax={ecfg.tmax} s) fits around each event")
         raise where.error(
             f"all {len(events)} epochs were dropped; reasons (epochs): "
             f"{drop['drop_reasons']}; channels over the amplitude limits most often: "
             f"{dict(Counter(drop['drop_channels']).most_common(5))}",
             expected="at least one epoch within the rejection limits",
-            hint=f"Raise preprocessing.epochs.reject_uv (now {ecfg.reject_uv} µV{typical}) "
-                 "or set it to null, lower flat_uv, or check the bad-channel settings",
+            hint=hint,
         )
 
     step = {"step": "epochs", "event_id": recording.event_id, "tmin": ecfg.tmin,
@@ -540,7 +631,8 @@ def _epochs(
                "dropped": [{"event": i, "onset": round(float(onset[i]), 4),
                             "label": str(metadata["label"].iloc[i]), "reasons": list(d)}
                            for i, d in enumerate(epochs.drop_log) if d],
-               "per_class": per_class, "per_session": per_session}
+               "per_class": per_class, "per_session": per_session,
+               "ignored_annotations": dict(sorted(ignored.items()))}
     return epochs, step, summary
 
 

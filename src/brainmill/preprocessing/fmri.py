@@ -74,8 +74,11 @@ def _check_frequencies(ts: ROITimeSeries, settings: CleanSettings) -> None:
     for name in ("low_pass", "high_pass"):
         value = getattr(settings, name)
         if value is not None and not 0 < value < nyquist:
-            raise ValueError(f"{name}={value} Hz is outside (0, {nyquist:g}) Hz, the band "
-                             f"subject {ts.subject}'s TR of {ts.tr:g} s can represent")
+            # the TR comes from the subject's data (a NIfTI header, the source's tr)
+            raise DataError(f"{name}={value} Hz is outside (0, {nyquist:g}) Hz, the band "
+                            f"a TR of {ts.tr:g} s can represent", file=ts.source,
+                            subject=ts.subject, expected=f"{name} below {nyquist:g} Hz",
+                            hint=f"Lower preprocessing.{name} or check the subject's TR")
     if (settings.low_pass is not None and settings.high_pass is not None
             and settings.high_pass >= settings.low_pass):
         raise ValueError(f"high_pass ({settings.high_pass}) must be below low_pass "

@@ -16,19 +16,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
 from sklearn.utils.validation import check_is_fitted
 
-from .features.timefreq import TFMTokens, training_summary
+from .classifier_training import MONITORS, fit_classifier, predict_proba
+from .features.timefreq import TFMTokens
 from .models.transformer import TokenTransformer, TokenTransformerConfig
 from .training import TrainConfig, Trainer
 
 __all__ = ["TokenPipelineClassifier", "TokenTransformerClassifier", "discriminative_tokens"]
-
-MONITORS = ("kappa", "balanced_accuracy", "loss")
-
 
 def _check_ids(X: Any, n_codes: int | None, name: str) -> np.ndarray:
     X = np.asarray(X)
@@ -124,31 +120,10 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         if self.pretraining is not None:
             pre = Trainer(TrainConfig(**{**self.pretraining, "seed": self.seed}))
             res = pre.fit(net, lambda m, batch, gen: m.mtp_loss(batch[0], gen), (ids,))
-            info["pretraining"] = training_summary(res)
-        tcfg = TrainConfig(**{**(self.training or {}), "seed": self.seed,
-                              "monitor": f"val_{self.monitor}",
-                              "mode": "min" if self.monitor == "loss" else "max"})
-        smoothing = float(self.label_smoothing)
-
-        def loss_fn(m, batch, gen):
-            logits = m(batch[0])
-            loss = F.cross_entropy(logits, batch[1], label_smoothing=smoothing)
-            acc = (logits.argmax(-1) == batch[1]).float().mean()
-            return loss, {"accuracy": float(acc)}
-
-        def val_fn(m, arrays):
-            logits = torch.cat([m(arrays[0][i:i + self.batch_size]).float()
-                                for i in range(0, len(arrays[0]), self.batch_size)])
-            loss = F.cross_entropy(logits, arrays[1], label_smoothing=smoothing)
-            pred = logits.argmax(-1).cpu().numpy()
-            true = arrays[1].cpu().numpy()
-            return {"val_loss": float(loss),
-                    "val_kappa": _kappa(true, pred),
-                    "val_balanced_accuracy": float(balanced_accuracy_score(true, pred))}
-
-        res = Trainer(tcfg).fit(net, loss_fn, (ids, torch.from_numpy(y_idx.astype(np.int64))),
-                                val_fn=val_fn, stratify=y_idx)
-        info["training"] = training_summary(res)
+            info["pretraining"] = res.summary()
+        res = fit_classifier(net, ids, y_idx, self.training, self.monitor,
+                             self.label_smoothing, self.seed, self.batch_size)
+        info["training"] = res.summary()
         self.model_ = net.cpu().eval()
         self.fit_info_ = info
         self.n_features_in_ = X.shape[1]
@@ -158,23 +133,10 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities, shape (n_epochs, n_classes), columns in ``classes_`` order."""
         check_is_fitted(self, "model_")
         X = _check_ids(X, self.model_.config.n_codes, type(self).__name__)
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(X), self.batch_size):
-                logits = self.model_(torch.from_numpy(X[start:start + self.batch_size]))
-                out.append(torch.softmax(logits.float(), dim=-1))
-        return torch.cat(out).numpy().astype(np.float64)
+        return predict_proba(self.model_, torch.from_numpy(X), self.batch_size)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-def _kappa(true: np.ndarray, pred: np.ndarray) -> float:
-    # a single-class validation split makes κ undefined; count it as no agreement beyond chance
-    if len(np.unique(np.concatenate([true, pred]))) < 2:
-        return 0.0
-    value = cohen_kappa_score(true, pred)
-    return float(value) if np.isfinite(value) else 0.0
 
 
 class TokenPipelineClassifier(ClassifierMixin, BaseEstimator):

@@ -270,6 +270,20 @@ class TrainResult:
     train_index: np.ndarray
     val_index: np.ndarray | None
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-able summary (everything but the row indices, which are counted)."""
+        return {
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "device": str(self.device),
+            "precision": self.precision,
+            "n_steps": self.n_steps,
+            "seconds": self.seconds,
+            "n_train": int(len(self.train_index)),
+            "n_val": None if self.val_index is None else int(len(self.val_index)),
+        }
+
 
 # ----------------------------------------------------------------------------------- helpers
 

@@ -24,8 +24,7 @@ from ..models.frontend import robust_scale, stft_magnitude
 from ..models.tokenizer import TFMTokenizer, TokenizerConfig
 from ..training import TrainConfig, Trainer
 
-__all__ = ["TFMTokens", "TimeFrequency", "resample_signals", "token_counts", "tokenize",
-           "training_summary"]
+__all__ = ["TFMTokens", "TimeFrequency", "resample_signals", "token_counts", "tokenize"]
 
 
 def _check_signals(X: Any, name: str) -> np.ndarray:
@@ -182,7 +181,7 @@ class TFMTokens(TransformerMixin, BaseEstimator):
             groups=groups,
         )
         self.tokenizer_ = model.cpu().eval()
-        self.training_ = training_summary(result)
+        self.training_ = result.summary()
         self.codebook_ = model.codebook.detach().cpu().numpy().copy()
         self.n_features_in_ = c
         return self
@@ -217,18 +216,3 @@ def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512) -> np.nd
 def token_counts(ids: np.ndarray, n_codes: int) -> np.ndarray:
     """Occurrences of every code, shape (n_codes,), over all epochs, channels and frames."""
     return np.bincount(np.asarray(ids).ravel(), minlength=n_codes)
-
-
-def training_summary(result: Any) -> dict[str, Any]:
-    """JSON-able summary of a :class:`brainmill.training.TrainResult` (stored in fit_info_)."""
-    return {
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "device": str(result.device),
-        "precision": result.precision,
-        "n_steps": result.n_steps,
-        "seconds": result.seconds,
-        "n_train": int(len(result.train_index)),
-        "n_val": None if result.val_index is None else int(len(result.val_index)),
-    }

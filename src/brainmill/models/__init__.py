@@ -1,9 +1,12 @@
-"""Token models: the TFM-Tokenizer and the Transformer that classifies its tokens.
+"""The torch models: TFM tokenizer, token Transformer, EEG diffusion + latent fusion, DemoVAE.
 
 - :mod:`brainmill.models.frontend`: robust scaling and STFT magnitude (torch);
 - :mod:`brainmill.models.tokenizer`: :class:`TFMTokenizer` and :class:`TokenizerConfig`;
 - :mod:`brainmill.models.transformer`: :class:`TokenTransformer` and
   :class:`TokenTransformerConfig`;
+- :mod:`brainmill.models.diffusion`: :class:`EEGDiffusion` (state-space DDPM denoiser) and
+  :class:`DiffusionConfig`; :mod:`brainmill.models.latent_fusion`:
+  :class:`LatentFusionTransformer` and :class:`LatentFusionConfig`;
 - :mod:`brainmill.models.vae`: :class:`DemoVAE` (with :class:`DemographicEncoder` and the
   network :class:`DemoVAENet`);
 - :func:`save_model` / :func:`load_model`: checkpoints ``{"kind", "config", "state_dict"}``.
@@ -13,14 +16,16 @@ Imports only torch and numpy.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from brainmill.io import atomic_path
+
+from .diffusion import DiffusionConfig, EEGDiffusion
 from .frontend import n_frames, robust_scale, stft_magnitude
+from .latent_fusion import LatentFusionConfig, LatentFusionTransformer
 from .tokenizer import TFMTokenizer, TokenizerConfig, TokenizerOutput
 from .transformer import TokenTransformer, TokenTransformerConfig
 from .vae import DemographicEncoder, DemoVAE, DemoVAENet, DemoVAENetConfig
@@ -28,6 +33,7 @@ from .vae import DemographicEncoder, DemoVAE, DemoVAENet, DemoVAENetConfig
 __all__ = ["MODELS", "TFMTokenizer", "TokenTransformer", "TokenTransformerConfig",
            "TokenizerConfig", "TokenizerOutput", "load_model", "n_frames", "robust_scale",
            "save_model", "stft_magnitude"]
+__all__ += ["DiffusionConfig", "EEGDiffusion", "LatentFusionConfig", "LatentFusionTransformer"]
 __all__ += ["DemoVAE", "DemoVAENet", "DemoVAENetConfig", "DemographicEncoder"]
 
 #: checkpoint ``kind`` → (model class, config class).
@@ -35,6 +41,8 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "tfm_tokenizer": (TFMTokenizer, TokenizerConfig),
     "token_transformer": (TokenTransformer, TokenTransformerConfig),
     "demovae_net": (DemoVAENet, DemoVAENetConfig),
+    "eeg_diffusion": (EEGDiffusion, DiffusionConfig),
+    "latent_fusion": (LatentFusionTransformer, LatentFusionConfig),
 }
 
 
@@ -43,7 +51,8 @@ def save_model(path: str | Path, model: nn.Module) -> Path:
 
     The file holds ``{"kind", "config": config.to_dict(), "state_dict"}``; it is written to a
     temporary file in the same folder and moved into place with :func:`os.replace`, so a reader
-    never sees a partial file. A ``torch.compile`` wrapper is unwrapped first.
+    never sees a partial file (:func:`brainmill.io.atomic_path`). A ``torch.compile`` wrapper
+    is unwrapped first.
 
     Returns
     -------
@@ -55,19 +64,11 @@ def save_model(path: str | Path, model: nn.Module) -> Path:
     if not kinds:
         raise TypeError(f"save_model: cannot save a {type(model).__name__}; supported: "
                         f"{', '.join(cls.__name__ for cls, _ in MODELS.values())}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"kind": kinds[0], "config": model.config.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:  # a full disk is a WriteError naming the file
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:

@@ -205,8 +205,10 @@ class GatedSSMBlock(nn.Module):
 
     Shapes
     ------
-    ``forward(x, cond=None)``: ``x`` ``(B, C, L)``; ``cond`` ``(B, cond_channels, L)`` or
-    ``(B, cond_channels)``; returns ``(residual_out, skip)``, both ``(B, C, L)``.
+    ``forward(x, cond=None, return_gated=False)``: ``x`` ``(B, C, L)``; ``cond``
+    ``(B, cond_channels, L)`` or ``(B, cond_channels)``; returns ``(residual_out, skip)``, both
+    ``(B, C, L)``, and with ``return_gated=True`` also the gated activation ``z`` ``(B, C, L)``
+    (before dropout): the "gate activations" EEGDM reads as representations.
     """
 
     def __init__(
@@ -251,8 +253,8 @@ class GatedSSMBlock(nn.Module):
                          f" got {tuple(cond.shape)}")
 
     def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, return_gated: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         if x.ndim != 3 or x.shape[1] != self.channels:
             raise ValueError(f"GatedSSMBlock({self.channels}): x must be (B, {self.channels}, L),"
                              f" got {tuple(x.shape)}")
@@ -260,9 +262,10 @@ class GatedSSMBlock(nn.Module):
         if cond is not None:
             h = h + self._conditioning(cond, x.shape[-1])
         filt, gate = self.gate_proj(h).chunk(2, dim=1)
-        z = self.drop(torch.tanh(filt) * torch.sigmoid(gate))
-        res, skip = self.out_proj(z).chunk(2, dim=1)
-        return (x + res) * (1.0 / math.sqrt(2.0)), skip
+        gated = torch.tanh(filt) * torch.sigmoid(gate)
+        res, skip = self.out_proj(self.drop(gated)).chunk(2, dim=1)
+        out = (x + res) * (1.0 / math.sqrt(2.0))
+        return (out, skip, gated) if return_gated else (out, skip)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, cond_channels={self.cond_channels}, norm={self.norm_name!r}"

@@ -1,0 +1,116 @@
+"""Diffusion decoder estimators: windows, representations, generation, per-fold pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from brainmill.diffusion_decoding import (
+    DiffusionFeatures,
+    LatentFusionClassifier,
+    generate,
+    single_channel_windows,
+    train_diffusion,
+)
+from brainmill.models.diffusion import DiffusionConfig
+
+TINY_BACKBONE = {"dim": 12, "d_state": 8, "n_layers": 2, "cond_dim": 16, "sfreq": 100.0}
+FAST = {"max_epochs": 2, "batch_size": 32, "lr": 2e-3, "progress": False}
+TINY_LFT = {"dim": 16, "n_heads": 2, "n_fusion_tokens": 4, "depth": 1}
+LFT_TRAINING = {"max_epochs": 40, "batch_size": 8, "lr": 3e-3, "val_fraction": 0.2,
+                "progress": False}
+
+
+def rhythm_task(n=60, channels=3, length=300, sfreq=100.0, seed=0):
+    """Class 1 carries a 10 Hz rhythm on channel 0; everything else is white noise."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    X = 10e-6 * rng.standard_normal((n, channels, length))
+    t = np.arange(length) / sfreq
+    X[y == 1, 0] += 20e-6 * np.sin(2 * np.pi * 10 * t + rng.uniform(0, 6.3, (n // 2, 1)))
+    return X, y
+
+
+def test_single_channel_windows_are_epoch_major():
+    X = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)
+    windows, names = single_channel_windows(X, ["a", "b", "c"])
+    assert windows.shape == (6, 1, 4)
+    assert names == ["a", "b", "c", "a", "b", "c"]
+    np.testing.assert_array_equal(windows[4, 0], X[1, 1])
+
+
+def test_features_shape_and_resampling():
+    X, _ = rhythm_task(n=8, length=400, sfreq=200.0)
+    feats = DiffusionFeatures(sfreq=200.0, ch_names=["C3", "Cz", "C4"], model=TINY_BACKBONE,
+                              training=FAST, pool_s=0.5).fit(X)
+    assert feats.model_.config.channel_names == ["C3", "Cz", "C4"]
+    assert feats.pool_ == 50
+    F = feats.transform(X)
+    assert F.shape == (8, 3, 2, 12, 4)  # 2 s at 100 Hz in 0.5-s pools
+    assert F.dtype == np.float32 and np.all(F >= 0)
+    assert feats.training_["n_train"] == 24  # every channel of every epoch
+    with pytest.raises(ValueError, match="NaN or inf"):
+        feats.transform(np.where(np.arange(400) == 3, np.nan, X))
+    with pytest.raises(ValueError, match="expected 3"):
+        feats.transform(X[:, :2])
+
+
+def test_max_windows_bounds_the_pretraining_set():
+    X, _ = rhythm_task(n=10)
+    feats = DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=FAST, max_windows=7,
+                              seed=1).fit(X)
+    assert feats.training_["n_train"] == 7
+
+
+def test_pipeline_decodes_a_rhythm_under_cross_validation():
+    X, y = rhythm_task()
+    pipe = make_pipeline(
+        DiffusionFeatures(sfreq=100.0, ch_names=["a", "b", "c"], model=TINY_BACKBONE,
+                          training=FAST),
+        LatentFusionClassifier(model=TINY_LFT, training=LFT_TRAINING))
+    scores = cross_val_score(pipe, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    assert scores.mean() >= 0.85, scores
+
+
+def test_classifier_is_deterministic_and_its_probabilities_normalised():
+    X, y = rhythm_task(n=24)
+    F = DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=FAST).fit_transform(X)
+    a = LatentFusionClassifier(model=TINY_LFT, training={**LFT_TRAINING, "max_epochs": 3})
+    b = LatentFusionClassifier(model=TINY_LFT, training={**LFT_TRAINING, "max_epochs": 3})
+    pa, pb = a.fit(F, y).predict_proba(F), b.fit(F, y).predict_proba(F)
+    np.testing.assert_array_equal(pa, pb)
+    np.testing.assert_allclose(pa.sum(1), 1.0, rtol=1e-6)
+    assert a.fit_info_["training"]["n_val"] == 4  # round(0.2 · 12) of each class
+    with pytest.raises(ValueError, match="two classes"):
+        a.fit(F, np.zeros(len(F)))
+    with pytest.raises(ValueError, match="n_pools"):
+        a.predict_proba(F[:, 0])
+
+
+def test_generate_is_reproducible_and_in_signal_units():
+    X, _ = rhythm_task(n=6)
+    windows, names = single_channel_windows(X, ["a", "b", "c"])
+    cfg = DiffusionConfig(channel_names=["a", "b", "c"], **TINY_BACKBONE)
+    model, _ = train_diffusion(windows, names, cfg, FAST, seed=0)
+    g1 = generate(model, ["a", "c", "zz"], 120, seed=5, n_steps=4)
+    g2 = generate(model, ["a", "c", "zz"], 120, seed=5, n_steps=4)
+    assert g1.shape == (3, 120)
+    np.testing.assert_array_equal(g1, g2)
+    assert 1e-7 < np.abs(g1).max() < 0.05  # volts (≤ 26 mV after clipping), not model units
+    with pytest.raises(ValueError, match="labels exactly when"):
+        train_diffusion(windows, names, cfg, FAST, seed=0, labels=np.zeros(len(windows)))
+
+
+def test_pretraining_resumes_from_its_checkpoint(tmp_path):
+    X, _ = rhythm_task(n=8)
+    windows, names = single_channel_windows(X, ["a", "b", "c"])
+    cfg = DiffusionConfig(channel_names=["a", "b", "c"], **TINY_BACKBONE)
+    training = {**FAST, "max_epochs": 3, "ema_decay": 0.9}
+    done, _ = train_diffusion(windows, names, cfg, training, seed=0, run_dir=tmp_path)
+    again, result = train_diffusion(windows, names, cfg, training, seed=0, run_dir=tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(done.state_dict().values(),
+                                                 again.state_dict().values(), strict=True))
+    assert result.n_steps == 3

@@ -1,0 +1,76 @@
+"""Generation-quality measures: spectral distance, classifier two-sample test, surrogates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainmill.generation_quality import (
+    classifier_two_sample_test,
+    log_spectral_distance,
+    mean_psd,
+    phase_randomized,
+    window_descriptors,
+)
+
+SFREQ = 100.0
+
+
+def noise(n=200, length=400, seed=0, scale=1.0):
+    return scale * np.random.default_rng(seed).standard_normal((n, length))
+
+
+def spiky(n=200, length=400, seed=0):
+    """Sparse one-sided spikes: the same flat spectrum as noise, but skewed and heavy-tailed."""
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, length)) < 0.02) * rng.exponential(5.0, (n, length))
+    return (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
+
+
+def test_log_spectral_distance_of_scaled_power_is_its_decibels():
+    X = noise()
+    assert log_spectral_distance(X, X, SFREQ) == 0.0
+    # twice the amplitude is four times the power: 10·log10(4) dB at every frequency
+    assert log_spectral_distance(2 * X, X, SFREQ) == pytest.approx(10 * np.log10(4), rel=1e-9)
+    assert log_spectral_distance(X, noise(seed=1), SFREQ) < 1.0  # sampling noise only
+    with pytest.raises(ValueError, match="no frequency bin"):
+        log_spectral_distance(X, X, SFREQ, band=(60, 80))
+
+
+def test_mean_psd_finds_a_rhythm():
+    t = np.arange(400) / SFREQ
+    X = np.sin(2 * np.pi * 12 * t)[None].repeat(5, 0) + 0.1 * noise(5)
+    f, p = mean_psd(X, SFREQ)
+    assert f[p.argmax()] == 12.0
+
+
+def test_phase_randomized_keeps_the_periodogram_and_gaussianises():
+    X = spiky(50)
+    S = phase_randomized(X, seed=3)
+    np.testing.assert_allclose(np.abs(np.fft.rfft(S)), np.abs(np.fft.rfft(X)), rtol=1e-8,
+                               atol=1e-8)
+    np.testing.assert_allclose(S.mean(1), X.mean(1), atol=1e-12)
+    assert not np.allclose(S, X)
+    from scipy.stats import kurtosis
+    assert kurtosis(X, axis=1).mean() > 10 > abs(kurtosis(S, axis=1).mean())
+    np.testing.assert_array_equal(S, phase_randomized(X, seed=3))
+
+
+def test_two_sample_test_at_chance_for_one_distribution_and_high_for_two():
+    same = classifier_two_sample_test(noise(seed=0), noise(seed=1), SFREQ)
+    assert 0.35 < same["accuracy"] < 0.65 and same["p_value"] > 0.01
+    # equal spectra, different waveforms: the descriptors beyond the spectrum catch it
+    differ = classifier_two_sample_test(spiky(), noise(), SFREQ)
+    assert differ["accuracy"] > 0.95 and differ["p_value"] < 1e-10
+    # the surrogates of spiky windows are told apart from them too
+    surrogate = classifier_two_sample_test(spiky(), phase_randomized(spiky(seed=1)), SFREQ)
+    assert surrogate["accuracy"] > 0.95
+    assert differ["n_per_set"] == 200
+
+
+def test_descriptors_are_finite_and_named_by_shape():
+    D = window_descriptors(noise(10, 300), SFREQ)
+    assert D.shape == (10, 1 + 5 + 7) and np.all(np.isfinite(D))
+    assert window_descriptors(noise(10, 300), 20.0).shape[1] == 1 + 3 + 7  # bands ≤ Nyquist
+    with pytest.raises(ValueError, match="NaN"):
+        window_descriptors(np.full((2, 10), np.nan), SFREQ)

@@ -34,6 +34,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/tokens.smk"
+include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/fmri.smk"
 include: "workflow/rules/report.smk"
 

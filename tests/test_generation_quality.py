@@ -74,3 +74,13 @@ def test_descriptors_are_finite_and_named_by_shape():
     assert window_descriptors(noise(10, 300), 20.0).shape[1] == 1 + 3 + 7  # bands ≤ Nyquist
     with pytest.raises(ValueError, match="NaN"):
         window_descriptors(np.full((2, 10), np.nan), SFREQ)
+
+
+def test_channel_groups_by_scalp_region():
+    from brainmill.generation_quality import channel_groups
+
+    groups = channel_groups(["Fp1", "FC3", "C3", "Cz", "CP4", "T7", "TP8", "P3", "PO7", "O1",
+                             "Iz", "EOG"])
+    assert groups == {"central": [1, 2, 3, 4], "frontal": [0], "occipital": [9, 10],
+                      "other": [11], "parietal": [7, 8], "temporal": [5, 6],
+                      "all": list(range(12))}

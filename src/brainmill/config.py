@@ -522,6 +522,101 @@ class TokenTransformerConfig(StrictModel):
         "dataset's evaluation.protocols); a way to bound its cost.")
 
 
+class DiffusionModelConfig(StrictModel):
+    """Diffusion backbone (:class:`brainmill.models.diffusion.DiffusionConfig`); the channel
+    vocabulary is the dataset's channels."""
+
+    sfreq: float = Field(100.0, gt=0, description="Epochs are resampled to this (Hz); the "
+                         "reference uses 200.")
+    dim: int = Field(64, ge=2, description="Residual width (reference: 128).")
+    d_state: int = Field(64, ge=2, multiple_of=2, description="S4D state size (reference: 128).")
+    n_layers: int = Field(8, ge=1, description="Gated SSM blocks (reference: 20).")
+    cond_dim: int = Field(128, ge=1, description="Width of the step + channel conditioning.")
+    norm: NormName = "layernorm"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    ssm_init: Literal["lin", "inv"] = Field("lin", description="S4D init (reference: lin).")
+    n_steps: int = Field(50, ge=1, description="Diffusion steps (reference: 50).")
+    scale_uv: float = Field(100.0, gt=0, description="µV per model unit before µ-law.")
+    mu: float = Field(255.0, gt=0, description="µ of the companding beyond ±1 unit.")
+    p_uncond: float = Field(0.1, ge=0, lt=1, description="Training probability of the "
+                            "unknown-channel embedding (lets the model serve new montages).")
+    clip_sample: float | None = Field(2.0, gt=1, description="Clip predicted clean windows to "
+                                      "± this many model units while sampling.")
+
+
+class DiffusionSettings(StrictModel):
+    """The dataset-level diffusion backbone trained by rule ``pretrain_diffusion`` (no labels:
+    every channel of every epoch of the chosen subjects is one window)."""
+
+    model: DiffusionModelConfig = Field(default_factory=DiffusionModelConfig)
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(
+        max_epochs=20, batch_size=64, lr=1e-3, weight_decay=0.0, ema_decay=0.999,
+        ema_every=10, ema_start=100))
+    subjects: Annotated[
+        list[str] | None,
+        WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": ["string", "integer"]}},
+                                  {"type": "null"}]}),
+    ] = Field(
+        None, description="Subjects whose epochs train the backbone (default: every subject). "
+        "It never sees labels; with the default it sees every subject's signals, test folds "
+        "included — choose other subjects for a strictly held-out backbone.")
+    max_windows: int | None = Field(
+        None, ge=1, description="Train on at most this many single-channel windows, drawn at "
+        "random with the run's seed (default: all).")
+    n_generated: int = Field(8, ge=1, description="Windows generated per channel for the "
+                             "dataset report (real vs generated).")
+    sampling_steps: int | None = Field(None, ge=1, description="DDIM steps when generating "
+                                       "(default: every diffusion step).")
+
+    @field_validator("subjects", mode="before")
+    @classmethod
+    def _subjects_as_str(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _steps(self) -> DiffusionSettings:
+        if self.sampling_steps is not None and self.sampling_steps > self.model.n_steps:
+            raise ValueError(f"sampling_steps ({self.sampling_steps}) exceeds model.n_steps "
+                             f"({self.model.n_steps})")
+        return self
+
+
+class DiffusionLFTModelConfig(StrictModel):
+    """Latent fusion Transformer (:class:`brainmill.models.latent_fusion.LatentFusionConfig`)."""
+
+    dim: int = Field(64, ge=2, description="Width (reference: 128).")
+    n_heads: int = Field(4, ge=1)
+    n_fusion_tokens: int = Field(8, ge=1, description="Learned fusion queries (reference: 16).")
+    depth: int = Field(2, ge=0, description="Classifier self-attention blocks (reference: 8).")
+    mlp_ratio: float = Field(4.0, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    norm: NormName = "layernorm"
+    act: ActName = "gelu"
+
+    @model_validator(mode="after")
+    def _heads(self) -> DiffusionLFTModelConfig:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class DiffusionLFTConfig(StrictModel):
+    """Latent fusion classifier over the frozen diffusion backbone's representations."""
+
+    feature: Literal["diffusion"] = "diffusion"
+    model: DiffusionLFTModelConfig = Field(default_factory=DiffusionLFTModelConfig)
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(
+        max_epochs=50, batch_size=64, lr=1e-3, weight_decay=0.05, val_fraction=0.2,
+        patience=10))
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    monitor: Literal["kappa", "balanced_accuracy", "loss"] = Field(
+        "loss", description="Validation score that picks the epoch (the reference uses κ; "
+        "on small validation splits the loss selects better, see docs/diffusion.md).")
+    protocols: list[ProtocolName] | None = Field(
+        None, min_length=1, description="Protocols for this decoder only (default: the "
+        "dataset's evaluation.protocols).")
+
+
 # ------------------------------------------------------------------------------- features
 
 
@@ -568,6 +663,15 @@ class BandpowerFeature(StrictModel):
         return value
 
 
+class DiffusionFeature(StrictModel):
+    """Std-pooled gate activations of the frozen diffusion backbone (rule
+    ``diffusion_features``): ``(n_epochs, n_channels, n_layers, dim, n_pools)``."""
+
+    pool_s: float = Field(1.0, gt=0, description="Std-pooling window (s; reference 1 s).")
+    t: int = Field(1, ge=0, description="Diffusion step of the noiseless pass (reference: 1).")
+    batch_size: int = Field(256, ge=1, description="Windows per forward pass.")
+
+
 class FeaturesConfig(StrictModel):
     """Feature extractors; each writes ``features/{name}.npz``."""
 
@@ -575,6 +679,7 @@ class FeaturesConfig(StrictModel):
     signals: SignalsFeature = Field(default_factory=SignalsFeature)
     bandpower: BandpowerFeature = Field(default_factory=BandpowerFeature)
     tokens: TokensFeature = Field(default_factory=TokensFeature)
+    diffusion: DiffusionFeature = Field(default_factory=lambda: DiffusionFeature())
 
 
 # ------------------------------------------------------------------------------- decoders
@@ -648,6 +753,7 @@ class DecodersConfig(StrictModel):
     acm_mdm: AcmMdmConfig | None = None
     bandpower_lr: BandpowerLrConfig | None = None
     token_transformer: TokenTransformerConfig | None = None
+    diffusion_lft: DiffusionLFTConfig | None = None
 
     def enabled(self) -> dict[str, StrictModel]:
         """Return ``{name: params}`` of the decoders that are switched on."""
@@ -721,6 +827,9 @@ class DatasetConfig(StrictModel):
     tokenizer: TokenizerSettings | None = Field(
         None, description="Dataset-level TFM tokenizer (needed by the token_transformer "
         "decoder); null: none.")
+    diffusion: DiffusionSettings | None = Field(
+        None, description="Dataset-level diffusion backbone (needed by the diffusion_lft "
+        "decoder); null: none.")
 
     @field_validator("subjects", mode="before")
     @classmethod
@@ -761,12 +870,24 @@ class DatasetConfig(StrictModel):
             raise ValueError("decoders.token_transformer needs a 'tokenizer' section in the "
                              "dataset (its codebook and tokens); add 'tokenizer: {}' for the "
                              "defaults")
-        if self.tokenizer is not None and self.tokenizer.subjects is not None:
-            unknown = sorted(set(self.tokenizer.subjects) - set(self.subjects))
-            if unknown:
-                raise ValueError(f"tokenizer.subjects {unknown} are not subjects of the "
-                                 f"dataset ({self.subjects})")
+        if self.decoders.diffusion_lft is not None and self.diffusion is None:
+            raise ValueError("decoders.diffusion_lft needs a 'diffusion' section in the dataset "
+                             "(its backbone); add 'diffusion: {}' for the defaults")
+        for section in ("tokenizer", "diffusion"):
+            chosen = getattr(self, section)
+            if chosen is not None and chosen.subjects is not None:
+                unknown = sorted(set(chosen.subjects) - set(self.subjects))
+                if unknown:
+                    raise ValueError(f"{section}.subjects {unknown} are not subjects of the "
+                                     f"dataset ({self.subjects})")
         return self
+
+    @property
+    def diffusion_subjects(self) -> list[str]:
+        """Subjects whose epochs train the diffusion backbone (default all)."""
+        if self.diffusion is None:
+            return []
+        return list(self.diffusion.subjects or self.subjects)
 
     @property
     def tokenizer_subjects(self) -> list[str]:

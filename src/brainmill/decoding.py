@@ -30,6 +30,7 @@ from .config import (
     AcmTsSvmConfig,
     BandpowerLrConfig,
     CspLdaConfig,
+    DiffusionLFTConfig,
     EvaluationConfig,
     TokenTransformerConfig,
     TsLrConfig,
@@ -116,6 +117,15 @@ def make_token_transformer(params: TokenTransformerConfig, seed: int) -> Any:
         monitor=params.monitor, seed=seed)
 
 
+def make_diffusion_lft(params: DiffusionLFTConfig, seed: int) -> Any:
+    """Latent fusion Transformer on diffusion representations (the backbone is frozen)."""
+    from .diffusion_decoding import LatentFusionClassifier  # torch only when used
+
+    return LatentFusionClassifier(
+        model=params.model.model_dump(), training=params.training.trainer_fields(),
+        label_smoothing=params.label_smoothing, monitor=params.monitor, seed=seed)
+
+
 DECODERS: dict[str, Callable[[Any, int], Any]] = {
     "ts_lr": make_ts_lr,
     "csp_lda": make_csp_lda,
@@ -123,6 +133,7 @@ DECODERS: dict[str, Callable[[Any, int], Any]] = {
     "acm_mdm": make_acm_mdm,
     "bandpower_lr": make_bandpower_lr,
     "token_transformer": make_token_transformer,
+    "diffusion_lft": make_diffusion_lft,
 }
 
 #: Config model of each decoder's parameters (used to accept plain dicts).
@@ -131,6 +142,7 @@ PARAMS: dict[str, type[BaseModel]] = {
     "acm_ts_svm": AcmTsSvmConfig, "acm_mdm": AcmMdmConfig,
     "bandpower_lr": BandpowerLrConfig,
     "token_transformer": TokenTransformerConfig,
+    "diffusion_lft": DiffusionLFTConfig,
 }
 
 

@@ -24,11 +24,29 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["classifier_two_sample_test", "log_spectral_distance", "mean_psd",
+__all__ = ["channel_groups", "classifier_two_sample_test", "log_spectral_distance", "mean_psd",
            "phase_randomized", "window_descriptors"]
 
 #: Bands of the descriptors' relative powers (Hz); those above Nyquist are left out.
 DESCRIPTOR_BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
+
+
+#: 10-20 name prefixes of each scalp region, longest first so "FC" is central, not frontal.
+_REGIONS = (("FP", "frontal"), ("AF", "frontal"), ("FT", "temporal"), ("FC", "central"),
+            ("CP", "central"), ("TP", "temporal"), ("PO", "parietal"), ("F", "frontal"),
+            ("C", "central"), ("T", "temporal"), ("P", "parietal"), ("O", "occipital"),
+            ("I", "occipital"))
+
+
+def channel_groups(ch_names: list[str]) -> dict[str, list[int]]:
+    """Channel indices per scalp region from 10-20 names (``frontal``, ``central``,
+    ``temporal``, ``parietal``, ``occipital``; anything else is ``other``), plus ``all``."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(ch_names):
+        upper = str(name).upper()
+        region = next((r for prefix, r in _REGIONS if upper.startswith(prefix)), "other")
+        groups.setdefault(region, []).append(i)
+    return {**dict(sorted(groups.items())), "all": list(range(len(ch_names)))}
 
 
 def _windows(X: Any, name: str) -> np.ndarray:

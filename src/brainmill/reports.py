@@ -31,7 +31,8 @@ from .reports_acm import (  # noqa: E402
 )
 from .versions import library_versions  # noqa: E402
 
-TOKEN_DECODERS = ("token_transformer",)
+#: decoders trained by brainmill.training whose per-fold curves the subject report shows
+TORCH_DECODERS = ("token_transformer", "diffusion_lft")
 
 METRICS = ["accuracy", "balanced_accuracy", "kappa", "roc_auc"]
 
@@ -246,8 +247,8 @@ def build_subject_report(
                 plt.close(fig)
         if is_acm(metrics):
             _add_acm_sections(report, metrics)
-        if metrics["decoder"] in TOKEN_DECODERS:
-            _add_token_decoder_sections(report, metrics)
+        if metrics["decoder"] in TORCH_DECODERS:
+            _add_training_curves(report, metrics)
     if tokens_path is not None:
         _add_token_sections(report, epochs, tokens_path)
     table = pd.DataFrame(rows)
@@ -309,8 +310,8 @@ def _add_token_sections(report: mne.Report, epochs: mne.BaseEpochs,
             title="Most class-discriminative tokens", section="Tokens")
 
 
-def _add_token_decoder_sections(report: mne.Report, metrics: dict[str, Any]) -> None:
-    """Fine-tuning curves of the token Transformer per protocol."""
+def _add_training_curves(report: mne.Report, metrics: dict[str, Any]) -> None:
+    """Per-fold training curves of a torch decoder per protocol."""
     from .reports_tokens import fold_curves_figure
 
     for protocol in metrics["protocols"]:
@@ -318,7 +319,7 @@ def _add_token_decoder_sections(report: mne.Report, metrics: dict[str, Any]) -> 
         if fig is not None:
             report.add_figure(
                 fig, title=f"{metrics['decoder']}: training curves ({protocol})",
-                section="Tokens",
+                section="Training",
                 caption="Validation rows come from each training fold only; the epoch with the "
                         "best validation score is kept.")
             plt.close(fig)
@@ -379,10 +380,14 @@ def build_dataset_report(
     out_html: str | Path,
     out_scores: str | Path,
     tokenizer_info: str | Path | None = None,
+    diffusion_info: str | Path | None = None,
+    diffusion_samples: str | Path | None = None,
 ) -> pd.DataFrame:
     """Build ``reports/{ds}/index.html`` and ``results/{ds}/scores.csv``.
 
-    ``tokenizer_info`` (the tokenizer's ``training.json``) adds the tokenizer section.
+    ``tokenizer_info`` (the tokenizer's ``training.json``) adds the tokenizer section;
+    ``diffusion_info`` and ``diffusion_samples`` (the backbone's ``training.json`` and
+    ``samples.npz``, with ``samples.json`` beside it) add the diffusion section.
     """
     scores = score_table(metrics_paths)
     with atomic_path(out_scores, suffix=".csv") as tmp:
@@ -412,10 +417,42 @@ def build_dataset_report(
     report.add_html(_table(scores), title="All scores", section="Scores")
     if tokenizer_info is not None:
         _add_tokenizer_sections(report, read_json(tokenizer_info))
+    if diffusion_info is not None:
+        _add_diffusion_sections(report, read_json(diffusion_info), diffusion_samples)
     report.add_code(json.dumps({"seed": cfg.seed, "versions": library_versions()}, indent=2),
                     title="Seed and versions", language="json", section="Provenance")
     _save(report, out_html)
     return scores
+
+
+def _add_diffusion_sections(report: mne.Report, info: dict[str, Any],
+                            samples_path: str | Path | None) -> None:
+    """Backbone training curves, real vs generated examples and spectra per channel group."""
+    from .reports_diffusion import backbone_html, examples_figure, psd_figure
+    from .reports_tokens import curves_figure
+
+    summary = None
+    if samples_path is not None and Path(samples_path).with_suffix(".json").exists():
+        summary = read_json(Path(samples_path).with_suffix(".json"))
+    report.add_html(backbone_html(info, summary), title="Diffusion backbone",
+                    section="Diffusion")
+    fig = curves_figure(info.get("training", {}).get("history", []),
+                        ["train_loss", "val_loss"], "diffusion training (velocity MSE)")
+    if fig is not None:
+        report.add_figure(fig, title="Diffusion training curve", section="Diffusion")
+        plt.close(fig)
+    if samples_path is None:
+        return
+    with np.load(samples_path, allow_pickle=False) as samples:
+        for make, title, caption in (
+                (examples_figure, "Real vs generated windows",
+                 "Real windows of the training subjects and windows generated for the same "
+                 "channel (DDIM from noise)."),
+                (psd_figure, "Power spectra: real vs generated",
+                 "Mean Welch PSD per channel group.")):
+            fig = make(samples)
+            report.add_figure(fig, title=title, section="Diffusion", caption=caption)
+            plt.close(fig)
 
 
 def _add_tokenizer_sections(report: mne.Report, info: dict[str, Any]) -> None:

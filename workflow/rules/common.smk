@@ -53,6 +53,9 @@ def stage_params(section, feature=None, decoder=None):
         ds_cfg = CFG.datasets[wildcards.ds]
         name_decoder = decoder or getattr(wildcards, "decoder", None)
         name_feature = feature or getattr(wildcards, "feature", None)
+        if section == "diffusion":
+            return {"seed": CFG.seed, "diffusion": ds_cfg.diffusion.model_dump(mode="json"),
+                    "subjects": diffusion_subjects(wildcards.ds)}
         if section == "tokenizer":
             return {"seed": CFG.seed, "tokenizer": ds_cfg.tokenizer.model_dump(mode="json"),
                     "subjects": tokenizer_subjects(wildcards.ds)}
@@ -111,3 +114,21 @@ def dataset_tokenizer_info(wildcards):
     if CFG.datasets[wildcards.ds].tokenizer is None:
         return []
     return [f"{RESULTS}/{wildcards.ds}/models/tokenizer/training.json"]
+
+
+def diffusion_subjects(ds):
+    """Subjects whose epochs train the dataset's diffusion backbone (default: all of them)."""
+    return CFG.datasets[ds].diffusion_subjects
+
+
+def diffusion_epochs(wildcards):
+    return expand(f"{RESULTS}/{wildcards.ds}/sub-{{sub}}/epochs-epo.fif",
+                  sub=diffusion_subjects(wildcards.ds))
+
+
+def dataset_diffusion_info(wildcards):
+    """The backbone's training summary and samples when the dataset has a backbone."""
+    if CFG.datasets[wildcards.ds].diffusion is None:
+        return []
+    base = f"{RESULTS}/{wildcards.ds}/models/diffusion"
+    return [f"{base}/training.json", f"{base}/samples.npz", f"{base}/samples.json"]

@@ -25,6 +25,7 @@ rule dataset_report:
     input:
         metrics=dataset_metrics,
         tokenizer=dataset_tokenizer_info,
+        diffusion=dataset_diffusion_info,
     output:
         html=f"{REPORTS}/{{ds}}/index.html",
         scores=f"{RESULTS}/{{ds}}/scores.csv",

@@ -108,7 +108,7 @@ def test_disabling_a_decoder_and_events_as_strings(raw_default):
     ds["events"] = {"left_hand": "left_hand", "right_hand": "right_hand"}
     cfg = validate_config(raw_default)
     assert list(cfg.datasets["synthetic"].decoders.enabled()) == [
-        "ts_lr", "acm_ts_svm", "acm_mdm", "token_transformer"]
+        "ts_lr", "acm_ts_svm", "acm_mdm", "token_transformer", "diffusion_lft"]
     assert cfg.datasets["synthetic"].events == {"left_hand": ["left_hand"],
                                                 "right_hand": ["right_hand"]}
 
@@ -156,3 +156,18 @@ def test_training_config_rejects_a_rising_schedule_and_patience_without_validati
 
     # every field maps onto the trainer's own config
     TrainConfig(**TrainingConfig(val_fraction=0.2, patience=3).trainer_fields(), seed=1)
+
+
+def test_diffusion_decoder_needs_a_backbone_and_known_subjects(raw_default):
+    ds = raw_default["datasets"]["synthetic"]
+    backbone = ds.pop("diffusion")
+    with pytest.raises(ConfigError, match="diffusion_lft needs a 'diffusion' section"):
+        validate_config(raw_default)
+    ds["diffusion"] = {**backbone, "subjects": [1, 9]}
+    with pytest.raises(ConfigError, match=r"diffusion.subjects \['9'\]"):
+        validate_config(raw_default)
+    ds["diffusion"] = {**backbone, "subjects": [2], "sampling_steps": 60}
+    with pytest.raises(ConfigError, match="sampling_steps"):
+        validate_config(raw_default)
+    ds["diffusion"] = {**backbone, "subjects": [2]}
+    assert validate_config(raw_default).datasets["synthetic"].diffusion_subjects == ["2"]

@@ -242,3 +242,32 @@ def test_learns_to_generate_a_rhythm():
     _, p_gen = welch(G, sfreq, nperseg=100)
     assert f[p_gen.mean(0).argmax()] == f[p_real.mean(0).argmax()] == 10.0
     assert 0.6 < G.std() / X.std() < 1.5
+
+
+# ------------------------------------------------------------------------------ reference
+
+
+def test_schedule_and_ddim_equal_diffusers():
+    """The reference library EEGDM trains and samples with: diffusers' schedulers."""
+    diffusers = pytest.importorskip("diffusers")
+    T = 50
+    ddpm = diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2",
+                                   prediction_type="v_prediction")
+    torch.testing.assert_close(cosine_alphas_cumprod(T).float(), ddpm.alphas_cumprod,
+                               rtol=1e-5, atol=1e-6)
+    model = tiny(clip_sample=None)
+    with torch.no_grad():
+        model.output_proj.weight.normal_(0, 0.5)
+    ch = torch.tensor([0, 1, 2])
+    ours = model.sample(ch, 48, generator=torch.Generator().manual_seed(11))
+
+    ddim = diffusers.DDIMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2",
+                                   prediction_type="v_prediction", clip_sample=False,
+                                   set_alpha_to_one=True)
+    ddim.set_timesteps(T)
+    x = torch.randn((3, 1, 48), generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        for t in ddim.timesteps:
+            v = model(x, torch.full((3,), int(t), dtype=torch.int64), ch)
+            x = ddim.step(v, t, x, eta=0.0).prev_sample
+    torch.testing.assert_close(ours, x, rtol=1e-4, atol=1e-4)

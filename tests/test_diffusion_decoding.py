@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +120,52 @@ def test_pretraining_resumes_from_its_checkpoint(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(done.state_dict().values(),
                                                  again.state_dict().values(), strict=True))
     assert result.n_steps == 3
+
+
+KILL_AT_STEP = 5
+RESUME_TRAINING = {**FAST, "max_epochs": 3, "batch_size": 8, "checkpoint_every": 2,
+                   "ema_decay": 0.9, "ema_start": 1}
+
+
+def resume_fit(run_dir, kill_at=None):
+    """Pretrain on the rhythm task; SIGKILL the process at training step ``kill_at``.
+
+    Run in a subprocess by :func:`test_pretraining_killed_mid_run_resumes_to_the_same_weights`.
+    """
+    from brainmill.models.diffusion import EEGDiffusion
+
+    X, _ = rhythm_task(n=8)
+    windows, names = single_channel_windows(X, ["a", "b", "c"])
+    cfg = DiffusionConfig(channel_names=["a", "b", "c"], dropout=0.1, **TINY_BACKBONE)
+    loss, steps = EEGDiffusion.loss, [0]
+
+    def killing_loss(self, *args, **kwargs):
+        if self.training:
+            if steps[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            steps[0] += 1
+        return loss(self, *args, **kwargs)
+
+    EEGDiffusion.loss = killing_loss
+    try:
+        return train_diffusion(windows, names, cfg, RESUME_TRAINING, seed=3, run_dir=run_dir)
+    finally:
+        EEGDiffusion.loss = loss
+
+
+def test_pretraining_killed_mid_run_resumes_to_the_same_weights(tmp_path):
+    killed = tmp_path / "killed"
+    tests = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path.insert(0, {str(tests)!r}); import test_diffusion_decoding "
+            f"as t; t.resume_fit({str(killed)!r}, kill_at={KILL_AT_STEP})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = torch.load(killed / "checkpoint.pt", weights_only=True)["state"]
+    assert state["step"] == 4 and not state["finished"] and state["ema"] is not None
+    resumed, resumed_result = resume_fit(killed)
+    reference, reference_result = resume_fit(tmp_path / "uninterrupted")
+    assert resumed_result.n_steps == reference_result.n_steps == 9
+    for (name, a), b in zip(resumed.state_dict().items(), reference.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name

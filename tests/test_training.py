@@ -28,6 +28,7 @@ from brainmill.training import (
     TrainConfig,
     Trainer,
     count_parameters,
+    ema_decay_at,
     lr_at,
     parameter_groups,
     resolve_device,
@@ -332,14 +333,24 @@ def recorded_fit(config: TrainConfig, val_fn=None):
 
 
 def expected_ema(weights: list, decay: float, every: int, start: int) -> torch.Tensor:
-    """The EMA of ``weights[0]`` (initial) … ``weights[-1]`` by the Trainer docstring's rule."""
-    ema = weights[0].clone()
+    """The EMA of ``weights[0]`` (initial) … ``weights[-1]`` by the Trainer docstring's rule,
+    written out independently of :func:`brainmill.training.ema_decay_at`."""
+    ema, k = weights[0].clone(), 0
     for step, w in enumerate(weights[1:], start=1):
         if step <= start:
             ema = w.clone()
         elif step % every == 0:
-            ema = decay * ema + (1 - decay) * w
+            k += 1
+            d = min(decay, 1 - (1 + k) ** (-2 / 3))
+            ema = d * ema + (1 - d) * w
     return ema
+
+
+def test_ema_decay_warms_up_to_its_ceiling():
+    cfg = TrainConfig(ema_decay=0.99, ema_every=10, ema_start=100)
+    assert ema_decay_at(110, cfg) == pytest.approx(1 - 2 ** (-2 / 3))  # first update
+    assert ema_decay_at(200, cfg) == pytest.approx(1 - 11 ** (-2 / 3))
+    assert ema_decay_at(100_000, cfg) == 0.99  # the ceiling
 
 
 def test_ema_follows_its_schedule_and_is_the_final_model():

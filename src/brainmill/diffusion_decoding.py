@@ -28,7 +28,7 @@ from .classifier_training import MONITORS, fit_classifier, predict_proba
 from .features.timefreq import resample_signals
 from .models.diffusion import DiffusionConfig, EEGDiffusion
 from .models.latent_fusion import LatentFusionConfig, LatentFusionTransformer
-from .training import TrainConfig, Trainer, TrainResult
+from .training import TrainConfig, Trainer, TrainResult, resolve_device
 
 __all__ = ["DiffusionFeatures", "LatentFusionClassifier", "diffusion_representations",
            "generate", "single_channel_windows", "train_diffusion"]
@@ -224,6 +224,7 @@ class DiffusionFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = _check_epochs(X, type(self).__name__, self.n_features_in_)
         Xr = self._resampled(X, self.model_.config.sfreq)
+        self.model_.to(resolve_device((self.training or {}).get("device", "auto")))
         return diffusion_representations(self.model_, Xr, self._names(X), self.pool_, self.t,
                                          self.batch_size)
 

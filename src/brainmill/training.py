@@ -20,11 +20,13 @@ token prediction, classification), the trainer owns everything else. The choices
 - **Precision**: ``bf16`` runs forward and loss under ``torch.autocast(dtype=bfloat16)`` (fp32
   weights, no loss scaling: bf16 has fp32's exponent range); ``auto`` is bf16 on CUDA, fp32 on
   CPU.
-- **EMA of weights** (``ema_decay``): after every ``ema_every``-th optimiser step past
-  ``ema_start``, ``ema ← decay·ema + (1 − decay)·θ`` for every floating-point parameter (up to
-  ``ema_start`` the average copies the weights, as ``ema-pytorch``'s ``update_after_step``
-  does). Validation, model selection and the returned model use the averaged weights; buffers
-  are the live model's.
+- **EMA of weights** (``ema_decay``): up to step ``ema_start`` the average copies the
+  weights; then after every ``ema_every``-th optimiser step, ``ema ← d_k·ema + (1 − d_k)·θ``
+  for every floating-point parameter, with the warm-up ``d_k = min(ema_decay,
+  1 − (1 + k)^(−2/3))`` at the ``k``-th update (:func:`ema_decay_at`; the defaults of
+  ``ema-pytorch``, which EEGDM uses), so short runs are not dominated by early weights.
+  Validation, model selection and the returned model use the averaged weights; buffers are
+  the live model's.
 - **Validation** (given, or carved from the training rows by :func:`validation_split`): after
   every epoch, in eval mode under ``no_grad``, averaged over rows. Early stopping on
   ``monitor``/``mode`` after ``patience`` epochs without a strict improvement; the best
@@ -68,6 +70,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "count_parameters",
+    "ema_decay_at",
     "lr_at",
     "parameter_groups",
     "resolve_device",
@@ -151,8 +154,9 @@ class TrainConfig:
     checkpoint_every : int
         Optimiser steps between checkpoints within an epoch; 0: only at epoch ends.
     ema_decay : float | None
-        Keep an exponential moving average of the parameters with this decay (e.g. 0.999, as
-        EEGDM); validation and the final model use it. None: no averaging. Default None.
+        Keep an exponential moving average of the parameters with this (largest) decay (e.g.
+        0.999, as EEGDM), after a warm-up (:func:`ema_decay_at`); validation and the final
+        model use it. None: no averaging. Default None.
     ema_every : int
         Optimiser steps between EMA updates. Default 1 (EEGDM: 10).
     ema_start : int
@@ -389,6 +393,16 @@ def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
     span = total_steps - 1 - warmup
     progress = min(1.0, (step - warmup) / span) if span > 0 else float(step > warmup)
     return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ema_decay_at(step: int, config: TrainConfig) -> float:
+    """Decay of the EMA update after optimiser step ``step`` (1-based; past ``ema_start``).
+
+    ``min(ema_decay, 1 − (1 + k)^(−2/3))`` where ``k`` counts the updates so far, this one
+    included: the multiples of ``ema_every`` in ``(ema_start, step]``.
+    """
+    k = step // config.ema_every - config.ema_start // config.ema_every
+    return min(float(config.ema_decay), 1.0 - (1.0 + k) ** (-2.0 / 3.0))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -910,9 +924,10 @@ class Trainer:
         if state.step <= cfg.ema_start:
             _copy_parameters(state.ema, model)
         elif state.step % cfg.ema_every == 0:
+            weight = 1.0 - ema_decay_at(state.step, cfg)
             with torch.no_grad():
                 for name, p in _averaged_parameters(model):
-                    state.ema[name].lerp_(p.detach(), 1.0 - cfg.ema_decay)
+                    state.ema[name].lerp_(p.detach(), weight)
 
     @staticmethod
     def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

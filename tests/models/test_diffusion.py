@@ -94,8 +94,10 @@ def test_ddim_with_an_oracle_denoiser_returns_the_target(monkeypatch, n_steps):
     """If the network predicted the true velocity towards a fixed x₀, DDIM must land on it."""
     model = tiny(clip_sample=None)
     target = 0.5 * torch.randn(4, 1, 40)
+    visited = []
 
     def oracle(x_t, t, channel, label=None, return_gates=False):
+        visited.append(int(t[0]))
         a = model.alphas_cumprod[t][:, None, None]
         eps = (x_t - a.sqrt() * target) / (1 - a).sqrt()
         return a.sqrt() * eps - (1 - a).sqrt() * target
@@ -104,6 +106,9 @@ def test_ddim_with_an_oracle_denoiser_returns_the_target(monkeypatch, n_steps):
     out = model.sample(torch.zeros(4, dtype=torch.int64), 40, n_steps=n_steps,
                        generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, target, atol=1e-4, rtol=1e-4)
+    # from pure noise (T − 1) down to 0, each step once
+    assert visited[0] == 49 and len(visited) == n_steps == len(set(visited))
+    assert visited == sorted(visited, reverse=True) and (n_steps == 1 or visited[-1] == 0)
 
 
 def test_sampling_is_reproducible_and_clipped():

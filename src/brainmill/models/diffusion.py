@@ -37,6 +37,7 @@ Imports only torch and numpy.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -262,10 +263,12 @@ class EEGDiffusion(nn.Module):
         return cond
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, channel: torch.Tensor,
-                label: torch.Tensor | None = None, return_gates: bool = False
+                label: torch.Tensor | None = None, return_gates: bool = False,
+                gate_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Predicted velocity ``(B, 1, L)`` of ``x_t`` at steps ``t``; with ``return_gates``
-        also the gated activation ``(B, dim, L)`` of every block."""
+        also the gated activation ``(B, dim, L)`` of every block, each passed through
+        ``gate_fn`` first when given (e.g. pooling, so only the pooled values are kept)."""
         self._check(x_t, channel, label)
         cond = self._condition(t, channel, label)
         h = F.relu(self.input_proj(x_t))
@@ -274,7 +277,7 @@ class EEGDiffusion(nn.Module):
             h, skip, gated = block(h, cond, return_gated=True)
             skips = skips + skip
             if return_gates:
-                gates.append(gated)
+                gates.append(gated if gate_fn is None else gate_fn(gated))
         out = self.output_proj(F.relu(self.skip_proj(skips / math.sqrt(len(self.blocks)))))
         return (out, gates) if return_gates else out
 
@@ -301,9 +304,12 @@ class EEGDiffusion(nn.Module):
         dev = generator.device if generator is not None else torch.device("cpu")
         t = torch.randint(0, cfg.n_steps, (b,), generator=generator, device=dev).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=dev).to(x0.device, x0.dtype)
+        # channel and class are dropped independently, so every combination of known and
+        # unknown is trained (e.g. a known channel without a class)
         drop = (torch.rand(b, generator=generator, device=dev) < cfg.p_uncond).to(x0.device)
         channel = torch.where(drop, torch.full_like(channel, cfg.unknown_channel), channel)
         if label is not None:
+            drop = (torch.rand(b, generator=generator, device=dev) < cfg.p_uncond).to(x0.device)
             label = torch.where(drop, torch.full_like(label, cfg.n_classes), label)
         x_t, v = self.noisy(x0, t, noise)
         loss = F.mse_loss(self.denoise(x_t, t, channel, label).float(), v.float())
@@ -321,14 +327,17 @@ class EEGDiffusion(nn.Module):
         deviation over consecutive windows of ``pool`` samples (a trailing remainder is
         dropped).
         """
-        n_pools = x0.shape[-1] // pool
-        if pool < 1 or n_pools < 1:
+        if not 1 <= pool <= x0.shape[-1]:
             raise ValueError(f"representations: pool={pool} must be in [1, {x0.shape[-1]}] "
                              "(the window length)")
+        n_pools = x0.shape[-1] // pool
+
+        def std_pool(gated: torch.Tensor) -> torch.Tensor:
+            return (gated[..., :n_pools * pool].unflatten(-1, (n_pools, pool)).float()
+                    .std(dim=-1, correction=0))
+
         steps = torch.full((x0.shape[0],), int(t), dtype=torch.int64, device=x0.device)
-        _, gates = self.denoise(x0, steps, channel, return_gates=True)
-        pooled = [g[..., :n_pools * pool].unflatten(-1, (n_pools, pool)).float()
-                  .std(dim=-1, correction=0) for g in gates]
+        _, pooled = self.denoise(x0, steps, channel, return_gates=True, gate_fn=std_pool)
         return torch.stack(pooled, dim=1)
 
     # ------------------------------------------------------------------ generation
@@ -340,7 +349,8 @@ class EEGDiffusion(nn.Module):
         """Generate windows ``(B, 1, length)`` in model units by deterministic DDIM.
 
         Starts from ``x ~ N(0, I)`` (drawn from ``generator``) at step ``T − 1`` and visits
-        ``n_steps`` (default all ``T``) evenly spaced steps down to 0; at each,
+        ``n_steps`` (default all ``T``) evenly spaced steps from ``T − 1`` down to 0 (one step:
+        ``T − 1`` only); at each,
         ``x̂₀ = √ᾱ·x − √(1−ᾱ)·v̂`` (clipped to ``±clip_sample``), ``ε̂ = (x − √ᾱ·x̂₀)/√(1−ᾱ)``
         and ``x ← √ᾱ'·x̂₀ + √(1−ᾱ')·ε̂`` with ``ᾱ'`` of the next visited step (1 after the
         last). Apply :meth:`decode` for signal units.
@@ -355,7 +365,8 @@ class EEGDiffusion(nn.Module):
         gen_dev = generator.device if generator is not None else torch.device("cpu")
         x = torch.randn((len(channel), 1, int(length)), generator=generator,
                         device=gen_dev).to(dev)
-        steps = np.unique(np.round(np.linspace(0, cfg.n_steps - 1, n_steps)).astype(int))[::-1]
+        # always from T − 1 (pure noise) down to 0, evenly spaced
+        steps = np.unique(np.round(np.linspace(cfg.n_steps - 1, 0, n_steps)).astype(int))[::-1]
         for i, t in enumerate(steps):
             a = self.alphas_cumprod[t]
             a_next = self.alphas_cumprod[steps[i + 1]] if i + 1 < len(steps) else a.new_ones(())

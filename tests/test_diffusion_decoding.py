@@ -56,7 +56,11 @@ def test_features_shape_and_resampling():
     assert feats.pool_ == 50
     F = feats.transform(X)
     assert F.shape == (8, 3, 2, 12, 4)  # 2 s at 100 Hz in 0.5-s pools
-    assert F.dtype == np.float32 and np.all(F >= 0)
+    assert F.dtype == np.float32 and np.all(np.isfinite(F))
+    # the rhythm on channel 0 of class 1 shows in its representations, not in channel 2's
+    _, y8 = rhythm_task(n=8, length=400, sfreq=200.0)
+    gap = np.abs(F[y8 == 1].mean(0) - F[y8 == 0].mean(0)).mean(axis=(1, 2, 3))
+    assert gap[0] > 2 * gap[2]
     assert feats.training_["n_train"] == 24  # every channel of every epoch
     with pytest.raises(ValueError, match="NaN or inf"):
         feats.transform(np.where(np.arange(400) == 3, np.nan, X))
@@ -94,6 +98,10 @@ def test_classifier_is_deterministic_and_its_probabilities_normalised():
         a.fit(F, np.zeros(len(F)))
     with pytest.raises(ValueError, match="n_pools"):
         a.predict_proba(F[:, 0])
+    with pytest.raises(ValueError, match="must not set"):
+        LatentFusionClassifier(model={"n_layers": 3}).fit(F, y)
+    with pytest.raises(ValueError, match="monitor must be one of"):
+        LatentFusionClassifier(monitor="auc").fit(F, y)
 
 
 def test_generate_is_reproducible_and_in_signal_units():
@@ -110,7 +118,7 @@ def test_generate_is_reproducible_and_in_signal_units():
         train_diffusion(windows, names, cfg, FAST, seed=0, labels=np.zeros(len(windows)))
 
 
-def test_pretraining_resumes_from_its_checkpoint(tmp_path):
+def test_a_finished_pretraining_returns_its_weights_at_once(tmp_path):
     X, _ = rhythm_task(n=8)
     windows, names = single_channel_windows(X, ["a", "b", "c"])
     cfg = DiffusionConfig(channel_names=["a", "b", "c"], **TINY_BACKBONE)

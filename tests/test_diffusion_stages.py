@@ -42,7 +42,7 @@ def backbone(stage_outputs, tmp_path_factory):
 def test_pretraining_records_what_it_saw(backbone, stage_outputs):
     cfg, _, _, info_path = backbone
     info = read_json(info_path)
-    assert info["labels_used"] is False and info["transductive"] is True
+    assert info["labels_used"] is False and info["held_out_subjects"] == []
     n_epochs, n_channels = info["per_subject"]["1"]["epochs"], info["per_subject"]["1"]["channels"]
     assert info["n_windows"] == n_epochs * n_channels
     assert info["channel_names"][:2] == read_json(stage_outputs.recording_json)["ch_names"][:2]
@@ -72,6 +72,7 @@ def test_features_then_decoder(backbone, stage_outputs, tmp_path):
         cfg, "tiny", "1", str(tmp_path / "d.npz"), str(info), str(tmp_path / "m.json"),
         str(tmp_path / "p.csv"))
     assert metrics["decoder"] == "diffusion_lft" and metrics["backbone"]["subjects"] == ["1"]
+    assert metrics["backbone"]["saw_this_subject"] is True
     acc = metrics["protocols"]["cross_session"]["summary"]["accuracy"]["mean"]
     assert 0 <= acc <= 1 and np.isfinite(acc)
 
@@ -93,3 +94,21 @@ def test_a_dataset_without_backbone_is_a_clear_error(stage_outputs, tmp_path):
                                                 [str(stage_outputs.epochs)],
                                                 str(tmp_path / "m.pt"), str(tmp_path / "i.json"),
                                                 str(tmp_path / "run"))
+
+
+def test_a_data_change_retrains_the_backbone_from_scratch(stage_outputs, tmp_path, caplog):
+    """Same shapes, other data (say, another band-pass): the finished checkpoint of the old
+    data must not come back as the new model."""
+    import mne
+
+    cfg = diffusion_config(stage_outputs.cfg)
+    args = (str(tmp_path / "m.pt"), str(tmp_path / "i.json"), str(tmp_path / "run"))
+    diffusion_stages.run_pretrain_diffusion(cfg, "tiny", ["1"], [str(stage_outputs.epochs)],
+                                            *args)
+    epochs = mne.read_epochs(stage_outputs.epochs, preload=True, verbose="error")
+    changed = tmp_path / "changed-epo.fif"
+    epochs.apply_function(lambda x: 2.0 * x).save(changed, verbose="error")
+    with caplog.at_level("INFO", logger="brainmill"):
+        diffusion_stages.run_pretrain_diffusion(cfg, "tiny", ["1"], [str(changed)], *args)
+    assert "starting afresh" in caplog.text
+    assert "finished run" not in caplog.text

@@ -378,6 +378,11 @@ def test_validation_and_model_selection_use_the_average():
     assert len(seen) == 2
     for epoch, w in enumerate(seen, start=1):
         torch.testing.assert_close(w, expected_ema(weights[:1 + epoch * per_epoch], 0.5, 1, 0))
+    # training goes on from the live weights after a validation, not from the average: the
+    # weights after epoch 2 follow from the last live weights of epoch 1 (the recorded ones)
+    assert not torch.equal(seen[0], weights[per_epoch])
+    replay = recorded_fit(quiet(max_epochs=2, batch_size=4, lr=5e-2))[1]
+    torch.testing.assert_close(replay[-1], weights[-1], rtol=0, atol=0)
     # the model returned is the average of the best epoch, not the live weights
     assert torch.equal(model.weight.detach(), seen[result.best_epoch - 1])
     assert not torch.equal(model.weight.detach(), weights[-1])

@@ -15,7 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -573,6 +573,17 @@ class DiffusionSettings(StrictModel):
     def _subjects_as_str(cls, value: Any) -> Any:
         return [str(v) for v in value] if isinstance(value, list) else value
 
+    #: settings of the report's samples only: changing them does not retrain the backbone
+    SAMPLING_FIELDS: ClassVar[set[str]] = {"n_generated", "sampling_steps"}
+
+    def backbone_fields(self) -> dict[str, Any]:
+        """The JSON-able settings that change the trained backbone."""
+        return self.model_dump(mode="json", exclude=self.SAMPLING_FIELDS)
+
+    def sampling_fields(self) -> dict[str, Any]:
+        """The JSON-able settings of the report's generated windows."""
+        return self.model_dump(mode="json", include=self.SAMPLING_FIELDS)
+
     @model_validator(mode="after")
     def _steps(self) -> DiffusionSettings:
         if self.sampling_steps is not None and self.sampling_steps > self.model.n_steps:
@@ -873,6 +884,9 @@ class DatasetConfig(StrictModel):
         if self.decoders.diffusion_lft is not None and self.diffusion is None:
             raise ValueError("decoders.diffusion_lft needs a 'diffusion' section in the dataset "
                              "(its backbone); add 'diffusion: {}' for the defaults")
+        if self.diffusion is not None and self.features.diffusion.t >= self.diffusion.model.n_steps:
+            raise ValueError(f"features.diffusion.t ({self.features.diffusion.t}) must be below "
+                             f"diffusion.model.n_steps ({self.diffusion.model.n_steps})")
         for section in ("tokenizer", "diffusion"):
             chosen = getattr(self, section)
             if chosen is not None and chosen.subjects is not None:

@@ -24,7 +24,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .classifier_training import MONITORS, fit_classifier, predict_proba
+from .classifier_training import fit_classifier, predict_proba
 from .features.timefreq import resample_signals
 from .models.diffusion import DiffusionConfig, EEGDiffusion
 from .models.latent_fusion import LatentFusionConfig, LatentFusionTransformer
@@ -277,13 +277,15 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LatentFusionClassifier:
-        if self.monitor not in MONITORS:
-            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
         name = type(self).__name__
         X = _check_representations(X, name)
         self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"{name}: need at least two classes, got {self.classes_}")
+        fixed = {"n_classes", "n_layers", "feature_dim"} & set(self.model or {})
+        if fixed:
+            raise ValueError(f"{name}: model must not set {sorted(fixed)}; they are read from "
+                             "the classes and the representations")
         cfg = LatentFusionConfig(n_classes=len(self.classes_), n_layers=X.shape[2],
                                  feature_dim=X.shape[3], **(self.model or {}))
         torch.manual_seed(self.seed)

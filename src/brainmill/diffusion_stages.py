@@ -33,7 +33,7 @@ from .errors import DataError
 from .features.covariance import epochs_arrays
 from .features.timefreq import resample_signals
 from .generation_quality import channel_groups, classifier_two_sample_test, log_spectral_distance
-from .io import FeatureSet, atomic_path, fresh_run_dir, write_json
+from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .models.diffusion import DiffusionConfig
 from .training import resolve_device, set_threads
@@ -56,7 +56,8 @@ def _subject_signals(epochs_path: str | Path, subject: str, sfreq: float, pool_s
     if len(epochs) == 0:
         raise DataError("no epochs left after preprocessing", file=str(epochs_path),
                         subject=subject)
-    X = resample_signals(epochs.get_data(picks="data"), float(epochs.info["sfreq"]), sfreq)
+    epochs.pick("data")  # so that ch_names name the rows of the data
+    X = resample_signals(epochs.get_data(), float(epochs.info["sfreq"]), sfreq)
     pool = int(round(pool_s * sfreq))
     if X.shape[-1] < pool:
         raise DataError(
@@ -83,10 +84,9 @@ def run_pretrain_diffusion(
     settings = _settings(cfg, ds)
     dataset = cfg.datasets[ds]
     sfreq = settings.model.sfreq
-    windows, channels, per_subject, names = [], [], {}, None
+    windows, channels, per_subject = [], [], {}
     for sub, path in zip(subjects, epochs_paths, strict=True):
         epochs, X = _subject_signals(path, sub, sfreq, dataset.features.diffusion.pool_s)
-        names = names or list(epochs.ch_names)
         w, c = single_channel_windows(X, list(epochs.ch_names))
         windows.append(w)
         channels += c
@@ -108,15 +108,15 @@ def run_pretrain_diffusion(
     logger.info("diffusion: %d single-channel windows of %d samples from %d subject(s)",
                 len(X), X.shape[-1], len(subjects))
     model_cfg = DiffusionConfig(**settings.model.model_dump(), channel_names=vocabulary)
-    fresh_run_dir(run_dir, "diffusion", {"settings": settings.model_dump(mode="json"),
+    fresh_run_dir(run_dir, "diffusion", {"backbone": settings.backbone_fields(),
                                          "seed": cfg.seed, "subjects": list(subjects),
-                                         "shape": list(X.shape)})
+                                         "data": data_digest(X, np.array(channels))})
     t0 = time.perf_counter()
     model, result = train_diffusion(X, channels, model_cfg, settings.training.trainer_fields(),
                                     cfg.seed, run_dir=run_dir)
     info = {"dataset": ds, "subjects": list(subjects), "per_subject": per_subject,
             "labels_used": False,
-            "transductive": bool(set(subjects) & set(dataset.subjects)),
+            "held_out_subjects": sorted(set(dataset.subjects) - set(subjects)),
             "n_windows": int(len(X)), "n_times": int(X.shape[-1]), "sfreq": sfreq,
             "channel_names": vocabulary, "config": settings.model_dump(mode="json"),
             "n_parameters": int(sum(p.numel() for p in model.parameters())),
@@ -229,7 +229,8 @@ def run_decode_diffusion(
     info = read_json(model_info_path)
     metrics["backbone"] = {"path": str(Path(model_info_path).with_name("model.pt")),
                            "subjects": info["subjects"], "labels_used": False,
-                           "transductive": info["transductive"]}
+                           # its signals (test folds included, never labels) trained it
+                           "saw_this_subject": subject in info["subjects"]}
     write_json(metrics_path, metrics)
     with atomic_path(predictions_path, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)

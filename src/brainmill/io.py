@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -193,12 +194,28 @@ class FeatureSet:
             )
 
 
+def data_digest(*arrays: Any) -> str:
+    """A short sha256 of arrays' shapes, dtypes and bytes (or of strings), for run stamps.
+
+    :func:`fresh_run_dir` stamps it with the parameters so that a training job rerun on
+    changed data (say, a new band-pass) never resumes a checkpoint made from the old data.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes() if a.dtype != object else repr(a.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
 def fresh_run_dir(run_dir: str | Path, what: str, params: dict[str, Any]) -> None:
     """Keep ``run_dir``'s checkpoint only if it was made with the same parameters.
 
-    Snakemake reruns a training job when its parameters change; the old checkpoint then
-    belongs to another run and is removed (the trainer would refuse it), while a checkpoint
-    left by a killed job with the same parameters is resumed. ``params`` is stamped into
+    Snakemake reruns a training job when its parameters or its input files change; the old
+    checkpoint then belongs to another run and is removed (the trainer would refuse it, or,
+    for data of the same shape, silently continue it), while a checkpoint left by a killed job
+    with the same parameters is resumed. Include a :func:`data_digest` of the training data in
+    ``params``. ``params`` is stamped into
     ``run_dir/params.json``; ``what`` names the model in the log.
     """
     run_dir = Path(run_dir)

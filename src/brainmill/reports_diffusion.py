@@ -23,9 +23,12 @@ def backbone_html(info: dict[str, Any], summary: dict[str, Any] | None) -> str:
     """What the backbone saw, how its training went, and how its samples compare, in words."""
     tr = info.get("training", {})
     subs = ", ".join(f"sub-{s}" for s in info.get("subjects", []))
-    seen = ("It saw the signals (never the labels) of subjects it also describes for decoding, "
-            "test folds included. " if info.get("transductive", True) else
-            "None of the decoded subjects' signals trained it. ")
+    held_out = info.get("held_out_subjects", [])
+    seen = ("It saw the signals (never the labels) of these subjects, test folds included, "
+            "and also describes them for decoding. ")
+    if held_out:
+        seen += ("Never seen by it, so decoded by a strictly held-out backbone: "
+                 + ", ".join(f"sub-{s}" for s in held_out) + ". ")
     text = (f"<p>Trained without labels on {info['n_windows']} single-channel windows of "
             f"{info['n_times']} samples at {info['sfreq']:g} Hz ({html.escape(subs)}); "
             f"{info.get('n_parameters')} parameters. {seen}Device "

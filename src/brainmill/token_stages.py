@@ -24,7 +24,7 @@ from .config import Config
 from .errors import DataError
 from .features.covariance import epochs_arrays
 from .features.timefreq import TFMTokens, resample_signals, token_counts, tokenize
-from .io import FeatureSet, atomic_path, fresh_run_dir, write_json
+from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .training import resolve_device, set_threads
 
@@ -88,7 +88,7 @@ def run_train_tokenizer(
                 len(X), X.shape[-1], len(subjects))
     fresh_run_dir(run_dir, "tokenizer", {"settings": settings.model_dump(mode="json"),
                                          "seed": cfg.seed, "subjects": list(subjects),
-                                         "shape": list(X.shape)})
+                                         "shape": list(X.shape), "data": data_digest(X)})
     t0 = time.perf_counter()
     tokens = TFMTokens(sfreq=sfreq, tokenizer=settings.model.model_dump(),
                        training=settings.training.trainer_fields(), seed=cfg.seed,

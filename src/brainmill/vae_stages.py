@@ -27,7 +27,7 @@ import pandas as pd
 from .config import Config, FMRIDatasetConfig
 from .errors import DataError
 from .fmri_stages import check_one_atlas, fmri_dataset, read_fmri_participants
-from .io import atomic_path, fresh_run_dir, write_json, write_npz
+from .io import atomic_path, data_digest, fresh_run_dir, write_json, write_npz
 from .training import TrainConfig, resolve_device, set_threads
 
 logger = logging.getLogger("brainmill")
@@ -116,7 +116,8 @@ def run_train_vae(cfg: Config, ds: str, connectivity_paths: list[str], participa
     cols = _vae_columns(ds_cfg, with_group=True)
     demographics = table[cols]
     fresh_run_dir(run_dir, "vae", {"vae": ds_cfg.vae.model_dump(mode="json"), "seed": cfg.seed,
-                                   "subjects": list(table.index), "n_edges": int(X.shape[1])})
+                                   "subjects": list(table.index), "n_edges": int(X.shape[1]),
+                                   "data": data_digest(X, demographics.to_numpy(dtype=str))})
     logger.info("vae: %d subjects x %d edges, demographics %s", len(X), X.shape[1], cols)
     t0 = time.perf_counter()
     model = make_demovae(ds_cfg, cfg.seed, with_group=True, run_dir=run_dir).fit(X, demographics)

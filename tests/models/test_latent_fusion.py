@@ -59,3 +59,21 @@ def test_save_and_load_round_trip(tmp_path):
     loaded = load_model(save_model(tmp_path / "lft.pt", model))
     x = torch.rand(2, 3, 4, 6, 2)
     assert torch.equal(loaded(x), model(x))
+
+
+def test_fused_tokens_equal_an_explicit_loop_over_epochs_and_pools():
+    """Written out per epoch and pool: layer l's channel tokens feed fusion block l only."""
+    model = lft()
+    with torch.no_grad():
+        model.layer_bias.normal_()
+    x = torch.rand(2, 5, 4, 6, 3)  # 5 channels, 4 layers, 6 features, 3 pools
+    want = torch.empty(2, 3, 3, 16)
+    for b in range(2):
+        for p in range(3):
+            q = model.fusion_tokens[None]
+            for layer, block in enumerate(model.fusion):
+                tokens = model.in_norm(x[b, :, layer, :, p]) @ model.layer_proj[layer]
+                tokens = tokens + model.layer_bias[layer] + model.channel_embed.weight[:5]
+                q = block(q, context=model.context_norm(tokens)[None])
+            want[b, p] = q[0]
+    torch.testing.assert_close(model.fused(x), want, atol=1e-5, rtol=1e-5)

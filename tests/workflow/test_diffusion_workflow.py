@@ -77,6 +77,16 @@ def test_reports_show_the_diffusion_sections(diffusion_run):
     assert "diffusion_lft: training curves (cross_session)" in html
 
 
+def test_a_sampling_change_reruns_only_the_samples_and_the_report(diffusion_run, snakemake_run,
+                                                                  tiny_config):
+    workdir, _ = diffusion_run
+    config = tiny_config(workdir, diffusion={**DIFFUSION, "n_generated": 6}, decoders=DECODERS)
+    proc = snakemake_run(workdir, config, "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(job_counts(proc.stdout + proc.stderr)) == {"sample_diffusion", "dataset_report",
+                                                          "all"}
+
+
 def test_second_run_is_a_no_op_and_a_backbone_change_reruns_the_branch(diffusion_run,
                                                                        snakemake_run,
                                                                        tiny_config):

@@ -54,8 +54,10 @@ def stage_params(section, feature=None, decoder=None):
         name_decoder = decoder or getattr(wildcards, "decoder", None)
         name_feature = feature or getattr(wildcards, "feature", None)
         if section == "diffusion":
-            return {"seed": CFG.seed, "diffusion": ds_cfg.diffusion.model_dump(mode="json"),
+            return {"seed": CFG.seed, "diffusion": ds_cfg.diffusion.backbone_fields(),
                     "subjects": diffusion_subjects(wildcards.ds)}
+        if section == "diffusion_samples":
+            return {"seed": CFG.seed, "samples": ds_cfg.diffusion.sampling_fields()}
         if section == "tokenizer":
             return {"seed": CFG.seed, "tokenizer": ds_cfg.tokenizer.model_dump(mode="json"),
                     "subjects": tokenizer_subjects(wildcards.ds)}

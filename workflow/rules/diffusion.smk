@@ -38,7 +38,7 @@ rule sample_diffusion:
         samples=f"{RESULTS}/{{ds}}/models/diffusion/samples.npz",
         summary=f"{RESULTS}/{{ds}}/models/diffusion/samples.json",
     params:
-        stage=stage_params("diffusion"),
+        stage=stage_params("diffusion_samples"),
         subjects=lambda w: diffusion_subjects(w.ds),
     resources:
         gpu=1,
@@ -58,6 +58,8 @@ rule diffusion_features:
         f"{RESULTS}/{{ds}}/sub-{{sub}}/features/diffusion.npz",
     params:
         stage=stage_params("features", feature="diffusion"),
+    resources:
+        gpu=1,  # one backbone pass per window: the GPU when there is one
     priority: 15
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/features-diffusion.log",

@@ -11,7 +11,7 @@ EEGDM's "LFT" (``shared/reference/methods.md`` §3), re-implemented with
   cross-attention block per backbone layer (queries: the fusion tokens; keys/values: layer
   ``l``'s channel tokens), in layer order. The module is shared across pools.
 - **Classifier module**: the ``P·N`` fused tokens plus a learned pool embedding go through
-  ``depth`` self-attention blocks; global average pooling, a final norm and a linear head.
+  ``depth`` self-attention blocks; a final norm, global average pooling and a linear head.
 
 Differences from the reference: sizes default far smaller (reference: dim 128, 16 fusion tokens,
 8 classifier blocks, 8 heads), and each fusion block is a cross-attention + MLP block (the

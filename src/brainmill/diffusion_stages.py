@@ -31,11 +31,11 @@ from .diffusion_decoding import (
 )
 from .errors import DataError
 from .features.covariance import epochs_arrays
-from .features.timefreq import resample_signals
 from .generation_quality import channel_groups, classifier_two_sample_test, log_spectral_distance
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .models.diffusion import DiffusionConfig
+from .stage_inputs import read_resampled_epochs
 from .training import resolve_device, set_threads
 
 logger = logging.getLogger("brainmill")
@@ -51,21 +51,11 @@ def _settings(cfg: Config, ds: str):
 
 def _subject_signals(epochs_path: str | Path, subject: str, sfreq: float, pool_s: float
                      ) -> tuple[mne.BaseEpochs, np.ndarray]:
-    """Read one subject's epochs, resampled to ``sfreq``; at least one pool long."""
-    epochs = mne.read_epochs(epochs_path, preload=True, verbose="error")
-    if len(epochs) == 0:
-        raise DataError("no epochs left after preprocessing", file=str(epochs_path),
-                        subject=subject)
-    epochs.pick("data")  # so that ch_names name the rows of the data
-    X = resample_signals(epochs.get_data(), float(epochs.info["sfreq"]), sfreq)
-    pool = int(round(pool_s * sfreq))
-    if X.shape[-1] < pool:
-        raise DataError(
-            f"epochs of {len(epochs.times)} samples give {X.shape[-1]} samples at {sfreq:g} Hz, "
-            f"shorter than one pooling window of {pool_s:g} s", file=str(epochs_path),
-            subject=subject, expected=f"epochs of at least {pool_s:g} s",
-            hint="Lengthen preprocessing.epochs (tmin..tmax) or lower features.diffusion.pool_s")
-    return epochs, X
+    """One subject's epochs resampled to ``sfreq``, at least one pooling window long."""
+    return read_resampled_epochs(
+        epochs_path, subject, sfreq, int(round(pool_s * sfreq)),
+        f"one pooling window of {pool_s:g} s",
+        "Lengthen preprocessing.epochs (tmin..tmax) or lower features.diffusion.pool_s")
 
 
 def _device(settings) -> torch.device:

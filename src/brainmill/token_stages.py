@@ -23,33 +23,20 @@ import torch
 from .config import Config
 from .errors import DataError
 from .features.covariance import epochs_arrays
-from .features.timefreq import TFMTokens, resample_signals, token_counts, tokenize
+from .features.timefreq import TFMTokens, token_counts, tokenize
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
+from .stage_inputs import read_resampled_epochs
 from .training import resolve_device, set_threads
 
 logger = logging.getLogger("brainmill")
 
 
-def _subject_windows(epochs_path: str | Path, subject: str, sfreq: float,
-                     n_fft: int) -> np.ndarray:
-    epochs = mne.read_epochs(epochs_path, preload=True, verbose="error")
-    if len(epochs) == 0:
-        raise DataError("no epochs left after preprocessing", file=str(epochs_path),
-                        subject=subject)
-    X = resample_signals(epochs.get_data(picks="data"), float(epochs.info["sfreq"]), sfreq)
-    _check_length(X.shape[-1], len(epochs.times), sfreq, n_fft, epochs_path, subject)
-    return X
-
-
-def _check_length(n: int, n_orig: int, sfreq: float, n_fft: int, path: str | Path,
-                  subject: str) -> None:
-    if n < n_fft:
-        raise DataError(
-            f"epochs of {n_orig} samples give {n} samples at {sfreq:g} Hz, shorter than one "
-            f"STFT window (n_fft={n_fft})", file=str(path), subject=subject,
-            expected=f"epochs of at least {n_fft / sfreq:g} s",
-            hint="Lengthen preprocessing.epochs (tmin..tmax) or lower tokenizer.model.n_fft")
+def _read(path: str | Path, subject: str, sfreq: float, n_fft: int
+          ) -> tuple[mne.BaseEpochs, np.ndarray]:
+    return read_resampled_epochs(
+        path, subject, sfreq, n_fft, f"one STFT window (n_fft={n_fft})",
+        "Lengthen preprocessing.epochs (tmin..tmax) or lower tokenizer.model.n_fft")
 
 
 def run_train_tokenizer(
@@ -68,7 +55,7 @@ def run_train_tokenizer(
     sfreq = settings.model.sfreq
     windows, per_subject, lengths = [], {}, {}
     for sub, path in zip(subjects, epochs_paths, strict=True):
-        X = _subject_windows(path, sub, sfreq, settings.model.n_fft)
+        _, X = _read(path, sub, sfreq, settings.model.n_fft)
         lengths[sub] = X.shape[-1]
         per_subject[sub] = {"epochs": int(X.shape[0]), "channels": int(X.shape[1]),
                             "windows": int(X.shape[0] * X.shape[1])}
@@ -121,14 +108,9 @@ def run_tokenize(
     set_threads(threads)
     dataset = cfg.datasets[ds]
     model = load_model(model_path)
-    epochs = mne.read_epochs(epochs_path, preload=True, verbose="error")
-    if len(epochs) == 0:
-        raise DataError("no epochs left after preprocessing", file=epochs_path, subject=subject)
-    X, y, session, run = epochs_arrays(epochs, dataset.class_names)
     sfreq = model.config.sfreq
-    Xr = resample_signals(X, float(epochs.info["sfreq"]), sfreq)
-    _check_length(Xr.shape[-1], len(epochs.times), sfreq, model.config.n_fft, epochs_path,
-                  subject)
+    epochs, Xr = _read(epochs_path, subject, sfreq, model.config.n_fft)
+    _, y, session, run = epochs_arrays(epochs, dataset.class_names)
     if dataset.tokenizer is not None:  # the training device setting (CUDA when present)
         model.to(resolve_device(dataset.tokenizer.training.device))
     ids = tokenize(model, Xr, dataset.features.tokens.batch_size)

@@ -113,7 +113,11 @@ def test_generate_is_reproducible_and_in_signal_units():
     g2 = generate(model, ["a", "c", "zz"], 120, seed=5, n_steps=4)
     assert g1.shape == (3, 120)
     np.testing.assert_array_equal(g1, g2)
-    assert 1e-7 < np.abs(g1).max() < 0.05  # volts (≤ 26 mV after clipping), not model units
+    # sampling is clipped to the training data's range, in volts
+    data_max = float(model.encode(torch.as_tensor(windows, dtype=torch.float32)).abs().max())
+    assert model.config.clip_sample == pytest.approx(max(data_max, 1.0), rel=1e-5)
+    bound = float(model.decode(torch.tensor(model.config.clip_sample)))
+    assert 1e-7 < np.abs(g1).max() <= bound * (1 + 1e-5)
     with pytest.raises(ValueError, match="labels exactly when"):
         train_diffusion(windows, names, cfg, FAST, seed=0, labels=np.zeros(len(windows)))
 

@@ -78,7 +78,9 @@ def train_diffusion(windows: np.ndarray, channels: list[str], config: DiffusionC
     Returns
     -------
     model : EEGDiffusion
-        Trained (EMA weights when the training config asks for them), eval mode, on CPU.
+        Trained (EMA weights when the training config asks for them), eval mode, on CPU. Its
+        ``config.clip_sample`` is lowered to the largest ``|x₀|`` of the training windows (model
+        units), so sampling never leaves the range of the data.
     result : TrainResult
     """
     if (labels is None) != (config.n_classes == 0):
@@ -87,6 +89,10 @@ def train_diffusion(windows: np.ndarray, channels: list[str], config: DiffusionC
     torch.manual_seed(seed)
     model = EEGDiffusion(config)
     x = model.encode(torch.as_tensor(np.asarray(windows), dtype=torch.float32))
+    if config.clip_sample is not None:
+        # generated windows stay within the range of the training data: µ-law expansion is
+        # exponential beyond ±1 unit, so an overshoot would otherwise become a huge spike
+        config.clip_sample = min(config.clip_sample, max(float(x.abs().max()), 1.0 + 1e-6))
     arrays: list[torch.Tensor] = [x, model.channel_ids(channels)]
     if labels is not None:
         arrays.append(torch.as_tensor(np.asarray(labels), dtype=torch.int64))

@@ -88,7 +88,8 @@ class DiffusionConfig(ConfigMixin):
         Training probability of replacing the channel (and class) by the unknown id.
     clip_sample : float or None
         Clip the predicted clean window to ``±clip_sample`` model units while sampling (2.0 is
-        about ±26 mV after expansion); None: no clipping.
+        about ±26 mV after expansion); :func:`brainmill.diffusion_decoding.train_diffusion`
+        lowers it to the training data's largest ``|x₀|``. None: no clipping.
     """
 
     channel_names: list[str] = field(default_factory=lambda: ["EEG"])

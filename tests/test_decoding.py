@@ -59,7 +59,7 @@ def test_registry_builds_named_pipelines():
     assert list(csp.named_steps) == ["csp", "lda"]
     assert csp.named_steps["csp"].nfilter == 2 and csp.named_steps["csp"].log is True
     assert set(DECODERS) == {"ts_lr", "csp_lda", "acm_ts_svm", "acm_mdm", "bandpower_lr",
-                             "token_transformer"}
+                             "token_transformer", "diffusion_lft"}
     acm = make_decoder("acm_ts_svm", {"selection": "fixed", "order": 3, "Cs": [2.0]}, seed=5)
     assert isinstance(acm, ACMClassifier)
     assert (acm.classifier, acm.selection, acm.order, acm.Cs, acm.random_state) == (

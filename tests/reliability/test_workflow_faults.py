@@ -67,6 +67,7 @@ FMRI = {
             "n_samples": 4},
     "decoding": {"n_folds": 2},
 }
+BANDPOWER = "results/tiny/sub-1/features/bandpower.npz"
 TARGETS = [
     *(f"results/tiny/sub-1/decoders/{d}/metrics.json" for d in DECODERS),
     "results/fm/fmri/decoding.json",
@@ -111,8 +112,11 @@ def two_runs(tmp_path_factory):
             stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     steps = {}
+    # the first crash asks for the band-power features only, so the tokenizer has not started
+    # (asking for every target let a slow features job come after the whole tokenizer training,
+    # and then the second crash never came)
     steps["crash_after_rename"] = _snakemake(
-        b, config_b, *TARGETS, fault="after-rename:sub-1/features/bandpower.npz")
+        b, config_b, BANDPOWER, fault=f"after-rename:{BANDPOWER.removeprefix('results/tiny/')}")
     steps["locked"] = _snakemake(b, config_b, *TARGETS)  # refused at once: stale lock
     steps["unlock_1"] = _snakemake(b, config_b, "--unlock")
     steps["without_rerun_incomplete"] = _snakemake(b, config_b, "--dry-run",
@@ -173,11 +177,11 @@ def test_job_killed_after_writing_its_output_is_rerun_not_trusted(two_runs):
 
 def test_training_job_killed_mid_run_resumes_from_its_checkpoint(two_runs):
     a, b, steps = two_runs
-    assert steps["crash_in_training"].returncode == -signal.SIGKILL
+    assert steps["crash_in_training"].returncode == -signal.SIGKILL, (
+        steps["crash_in_training"].stdout[-3000:])
     assert steps["checkpoint_left"], "the kill came before the first checkpoint"
     log_b = (b / "logs/tiny/train_tokenizer.log").read_text()
-    # which checkpoint it resumes from depends on timing: the earlier crash of the whole run
-    # may already have killed this job after its first epoch
+    # killed right after its first checkpoint (the end of epoch 1): it resumes in epoch 2
     resumed = re.search(r"resuming from step (\d+) \(epoch (\d+)", log_b)
     assert resumed and int(resumed[1]) > 0 and int(resumed[2]) >= 2, log_b
     assert "resuming" not in (a / "logs/tiny/train_tokenizer.log").read_text()

@@ -30,7 +30,7 @@ from .diffusion_decoding import (
     train_diffusion,
 )
 from .errors import DataError
-from .features.covariance import epochs_arrays
+from .features.epochs import epochs_arrays
 from .generation_quality import channel_groups, classifier_two_sample_test, log_spectral_distance
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model

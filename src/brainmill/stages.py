@@ -76,14 +76,14 @@ def run_features(
     cfg: Config, ds: str, subject: str, name: str, epochs_path: str, out_path: str
 ) -> FeatureSet:
     """Compute the named feature for one subject's epochs."""
-    from .features import FEATURES
+    from .features import feature_function
 
     dataset = cfg.datasets[ds]
     epochs = mne.read_epochs(epochs_path, preload=True, verbose="error")
     if len(epochs) == 0:
         raise DataError("no epochs left after preprocessing", file=epochs_path, subject=subject)
     params = getattr(dataset.features, name)
-    features = FEATURES[name](epochs, params, dataset.class_names)
+    features = feature_function(name)(epochs, params, dataset.class_names)
     features.meta.update({"dataset": ds, "subject": subject})
     logger.info("%s: X %s", name, features.X.shape)
     features.save(out_path)

@@ -22,7 +22,7 @@ import torch
 
 from .config import Config
 from .errors import DataError
-from .features.covariance import epochs_arrays
+from .features.epochs import epochs_arrays
 from .features.timefreq import TFMTokens, token_counts, tokenize
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model

@@ -13,20 +13,29 @@ _LAZY = {
     "compute_bandpower": ".bandpower",
     "AugmentedCovariance": ".covariance",
     "compute_covariances": ".covariance",
-    "epoch_signals": ".covariance",
+    "epoch_signals": ".epochs",
+}
+
+# feature name -> (submodule, function); each job imports only the one it computes
+_FEATURE_FUNCTIONS = {
+    "covariance": (".covariance", "compute_covariances"),
+    "signals": (".epochs", "epoch_signals"),
+    "bandpower": (".bandpower", "compute_bandpower"),
 }
 
 __all__ = ["FEATURES", "AugmentedCovariance", "compute_bandpower", "compute_covariances",
-           "epoch_signals"]
+           "epoch_signals", "feature_function"]
+
+
+def feature_function(name: str) -> Any:
+    """The function computing feature ``name``, importing only its own submodule."""
+    module, function = _FEATURE_FUNCTIONS[name]
+    return getattr(import_module(module, __name__), function)
 
 
 def __getattr__(name: str) -> Any:
     if name == "FEATURES":
-        from .bandpower import compute_bandpower
-        from .covariance import compute_covariances, epoch_signals
-
-        return {"covariance": compute_covariances, "signals": epoch_signals,
-                "bandpower": compute_bandpower}
+        return {feature: feature_function(feature) for feature in _FEATURE_FUNCTIONS}
     if name in _LAZY:
         return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

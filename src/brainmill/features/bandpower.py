@@ -20,7 +20,7 @@ import numpy as np
 from ..config import BandpowerFeature
 from ..errors import DataError
 from ..io import FeatureSet
-from .covariance import _feature_meta, epochs_arrays
+from .epochs import _feature_meta, epochs_arrays
 
 
 def welch_lengths(n_times: int, sfreq: float, segment_s: float,

@@ -1,0 +1,45 @@
+"""Library versions recorded in reports: right values, without importing the libraries."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from brainmill import __version__
+from brainmill.versions import LIBRARIES, library_versions
+
+
+@pytest.mark.parametrize("name", LIBRARIES)
+def test_each_version_equals_the_imported_modules_version(name):
+    module = pytest.importorskip(name)
+    expected = getattr(module, "__version__", None)
+    if expected is None:
+        pytest.skip(f"{name} has no __version__ to compare with")
+    assert library_versions([name])[name] == expected
+
+
+def test_brainmill_itself_and_a_missing_library():
+    versions = library_versions(["no_such_library_xyz"])
+    assert versions == {"brainmill": __version__, "no_such_library_xyz": "not installed"}
+
+
+def _modules_loaded_by(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
+                          "print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_reading_versions_imports_none_of_the_heavy_libraries():
+    loaded = _modules_loaded_by("from brainmill.versions import library_versions\n"
+                                "library_versions()")
+    assert not loaded & {"torch", "pyriemann", "nilearn", "sklearn", "mne_bids"}
+
+
+def test_the_signals_feature_does_not_import_pyriemann():
+    # the signals job runs once per subject; pyriemann (and the torch it imports) cost seconds
+    loaded = _modules_loaded_by("from brainmill.features import feature_function\n"
+                                "feature_function('signals')")
+    assert "pyriemann" not in loaded and "torch" not in loaded
+    assert importlib.import_module("brainmill.features").feature_function("covariance")

@@ -7,24 +7,19 @@ Each entry of :data:`DECODERS` builds an unfitted scikit-learn pipeline from its
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyriemann
-import sklearn
 from pydantic import BaseModel
-from pyriemann.spatialfilters import CSP
-from pyriemann.tangentspace import TangentSpace
 from sklearn.base import clone
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from . import __version__
-from .acm import ACMClassifier, tangent_projection
 from .config import (
     AcmMdmConfig,
     AcmTsSvmConfig,
@@ -38,6 +33,13 @@ from .config import (
 from .errors import ConfigError, DataError
 from .evaluation import cross_validate
 from .io import FeatureSet
+from .versions import library_versions
+
+if TYPE_CHECKING:
+    from .acm import ACMClassifier
+
+# pyriemann (which imports torch and matplotlib) and the ACM module are imported by the
+# factories that need them: the token and diffusion decode jobs never pay for them.
 
 
 def make_ts_lr(params: TsLrConfig, seed: int) -> Pipeline:
@@ -45,6 +47,8 @@ def make_ts_lr(params: TsLrConfig, seed: int) -> Pipeline:
 
     Input: covariance matrices, shape (n_epochs, n_channels, n_channels).
     """
+    from pyriemann.tangentspace import TangentSpace
+
     return Pipeline([
         ("tangentspace", TangentSpace(metric=params.metric)),
         ("logreg", LogisticRegression(C=params.C, max_iter=1000, random_state=seed)),
@@ -58,6 +62,8 @@ def make_csp_lda(params: CspLdaConfig, seed: int) -> Pipeline:
     ``n_channels`` filters. Both steps are deterministic; ``seed`` is accepted for a uniform
     factory signature.
     """
+    from pyriemann.spatialfilters import CSP
+
     return Pipeline([
         ("csp", CSP(nfilter=params.n_components, log=True)),
         ("lda", LinearDiscriminantAnalysis()),
@@ -81,6 +87,8 @@ def make_acm_ts_svm(params: AcmTsSvmConfig, seed: int) -> ACMClassifier:
 
     Input: epoch signals, shape (n_epochs, n_channels, n_times).
     """
+    from .acm import ACMClassifier
+
     return ACMClassifier(classifier="ts_svm", Cs=tuple(params.Cs),
                          kernels=tuple(params.kernels), **_acm_kwargs(params, seed))
 
@@ -90,6 +98,8 @@ def make_acm_mdm(params: AcmMdmConfig, seed: int) -> ACMClassifier:
 
     Input: epoch signals, shape (n_epochs, n_channels, n_times).
     """
+    from .acm import ACMClassifier
+
     return ACMClassifier(classifier="mdm", **_acm_kwargs(params, seed))
 
 
@@ -263,9 +273,10 @@ def run_decoder(
             err.problem, file=err.file, subject=subject, expected=err.expected, hint=err.hint
         ) from err
     extra: dict[str, Any] = {}
-    if isinstance(template, ACMClassifier):
+    acm = sys.modules.get("brainmill.acm")  # loaded by the factory of every ACM decoder
+    if acm is not None and isinstance(template, acm.ACMClassifier):
         infos = [f.get("fit_info", {}) for res in protocols.values() for f in res.get("folds", [])]
-        extra["tangent_projection"] = tangent_projection(
+        extra["tangent_projection"] = acm.tangent_projection(
             features.X, features.y, infos, template.estimator, template.metric)
     metrics = {
         "dataset": dataset,
@@ -276,12 +287,7 @@ def run_decoder(
         "n_epochs": int(len(features.y)),
         "seed": int(seed),
         "protocols": protocols,
-        "versions": {
-            "brainmill": __version__,
-            "sklearn": sklearn.__version__,
-            "pyriemann": pyriemann.__version__,
-            "numpy": np.__version__,
-        },
+        "versions": library_versions(["sklearn", "pyriemann", "numpy"]),
         **extra,
     }
     return metrics, predictions

@@ -1,6 +1,8 @@
 # Helpers shared by the rules: target lists and per-stage parameters (rerun triggers).
 
 
+from snakemake.exceptions import WorkflowError
+
 from brainmill.config import FMRIDatasetConfig
 
 
@@ -11,6 +13,21 @@ def is_fmri(ds):
 def _names_regex(names):
     # a regex that matches exactly these dataset names (and nothing when there are none)
     return "|".join(names) if names else "(?!x)x"
+
+
+# Threads of the dataset-level torch jobs (trainers, fMRI decoding). A job that asks for every
+# core waits until all of them are free at once, which on a small machine only happens when
+# the per-subject jobs run out: on 2 cores such a job started 4 minutes late. Half the cores
+# (at most 4) lets it start while per-subject jobs still run.
+def _trainer_threads():
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # a dry run without --cores: any value will do
+        return 1
+    return min(4, max(1, cores // 2))
+
+
+TRAINER_THREADS = _trainer_threads()
 
 
 EEG_DS = _names_regex([ds for ds in CFG.datasets if not is_fmri(ds)])

@@ -24,7 +24,7 @@ rule pretrain_diffusion:
     priority: 15
     log:
         f"{LOGS}/{{ds}}/pretrain_diffusion.log",
-    threads: 4  # Snakemake lowers it to --cores
+    threads: TRAINER_THREADS  # see train_tokenizer
     script:
         "../scripts/pretrain_diffusion.py"
 

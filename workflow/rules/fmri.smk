@@ -120,7 +120,7 @@ rule train_vae:
         gpu=1,
     log:
         f"{LOGS}/{{ds}}/train_vae.log",
-    threads: 2
+    threads: TRAINER_THREADS  # see train_tokenizer
     script:
         "../scripts/train_vae.py"
 
@@ -161,7 +161,7 @@ rule decode_fmri:
         gpu=1,
     log:
         f"{LOGS}/{{ds}}/decode_fmri.log",
-    threads: 2
+    threads: TRAINER_THREADS  # see train_tokenizer
     script:
         "../scripts/decode_fmri.py"
 

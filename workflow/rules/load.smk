@@ -5,6 +5,9 @@ rule load_eeg:
         recording=f"{RESULTS}/{{ds}}/sub-{{sub}}/recording.json",
     params:
         stage=stage_params("load"),
+    # the dataset-level tokenizer and diffusion trainers wait for every subject's epochs: the
+    # longest chains of the DAG start here (rule priorities are not passed on to inputs)
+    priority: 25
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/load.log",
     threads: 1

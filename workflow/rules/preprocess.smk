@@ -9,6 +9,9 @@ rule preprocess_eeg:
         qc=f"{RESULTS}/{{ds}}/sub-{{sub}}/qc.npz",
     params:
         stage=stage_params("preprocessing"),
+    # the dataset-level tokenizer and diffusion trainers wait for every subject's epochs: the
+    # longest chains of the DAG start here (rule priorities are not passed on to inputs)
+    priority: 25
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/preprocess.log",
     threads: 1

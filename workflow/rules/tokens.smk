@@ -25,7 +25,9 @@ rule train_tokenizer:
     priority: 20
     log:
         f"{LOGS}/{{ds}}/train_tokenizer.log",
-    threads: 4  # Snakemake lowers it to --cores; every tokenize job waits for this one
+    # every tokenize job waits for this one; TRAINER_THREADS (common.smk) keeps it from
+    # waiting for all cores to be free at once on a small machine
+    threads: TRAINER_THREADS
     script:
         "../scripts/train_tokenizer.py"
 

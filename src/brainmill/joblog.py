@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
 import sys
 import time
 import traceback
@@ -77,3 +79,23 @@ def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logge
                 lg.removeHandler(h)
         for h in handlers:
             h.close()
+
+
+def end_job() -> None:
+    """End a workflow job that has finished, without the interpreter's teardown.
+
+    Called as the last line of every workflow script, after :func:`job_logging` has returned
+    normally (a failure raises before it, so a failed job exits the ordinary way with its
+    traceback and status). The ``atexit`` handlers still run (logging's flush and close among
+    them) and the standard streams are flushed; only the freeing of every module (torch,
+    pyriemann, nilearn, matplotlib) is skipped. That teardown takes about 1 s per process with
+    those modules loaded (``BENCHMARKS.md``), and the default run has over a hundred jobs.
+    Every output has been written and closed by then (:func:`brainmill.io.atomic_path`).
+
+    Never call this from a notebook or a test process: it ends the process.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)

@@ -1,10 +1,14 @@
 """Snakemake script: compute one feature for one subject."""
 
 from brainmill.config import validate_config
-from brainmill.joblog import job_logging
+from brainmill.fast_imports import hide_torch_from_pyriemann
+from brainmill.joblog import end_job, job_logging
 from brainmill.stages import run_features
+
+hide_torch_from_pyriemann()  # a classical job: pyriemann's torch backend is never used
 
 w = snakemake.wildcards
 with job_logging(snakemake.log[0], f"features {w.feature} {w.ds} sub-{w.sub}"):
     cfg = validate_config(snakemake.config)
     run_features(cfg, w.ds, w.sub, w.feature, snakemake.input.epochs, snakemake.output[0])
+end_job()  # skip the interpreter's teardown (about 1 s per job)

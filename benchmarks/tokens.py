@@ -9,7 +9,8 @@ Prints, side by side:
   tokenizer (the ``TokenizerConfig`` defaults) and the small one the accuracy benchmark uses;
 * tokenizer training throughput (windows/s of masked-reconstruction steps through
   :class:`brainmill.training.Trainer`) on 5-s windows;
-* on CUDA: bf16 autocast against fp32, with and without ``torch.compile``.
+* bf16 autocast against fp32 (CPU and CUDA; with the share of token ids equal to fp32's),
+  and on CUDA with and without ``torch.compile``.
 
     python benchmarks/tokens.py [--quick] [--json out.json] [--device auto|cpu|cuda]
 
@@ -72,8 +73,9 @@ def bench_stft(repeat: int = 3) -> dict[str, float]:
 
 
 def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
-                   compile_model: bool = False, size: str = "reference") -> float:
-    """Seconds to tokenize one hour of 64-channel EEG (10-s windows)."""
+                   compile_model: bool = False, size: str = "reference"
+                   ) -> tuple[float, torch.Tensor]:
+    """Seconds to tokenize one hour of 64-channel EEG (10-s windows), and the token ids."""
     torch.manual_seed(0)
     model = TFMTokenizer(TokenizerConfig(**SIZES[size])).to(device).eval()
     fwd = torch.compile(model.tokenize) if compile_model else model.tokenize
@@ -85,11 +87,11 @@ def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
         fwd(x[:batch].to(device))  # warm-up (and compilation)
         _sync(device)
         t0 = time.perf_counter()
-        for start in range(0, len(x), batch):
-            fwd(x[start:start + batch].to(device)).cpu()
+        tokens = [fwd(x[start:start + batch].to(device)).cpu()
+                  for start in range(0, len(x), batch)]
         _sync(device)
         seconds = time.perf_counter() - t0
-    return seconds * HOUR_WINDOWS / n_windows
+    return seconds * HOUR_WINDOWS / n_windows, torch.cat(tokens)
 
 
 def bench_train(device: torch.device, quick: bool, precision: str = "fp32",
@@ -129,20 +131,27 @@ def main(argv: list[str] | None = None) -> int:
           f"{stft['stft_scipy_s'] / stft['stft_brainmill_s']:.2f} (same values: "
           f"{stft['stft_same']})")
 
-    runs = [("fp32", False)]
+    # bf16 autocast also on CPU: oneDNN uses bf16 kernels where the CPU has them (AVX512-BF16,
+    # AMX); the token ids may then differ from fp32's, so their agreement is reported
+    runs = [("fp32", False), ("bf16", False)]
     if device.type == "cuda":
-        runs += [("bf16", False), ("fp32", True), ("bf16", True)]
+        runs += [("fp32", True), ("bf16", True)]
     for size in SIZES:
+        fp32_tokens = None
         for precision, compiled in runs:
             tag = f"{precision}{'+compile' if compiled else ''}"
             key = tag if size == "reference" else f"{tag}_{size}"
-            sec = bench_tokenize(device, args.quick, precision, compiled, size)
+            sec, tokens = bench_tokenize(device, args.quick, precision, compiled, size)
+            if fp32_tokens is None:
+                fp32_tokens = tokens
+            agreement = float((tokens == fp32_tokens).float().mean())
             wps = bench_train(device, args.quick, precision, compiled, size)
             out[f"tokenize_seconds_per_hour_64ch_{key}"] = sec
+            out[f"token_agreement_with_fp32_{key}"] = agreement
             out[f"train_windows_per_s_{key}"] = wps
             print(f"[{size} tokenizer, {tag}] tokenize 1 h × 64 ch: {sec:.1f} s (target "
-                  f"{TARGET_S:.0f} s, target/measured {TARGET_S / sec:.2f}); train "
-                  f"{wps:.0f} windows/s (5-s windows)")
+                  f"{TARGET_S:.0f} s, target/measured {TARGET_S / sec:.2f}; tokens equal to "
+                  f"fp32's: {agreement:.4f}); train {wps:.0f} windows/s (5-s windows)")
     out["tokenize_seconds_per_hour_64ch"] = out["tokenize_seconds_per_hour_64ch_fp32"]
     out["train_windows_per_s"] = out["train_windows_per_s_fp32"]
     if args.json:

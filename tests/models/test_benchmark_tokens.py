@@ -34,3 +34,6 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     for key in ("tokenize_seconds_per_hour_64ch", "train_windows_per_s",
                 "tokenize_seconds_per_hour_64ch_fp32_small", "train_windows_per_s_fp32_small"):
         assert result[key] > 0
+    assert result["token_agreement_with_fp32_fp32"] == 1.0  # fp32 against itself
+    assert 0.0 <= result["token_agreement_with_fp32_bf16"] <= 1.0
+    assert result["tokenize_seconds_per_hour_64ch_bf16_small"] > 0

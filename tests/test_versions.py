@@ -43,3 +43,10 @@ def test_the_signals_feature_does_not_import_pyriemann():
                                 "feature_function('signals')")
     assert "pyriemann" not in loaded and "torch" not in loaded
     assert importlib.import_module("brainmill.features").feature_function("covariance")
+
+
+def test_an_unknown_feature_name_lists_the_valid_ones():
+    from brainmill.features import feature_function
+
+    with pytest.raises(KeyError, match="valid features: bandpower, covariance, signals"):
+        feature_function("covariances")

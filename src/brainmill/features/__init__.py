@@ -29,6 +29,9 @@ __all__ = ["FEATURES", "AugmentedCovariance", "compute_bandpower", "compute_cova
 
 def feature_function(name: str) -> Any:
     """The function computing feature ``name``, importing only its own submodule."""
+    if name not in _FEATURE_FUNCTIONS:
+        raise KeyError(f"unknown feature {name!r}; valid features: "
+                       f"{', '.join(sorted(_FEATURE_FUNCTIONS))}")
     module, function = _FEATURE_FUNCTIONS[name]
     return getattr(import_module(module, __name__), function)
 

@@ -1,6 +1,5 @@
 """Library versions recorded in reports: right values, without importing the libraries."""
 
-import importlib
 import subprocess
 import sys
 
@@ -35,18 +34,3 @@ def test_reading_versions_imports_none_of_the_heavy_libraries():
     loaded = _modules_loaded_by("from brainmill.versions import library_versions\n"
                                 "library_versions()")
     assert not loaded & {"torch", "pyriemann", "nilearn", "sklearn", "mne_bids"}
-
-
-def test_the_signals_feature_does_not_import_pyriemann():
-    # the signals job runs once per subject; pyriemann (and the torch it imports) cost seconds
-    loaded = _modules_loaded_by("from brainmill.features import feature_function\n"
-                                "feature_function('signals')")
-    assert "pyriemann" not in loaded and "torch" not in loaded
-    assert importlib.import_module("brainmill.features").feature_function("covariance")
-
-
-def test_an_unknown_feature_name_lists_the_valid_ones():
-    from brainmill.features import feature_function
-
-    with pytest.raises(KeyError, match="valid features: bandpower, covariance, signals"):
-        feature_function("covariances")

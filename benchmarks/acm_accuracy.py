@@ -37,7 +37,8 @@ from brainmill.config import (
 )
 from brainmill.datasets import load_recording
 from brainmill.decoding import run_decoder
-from brainmill.features.covariance import compute_covariances, epoch_signals
+from brainmill.features.covariance import compute_covariances
+from brainmill.features.epochs import epoch_signals
 from brainmill.preprocessing import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]

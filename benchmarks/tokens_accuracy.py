@@ -51,7 +51,8 @@ from brainmill.config import DatasetConfig, load_config
 from brainmill.datasets import load_recording
 from brainmill.decoding import make_decoder
 from brainmill.features.bandpower import compute_bandpower
-from brainmill.features.covariance import compute_covariances, epochs_arrays
+from brainmill.features.covariance import compute_covariances
+from brainmill.features.epochs import epochs_arrays
 from brainmill.features.timefreq import TFMTokens
 from brainmill.preprocessing import preprocess
 from brainmill.token_decoding import TokenTransformerClassifier

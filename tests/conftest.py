@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,16 @@ def stage_outputs(tmp_path_factory):
         stages.run_decode(cfg, ds, subject, decoder, str(out.features),
                           str(out.metrics[decoder]), str(out.predictions[decoder]))
     return out
+
+
+@pytest.fixture
+def modules_loaded_by():
+    """``f(code) -> set``: the top-level modules a fresh interpreter holds after running ``code``."""
+
+    def loaded(code: str) -> set[str]:
+        report = "\nimport sys\nprint(' '.join(m for m in sys.modules if '.' not in m))"
+        out = subprocess.run([sys.executable, "-c", code + report], capture_output=True,
+                             text=True, check=True).stdout
+        return set(out.split())
+
+    return loaded

@@ -1,8 +1,5 @@
 """Library versions recorded in reports: right values, without importing the libraries."""
 
-import subprocess
-import sys
-
 import pytest
 
 from brainmill import __version__
@@ -23,14 +20,7 @@ def test_brainmill_itself_and_a_missing_library():
     assert versions == {"brainmill": __version__, "no_such_library_xyz": "not installed"}
 
 
-def _modules_loaded_by(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
-                          "print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"],
-                         capture_output=True, text=True, check=True).stdout
-    return set(out.split())
-
-
-def test_reading_versions_imports_none_of_the_heavy_libraries():
-    loaded = _modules_loaded_by("from brainmill.versions import library_versions\n"
-                                "library_versions()")
+def test_reading_versions_imports_none_of_the_heavy_libraries(modules_loaded_by):
+    loaded = modules_loaded_by("from brainmill.versions import library_versions\n"
+                               "library_versions()")
     assert not loaded & {"torch", "pyriemann", "nilearn", "sklearn", "mne_bids"}

@@ -7,7 +7,6 @@ Each entry of :data:`DECODERS` builds an unfitted scikit-learn pipeline from its
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -273,10 +272,11 @@ def run_decoder(
             err.problem, file=err.file, subject=subject, expected=err.expected, hint=err.hint
         ) from err
     extra: dict[str, Any] = {}
-    acm = sys.modules.get("brainmill.acm")  # loaded by the factory of every ACM decoder
-    if acm is not None and isinstance(template, acm.ACMClassifier):
+    if factory in (make_acm_ts_svm, make_acm_mdm):
+        from .acm import tangent_projection
+
         infos = [f.get("fit_info", {}) for res in protocols.values() for f in res.get("folds", [])]
-        extra["tangent_projection"] = acm.tangent_projection(
+        extra["tangent_projection"] = tangent_projection(
             features.X, features.y, infos, template.estimator, template.metric)
     metrics = {
         "dataset": dataset,

@@ -27,7 +27,7 @@ def physionet_signals(shared_data):
     from acm_accuracy import dataset
 
     from brainmill.datasets import load_recording
-    from brainmill.features.covariance import epoch_signals
+    from brainmill.features.epochs import epoch_signals
     from brainmill.preprocessing import preprocess
 
     ds = dataset("lr", shared_data)

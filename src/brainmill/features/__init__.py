@@ -16,11 +16,11 @@ _LAZY = {
     "epoch_signals": ".epochs",
 }
 
-# feature name -> (submodule, function); each job imports only the one it computes
+# feature name -> its function (a key of _LAZY); each job imports only the one it computes
 _FEATURE_FUNCTIONS = {
-    "covariance": (".covariance", "compute_covariances"),
-    "signals": (".epochs", "epoch_signals"),
-    "bandpower": (".bandpower", "compute_bandpower"),
+    "covariance": "compute_covariances",
+    "signals": "epoch_signals",
+    "bandpower": "compute_bandpower",
 }
 
 __all__ = ["FEATURES", "AugmentedCovariance", "compute_bandpower", "compute_covariances",
@@ -32,8 +32,7 @@ def feature_function(name: str) -> Any:
     if name not in _FEATURE_FUNCTIONS:
         raise KeyError(f"unknown feature {name!r}; valid features: "
                        f"{', '.join(sorted(_FEATURE_FUNCTIONS))}")
-    module, function = _FEATURE_FUNCTIONS[name]
-    return getattr(import_module(module, __name__), function)
+    return __getattr__(_FEATURE_FUNCTIONS[name])
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..config import CovarianceFeature
 from ..io import FeatureSet
 from .augmented import ESTIMATORS, augmented_covariances, check_embedding, check_signals
-from .epochs import _feature_meta, epoch_signals, epochs_arrays  # noqa: F401 (re-exported)
+from .epochs import _feature_meta, epochs_arrays
 
 
 def compute_covariances(

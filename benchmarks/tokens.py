@@ -10,7 +10,12 @@ Prints, side by side:
 * tokenizer training throughput (windows/s of masked-reconstruction steps through
   :class:`brainmill.training.Trainer`) on 5-s windows;
 * bf16 autocast against fp32 (CPU and CUDA; with the share of token ids equal to fp32's),
-  and on CUDA with and without ``torch.compile``.
+  and on CUDA with and without ``torch.compile``;
+* on CPU, the inference path of the frequency Transformer
+  (:mod:`brainmill.models.tokenizer_inference`, used by ``tokenize`` in fp32) against the
+  module path it replaces, with the share of equal tokens.
+
+Every tokenization time is the median of three passes over the same windows.
 
     python benchmarks/tokens.py [--quick] [--json out.json] [--device auto|cpu|cuda]
 
@@ -73,25 +78,34 @@ def bench_stft(repeat: int = 3) -> dict[str, float]:
 
 
 def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
-                   compile_model: bool = False, size: str = "reference"
+                   compile_model: bool = False, size: str = "reference",
+                   fast_inference: bool = True, repeat: int = 3
                    ) -> tuple[float, torch.Tensor]:
-    """Seconds to tokenize one hour of 64-channel EEG (10-s windows), and the token ids."""
+    """Seconds to tokenize one hour of 64-channel EEG (10-s windows), and the token ids.
+
+    The median of ``repeat`` timed passes over the same windows (the shared 2-core machine
+    drifts by ±20 % between passes). ``fast_inference=False`` times the module path the CPU
+    inference path replaced (:attr:`TFMTokenizer.fast_inference`).
+    """
     torch.manual_seed(0)
     model = TFMTokenizer(TokenizerConfig(**SIZES[size])).to(device).eval()
+    model.fast_inference = fast_inference
     fwd = torch.compile(model.tokenize) if compile_model else model.tokenize
     n_windows = HOUR_WINDOWS // 10 if quick else HOUR_WINDOWS
     x = torch.randn(n_windows * N_CHANNELS, 1, 10 * SFREQ)
     batch = 1024 if device.type == "cuda" else 256
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    passes = []
     with torch.no_grad(), autocast:
         fwd(x[:batch].to(device))  # warm-up (and compilation)
-        _sync(device)
-        t0 = time.perf_counter()
-        tokens = [fwd(x[start:start + batch].to(device)).cpu()
-                  for start in range(0, len(x), batch)]
-        _sync(device)
-        seconds = time.perf_counter() - t0
-    return seconds * HOUR_WINDOWS / n_windows, torch.cat(tokens)
+        for _ in range(repeat):
+            _sync(device)
+            t0 = time.perf_counter()
+            tokens = [fwd(x[start:start + batch].to(device)).cpu()
+                      for start in range(0, len(x), batch)]
+            _sync(device)
+            passes.append(time.perf_counter() - t0)
+    return float(np.median(passes)) * HOUR_WINDOWS / n_windows, torch.cat(tokens)
 
 
 def bench_train(device: torch.device, quick: bool, precision: str = "fp32",
@@ -136,6 +150,28 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("fp32", False), ("bf16", False)]
     if device.type == "cuda":
         runs += [("fp32", True), ("bf16", True)]
+    # the CPU inference path against the module path it replaces, same windows, same weights
+    if device.type == "cpu":
+        for size in SIZES:
+            key = "" if size == "reference" else f"_{size}"
+            # interleaved passes, so that both paths see the same drift of the machine
+            fast_s, module_s = [], []
+            for _ in range(3):
+                sec, fast_tokens = bench_tokenize(device, args.quick, size=size, repeat=1)
+                fast_s.append(sec)
+                sec, module_tokens = bench_tokenize(device, args.quick, size=size,
+                                                    fast_inference=False, repeat=1)
+                module_s.append(sec)
+            fast, modules = float(np.median(fast_s)), float(np.median(module_s))
+            equal = float((fast_tokens == module_tokens).float().mean())
+            out[f"tokenize_seconds_per_hour_64ch_module_path{key}"] = modules
+            out[f"speedup_inference_path{key}"] = modules / fast
+            out[f"token_agreement_inference_vs_module_path{key}"] = equal
+            print(f"[{size} tokenizer, fp32] module path {modules:.1f} s, inference path "
+                  f"{fast:.1f} s per hour × 64 ch (medians of 3 interleaved passes; passes: "
+                  f"{', '.join(f'{v:.1f}' for v in module_s)} / "
+                  f"{', '.join(f'{v:.1f}' for v in fast_s)}): {modules / fast:.2f}× faster, "
+                  f"tokens equal: {equal:.4f}")
     for size in SIZES:
         fp32_tokens = None
         for precision, compiled in runs:

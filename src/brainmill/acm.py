@@ -235,6 +235,8 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             )
         products = LaggedProducts(X, grid_delays(
             sorted({o for o, _ in valid}), sorted({lg for _, lg in valid})))
+        if self.estimator != "lwf":  # every product is computed: keep only the epoch edges
+            products.release_signals(max(o * lg for o, lg in valid))
         mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen
         if len(valid) > 1 or len(params) > 1:
             splits = self._inner_splits(y)

@@ -197,3 +197,23 @@ def test_sklearn_conventions(estimator, check):
 def test_clone_keeps_parameters():
     acm = AugmentedCovariance(order=8, lag=4, estimator="lwf")
     assert clone(acm).get_params() == {"order": 8, "lag": 4, "estimator": "lwf"}
+
+
+def test_release_signals_keeps_the_grid_exact_and_refuses_what_needs_whole_epochs():
+    from brainmill.features.augmented import LaggedProducts
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((7, 3, 120)) + 4.0
+    orders, lags = [1, 2, 4], [1, 3]
+    ref = LaggedProducts.for_grid(X, orders, lags)
+    kept = LaggedProducts.for_grid(X, orders, lags)
+    kept.release_signals(max(orders) * max(lags))
+    assert kept.Xc is None
+    for estimator in ("cov", "oas"):
+        for (o, lg, a), (_, _, b) in zip(ref.iter_grid(orders, lags, estimator),
+                                         kept.iter_grid(orders, lags, estimator), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{o}, {lg}, {estimator}")
+    with pytest.raises(RuntimeError, match="release_signals"):
+        kept.covariances(2, 1, "lwf")
+    with pytest.raises(RuntimeError, match="release_signals"):
+        kept.covariances(5, 3, "cov")  # spans 15 > 12 kept samples and needs a new delay

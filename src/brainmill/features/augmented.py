@@ -164,14 +164,18 @@ class LaggedProducts:
 
     Attributes
     ----------
-    Xc : ndarray, shape (n_epochs, n_channels, n_times)
-        Epochs centred on each channel's epoch mean.
+    Xc : ndarray, shape (n_epochs, n_channels, n_times), or None
+        Epochs centred on each channel's epoch mean; None after :meth:`release_signals`.
+    shape : tuple of int
+        ``(n_epochs, n_channels, n_times)`` of the epochs.
     """
 
     def __init__(self, X: np.ndarray, delays: Iterable[int] = (0,)) -> None:
         X = check_signals(X)
         self.Xc = X - X.mean(axis=-1, keepdims=True)
+        self.shape = self.Xc.shape
         self._total = self.Xc.sum(axis=-1)  # ≈ 0 after centring, kept for exactness
+        self._edges: tuple[np.ndarray, np.ndarray] | None = None  # after release_signals
         self._R: dict[int, np.ndarray] = {}
         self._rank_checked = False
         self.add_delays(delays)
@@ -188,10 +192,11 @@ class LaggedProducts:
         against the epoch ``(T, C)``, so BLAS sees one large product rather than ``k`` small
         ones.
         """
-        n, c, t = self.Xc.shape
+        n, c, t = self.shape
         new = sorted({int(d) for d in delays} - set(self._R))
         if not new:
             return
+        self._need_signals(f"the lagged products of delays {new}")
         if any(d < 0 or d >= t for d in new):
             raise ValueError(f"delays must lie in 0..{t - 1}; got {new}")
         k = len(new)
@@ -209,6 +214,42 @@ class LaggedProducts:
             # block i is Σ_t x(t+d) x(t)ᵀ = R(d)ᵀ: a transposed view, no second copy
             self._R[d] = prod[:, i * c:(i + 1) * c, :].transpose(0, 2, 1)
 
+    def release_signals(self, span: int) -> None:
+        """Free the centred epochs, keeping only their first and last ``span`` samples.
+
+        Once every lagged product a grid needs is computed, the plain and OAS covariances of
+        any (order, lag) with ``order·lag ≤ span`` need only the edges of the epochs; the
+        nested search calls this so that it holds less than the direct pipeline.
+        Ledoit-Wolf and new delays need the whole epochs and raise afterwards.
+        """
+        t = self.shape[-1]
+        span = min(int(span), t)
+        self._edges = (self.Xc[:, :, :span].copy(), self.Xc[:, :, t - span:].copy())
+        self.Xc = None
+
+    def _need_signals(self, what: str) -> None:
+        if self.Xc is None:
+            raise RuntimeError(f"LaggedProducts: {what} needs the whole epochs, which "
+                               "release_signals() freed; compute it before releasing")
+
+    def _head_samples(self, k: int) -> np.ndarray:
+        """``Xc[:, :, :k]`` (also after :meth:`release_signals`)."""
+        if self.Xc is not None:
+            return self.Xc[:, :, :k]
+        head = self._edges[0]
+        if k > head.shape[-1]:
+            self._need_signals(f"an embedding spanning {k} samples")
+        return head[:, :, :k]
+
+    def _tail_samples(self, k: int) -> np.ndarray:
+        """``Xc[:, :, T−k:]`` (also after :meth:`release_signals`)."""
+        if self.Xc is not None:
+            return self.Xc[:, :, self.shape[-1] - k:]
+        tail = self._edges[1]
+        if k > tail.shape[-1]:
+            self._need_signals(f"an embedding spanning {k} samples")
+        return tail[:, :, tail.shape[-1] - k:]
+
     def _lagged(self, d: int) -> np.ndarray:
         if d not in self._R:
             self.add_delays([d])
@@ -222,7 +263,8 @@ class LaggedProducts:
         ndarray, shape (n_epochs_in_slice, order, order, C, C)
             ``G[:, j, i] = B_j B_iᵀ`` with ``B_j = x[:, start + j·lag : start + (j+1)·lag]``.
         """
-        seg = self.Xc[sl, :, start:start + order * lag]
+        span = order * lag
+        seg = (self._head_samples(span) if start == 0 else self._tail_samples(span))[sl]
         n_ep, c = seg.shape[:2]
         blocks = np.ascontiguousarray(
             seg.reshape(n_ep, c, order, lag).transpose(0, 2, 1, 3)).reshape(n_ep, order * c, lag)
@@ -231,7 +273,7 @@ class LaggedProducts:
 
     def window_means(self, order: int, lag: int) -> np.ndarray:
         """Mean of each embedded row over its window: shape (n_epochs, order, C)."""
-        n_ep, c, t = self.Xc.shape
+        n_ep, c, t = self.shape
         n = n_window(t, order, lag)
         if order == 1:
             return (self._total / n)[:, None, :]
@@ -239,8 +281,8 @@ class LaggedProducts:
         # edges are summed, never the whole epoch again
         edge = order * lag
         head = np.zeros((n_ep, c, order))
-        head[:, :, 1:] = np.cumsum(self.Xc[:, :, :edge - lag], axis=-1)[:, :, lag - 1::lag]
-        tail_cs = np.cumsum(self.Xc[:, :, t - edge:][:, :, ::-1], axis=-1)  # from the end
+        head[:, :, 1:] = np.cumsum(self._head_samples(edge - lag), axis=-1)[:, :, lag - 1::lag]
+        tail_cs = np.cumsum(self._tail_samples(edge)[:, :, ::-1], axis=-1)  # from the end
         tail = tail_cs[:, :, (order - np.arange(order)) * lag - 1]
         mu = (self._total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
@@ -264,7 +306,7 @@ class LaggedProducts:
         n : int
             Window length ``N``.
         """
-        n_ep, c, t = self.Xc.shape
+        n_ep, c, t = self.shape
         n = n_window(t, order, lag)
         mu = self.window_means(order, lag)
         out = np.empty((n_ep, order * c, order * c))
@@ -276,7 +318,7 @@ class LaggedProducts:
 
     def _scatter_chunk(self, sl: slice, order: int, lag: int, n: int, mu: np.ndarray,
                        out: np.ndarray, scale: float) -> None:
-        c, t = self.Xc.shape[1:]
+        c, t = self.shape[1:]
         if order == 1:
             np.subtract(self._lagged(0)[sl], n * mu[:, 0, :, None] * mu[:, 0, None, :], out=out)
             if scale != 1.0:
@@ -315,7 +357,8 @@ class LaggedProducts:
 
     def _sum_sq_norms_squared(self, order: int, lag: int, means: np.ndarray, n: int) -> np.ndarray:
         """``Σ_t ‖x_t - m‖⁴`` over the embedded samples (needed by Ledoit-Wolf)."""
-        n_ep, c, _ = self.Xc.shape
+        self._need_signals("the Ledoit-Wolf estimator")
+        n_ep, c, _ = self.shape
         norms = np.zeros((n_ep, n))
         for k in range(order):
             block = self.Xc[:, :, k * lag:k * lag + n] - means[:, k * c:(k + 1) * c, None]
@@ -331,7 +374,7 @@ class LaggedProducts:
         """
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
-        n_ep, c, t = self.Xc.shape
+        n_ep, c, t = self.shape
         check_embedding(t, c, order, lag, estimator)
         if estimator == "cov":
             self.check_full_rank()
@@ -355,7 +398,7 @@ class LaggedProducts:
         if len(bad):
             raise ValueError(
                 f"{len(bad)} of {len(eig)} epochs (e.g. {bad[:5].tolist()}) have a singular "
-                f"{self.Xc.shape[1]}-channel covariance (smallest/largest eigenvalue ≤ {rtol:g}; "
+                f"{self.shape[1]}-channel covariance (smallest/largest eigenvalue ≤ {rtol:g}; "
                 "average referencing or a flat or duplicated channel does this), so the plain "
                 "estimator 'cov' gives singular augmented covariances; use estimator='oas' or "
                 "'lwf', or drop one channel after average referencing"

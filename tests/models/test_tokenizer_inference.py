@@ -100,3 +100,16 @@ def test_training_mode_tokenize_still_moves_the_codebook():
     before = model.codebook.clone()
     model.tokenize(torch.randn(2, 1, 1000))
     assert not torch.equal(model.codebook, before)
+
+
+def test_blocks_inference_equals_the_module_stack_in_chunks(monkeypatch):
+    model = _model(**SMALL)
+    h = torch.randn(11, 9, model.config.dim, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = h.clone()
+        for blk in model.time_blocks:
+            ref = blk(ref)
+        # chunks of 2 rows of 9 frames (11 rows: a remainder of 1)
+        monkeypatch.setattr(tokenizer_inference, "CHUNK_BYTES", 4 * 9 * 4 * model.config.dim * 2)
+        got = tokenizer_inference.blocks_inference(model.time_blocks, h.clone())
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

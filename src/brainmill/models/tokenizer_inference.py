@@ -1,4 +1,4 @@
-"""Fast CPU inference of the TFM-Tokenizer's frequency path: same weights, same numbers, less memory traffic.
+"""Fast CPU inference of the TFM-Tokenizer's encoder Transformers: same weights, same numbers, less memory traffic.
 
 At inference almost all of the tokenizer's work is the frequency path: a convolutional stem and
 a Transformer over the ``n_bands`` band patches of every STFT frame (about 2.2 M multiply-adds
@@ -13,10 +13,11 @@ that every intermediate stays in the per-core L2 cache, channels-last throughout
 strided and 1×1 convolutions become Linear layers on band patches, GroupNorm is computed on the
 channels-last layout), with the three attention projections fused into one matrix product,
 in-place activations and residual updates, and explicit attention (faster than PyTorch's CPU
-flash kernel on sequences of 20 bands with head width 8). Results agree with the module path to
-float32 rounding (about 1e-6); :func:`supports_fast_path` says when it applies (inference on CPU
-in float32, LayerNorm/GELU blocks without QK-norm), and the module path stays the reference in
-the tests.
+flash kernel on sequences of 20 bands with head width 8). :func:`blocks_inference` runs the
+Transformer over frames the same way, chunked over channels. Results agree with the module path
+to float32 rounding (about 1e-6); :func:`supports_fast_path` says when it applies (inference on
+CPU in float32, LayerNorm/GELU blocks without QK-norm), and the module path stays the reference
+in the tests.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import nn
 
 from brainmill.nn.blocks import TransformerBlock
 
-__all__ = ["frequency_path_inference", "supports_fast_path"]
+__all__ = ["blocks_inference", "frequency_path_inference", "supports_fast_path"]
 
 #: Largest intermediate of one chunk, bytes: within the 2-MB per-core L2 of the machine we
 #: measured on (a chunk sweep there: 32 frames 68.9, 64 frames 57.4, 96 frames 55.3 µs/frame;
@@ -43,14 +44,15 @@ def _fast_block(blk: nn.Module) -> bool:
 
 
 def supports_fast_path(model: nn.Module, spec: torch.Tensor) -> bool:
-    """Whether :func:`frequency_path_inference` computes ``model._frequency_path(spec)`` here.
+    """Whether this module computes the model's encoder Transformers on ``spec`` here.
 
     True for a model in eval mode, without gradient recording, on CPU, in float32 without
-    autocast, whose frequency Transformer blocks use LayerNorm, GELU and no QK-norm.
+    autocast, whose frequency and temporal Transformer blocks use LayerNorm, GELU and no
+    QK-norm.
     """
     return (not model.training and not torch.is_grad_enabled() and spec.device.type == "cpu"
             and spec.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and all(_fast_block(b) for b in model.freq_blocks))
+            and all(_fast_block(b) for b in (*model.freq_blocks, *model.time_blocks)))
 
 
 def _gelu_(h: torch.Tensor, act: nn.GELU) -> torch.Tensor:
@@ -96,6 +98,32 @@ def _transformer_block_(blk: TransformerBlock, h: torch.Tensor, qkv_w: torch.Ten
     return h
 
 
+def _fused_qkv(blk: TransformerBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, k, v projections as one Linear, with 1/√d_h folded into q's rows."""
+    a, scale = blk.attn, blk.attn.head_dim ** -0.5
+    return (torch.cat([a.q_proj.weight * scale, a.k_proj.weight, a.v_proj.weight]),
+            torch.cat([a.q_proj.bias * scale, a.k_proj.bias, a.v_proj.bias]))
+
+
+def blocks_inference(blocks: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+    """A stack of :class:`TransformerBlock` on ``h`` ``(N, L, dim)``, chunked over ``N``.
+
+    Same function as ``for blk in blocks: h = blk(h)`` in eval mode (no padding mask, no
+    context); ``h`` is overwritten. Used for the tokenizer's Transformer over frames.
+    """
+    if not len(blocks):
+        return h
+    n, length, _ = h.shape
+    widest = max(max(b.mlp.fc1.out_features, 3 * b.dim) for b in blocks)
+    rows = max(1, CHUNK_BYTES // (4 * length * widest))
+    fused = [_fused_qkv(b) for b in blocks]
+    for start in range(0, n, rows):
+        part = h[start:start + rows]
+        for blk, (w, b) in zip(blocks, fused, strict=True):
+            part = _transformer_block_(blk, part, w, b)
+    return h
+
+
 def _stem_layers(model: nn.Module) -> list[tuple[nn.Conv1d, nn.GELU, nn.GroupNorm]]:
     layers = list(model.freq_embed)
     return [tuple(layers[i:i + 3]) for i in range(0, len(layers), 3)]
@@ -130,11 +158,7 @@ def frequency_path_inference(model: nn.Module, spec: torch.Tensor,
     stem = [(conv.weight.flatten(1), conv.bias, act, norm,
              _group_average(norm.num_groups, norm.num_channels, n_bands, spec))
             for conv, act, norm in _stem_layers(model)]
-    fused = []
-    for b in model.freq_blocks:  # q, k, v in one Linear; 1/√d_h folded into q's rows
-        a, scale = b.attn, b.attn.head_dim ** -0.5
-        fused.append((torch.cat([a.q_proj.weight * scale, a.k_proj.weight, a.v_proj.weight]),
-                      torch.cat([a.q_proj.bias * scale, a.k_proj.bias, a.v_proj.bias])))
+    fused = [_fused_qkv(b) for b in model.freq_blocks]
     pool = model.freq_pool
     groups = cfg.gate_groups
     # both pooling convolutions as one Linear on the channels-last (bands × dim) patch of a group

@@ -30,11 +30,11 @@ def test_equals_the_module_path(config, chunk_frames):
     model = _model(**config)
     spec = _spectrogram(model)  # 6 × 9 = 54 frames: chunks of 7 leave a remainder of 5
     with torch.no_grad():
-        ref = model._frequency_path_modules(spec)
+        ref = model._frequency_path(spec)
         got = frequency_path_inference(model, spec, chunk_frames)
         # masked input (whole bands and frames zero), as the training passes see it
         keep = model.masks(spec.shape[1], torch.Generator().manual_seed(2))
-        ref_masked = model._frequency_path_modules(spec * keep)
+        ref_masked = model._frequency_path(spec * keep)
         got_masked = frequency_path_inference(model, spec * keep, chunk_frames)
     assert got.shape == ref.shape == (6, 9, model.config.dim // 2)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

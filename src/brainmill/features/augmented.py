@@ -232,39 +232,33 @@ class LaggedProducts:
             raise RuntimeError(f"LaggedProducts: {what} needs the whole epochs, which "
                                "release_signals() freed; compute it before releasing")
 
-    def _head_samples(self, k: int) -> np.ndarray:
-        """``Xc[:, :, :k]`` (also after :meth:`release_signals`)."""
+    def _edge_samples(self, k: int, from_end: bool) -> np.ndarray:
+        """The first (or last) ``k`` samples of the centred epochs, also after
+        :meth:`release_signals`."""
         if self.Xc is not None:
-            return self.Xc[:, :, :k]
-        head = self._edges[0]
-        if k > head.shape[-1]:
+            return self.Xc[:, :, self.shape[-1] - k:] if from_end else self.Xc[:, :, :k]
+        edge = self._edges[1 if from_end else 0]
+        if k > edge.shape[-1]:
             self._need_signals(f"an embedding spanning {k} samples")
-        return head[:, :, :k]
-
-    def _tail_samples(self, k: int) -> np.ndarray:
-        """``Xc[:, :, T−k:]`` (also after :meth:`release_signals`)."""
-        if self.Xc is not None:
-            return self.Xc[:, :, self.shape[-1] - k:]
-        tail = self._edges[1]
-        if k > tail.shape[-1]:
-            self._need_signals(f"an embedding spanning {k} samples")
-        return tail[:, :, tail.shape[-1] - k:]
+        return edge[:, :, edge.shape[-1] - k:] if from_end else edge[:, :, :k]
 
     def _lagged(self, d: int) -> np.ndarray:
         if d not in self._R:
             self.add_delays([d])
         return self._R[d]
 
-    def _edge_gram(self, sl: slice, start: int, order: int, lag: int) -> np.ndarray:
-        """Gram matrices of the ``order`` consecutive ``lag``-sample blocks from ``start``.
+    def _edge_gram(self, sl: slice, from_end: bool, order: int, lag: int) -> np.ndarray:
+        """Gram matrices of the ``order`` consecutive ``lag``-sample blocks of an epoch edge.
+
+        The edge is the first ``order·lag`` samples, or the last ones when ``from_end``.
 
         Returns
         -------
         ndarray, shape (n_epochs_in_slice, order, order, C, C)
-            ``G[:, j, i] = B_j B_iᵀ`` with ``B_j = x[:, start + j·lag : start + (j+1)·lag]``.
+            ``G[:, j, i] = B_j B_iᵀ`` with ``B_j = x[:, s + j·lag : s + (j+1)·lag]``, ``s`` the
+            edge's first sample.
         """
-        span = order * lag
-        seg = (self._head_samples(span) if start == 0 else self._tail_samples(span))[sl]
+        seg = self._edge_samples(order * lag, from_end)[sl]
         n_ep, c = seg.shape[:2]
         blocks = np.ascontiguousarray(
             seg.reshape(n_ep, c, order, lag).transpose(0, 2, 1, 3)).reshape(n_ep, order * c, lag)
@@ -281,8 +275,9 @@ class LaggedProducts:
         # edges are summed, never the whole epoch again
         edge = order * lag
         head = np.zeros((n_ep, c, order))
-        head[:, :, 1:] = np.cumsum(self._head_samples(edge - lag), axis=-1)[:, :, lag - 1::lag]
-        tail_cs = np.cumsum(self._tail_samples(edge)[:, :, ::-1], axis=-1)  # from the end
+        head[:, :, 1:] = np.cumsum(self._edge_samples(edge - lag, False),
+                                   axis=-1)[:, :, lag - 1::lag]
+        tail_cs = np.cumsum(self._edge_samples(edge, True)[:, :, ::-1], axis=-1)  # from the end
         tail = tail_cs[:, :, (order - np.arange(order)) * lag - 1]
         mu = (self._total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
@@ -318,14 +313,14 @@ class LaggedProducts:
 
     def _scatter_chunk(self, sl: slice, order: int, lag: int, n: int, mu: np.ndarray,
                        out: np.ndarray, scale: float) -> None:
-        c, t = self.shape[1:]
+        c = self.shape[1]
         if order == 1:
             np.subtract(self._lagged(0)[sl], n * mu[:, 0, :, None] * mu[:, 0, None, :], out=out)
             if scale != 1.0:
                 out *= scale
             return
-        head = self._edge_gram(sl, 0, order, lag)
-        tail = self._edge_gram(sl, t - order * lag, order, lag)
+        head = self._edge_gram(sl, False, order, lag)
+        tail = self._edge_gram(sl, True, order, lag)
         s_e, s_row, s_col = out.strides
         step = c * (s_row + s_col)  # from block (k, k+m) to block (k+1, k+m+1)
         n_mu = n * mu
@@ -374,13 +369,12 @@ class LaggedProducts:
         """
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
-        n_ep, c, t = self.shape
-        check_embedding(t, c, order, lag, estimator)
+        _, c, t = self.shape
+        n = check_embedding(t, c, order, lag, estimator)
         if estimator == "cov":
             self.check_full_rank()
-        if estimator == "cov":
-            return self.scatter(order, lag, scale=1.0 / (n_window(t, order, lag) - 1))[0]
-        emp, means, n = self.scatter(order, lag, scale=1.0 / n_window(t, order, lag))
+            return self.scatter(order, lag, scale=1.0 / (n - 1))[0]
+        emp, means, _ = self.scatter(order, lag, scale=1.0 / n)
         if estimator == "oas":
             return _oas_shrink(emp, n)
         return _lwf_shrink(emp, n, self._sum_sq_norms_squared(order, lag, means, n))

@@ -241,8 +241,8 @@ class TFMTokenizer(nn.Module):
     In eval mode on CPU without gradients (``tokenize`` always; ``encode``/``forward`` under
     ``torch.no_grad()``) the encoder's Transformers run through
     :mod:`brainmill.models.tokenizer_inference`, which gives the same numbers as the modules
-    (to float32 rounding) 1.25–1.9× faster on a 2-core CPU; set ``fast_inference = False`` on
-    the instance to always use the modules.
+    (to float32 rounding) 1.25–1.7× faster at the reference size on a 2-core CPU; set
+    ``fast_inference = False`` on the instance to always use the modules.
     """
 
     def __init__(self, config: TokenizerConfig | None = None) -> None:
@@ -296,18 +296,7 @@ class TFMTokenizer(nn.Module):
         return xs, spec
 
     def _frequency_path(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(N, F, n_bins)`` (possibly masked) spectrogram → ``(N, F, dim/2)``.
-
-        At inference on CPU this is :func:`brainmill.models.tokenizer_inference.
-        frequency_path_inference` (same numbers, faster on CPU); otherwise
-        :meth:`_frequency_path_modules`.
-        """
-        if self.fast_inference and supports_fast_path(self, spec):
-            return frequency_path_inference(self, spec)
-        return self._frequency_path_modules(spec)
-
-    def _frequency_path_modules(self, spec: torch.Tensor) -> torch.Tensor:
-        """The frequency path as its modules compute it (training, GPU, and the reference)."""
+        """``(N, F, n_bins)`` (possibly masked) spectrogram → ``(N, F, dim/2)``, by the modules."""
         n, f, b = spec.shape
         h = self.freq_embed(spec.reshape(n * f, 1, b))  # (N·F, dim, n_bands)
         h = h.transpose(1, 2)
@@ -320,13 +309,17 @@ class TFMTokenizer(nn.Module):
         return self.temporal(xs[:, None, :]).transpose(1, 2)
 
     def _encode(self, spec_in: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
-        """Fuse both paths → L2-normalised ``(N, F, dim)``."""
-        h = torch.cat([self._frequency_path(spec_in), temporal], dim=-1)
+        """Fuse both paths → L2-normalised ``(N, F, dim)``.
+
+        At inference on CPU both Transformers run through
+        :mod:`brainmill.models.tokenizer_inference` (same numbers, see the class Notes).
+        """
         if self.fast_inference and supports_fast_path(self, spec_in):
-            h = blocks_inference(self.time_blocks, h)
-        else:
-            for blk in self.time_blocks:
-                h = blk(h)
+            h = torch.cat([frequency_path_inference(self, spec_in), temporal], dim=-1)
+            return F.normalize(blocks_inference(self.time_blocks, h), dim=-1)
+        h = torch.cat([self._frequency_path(spec_in), temporal], dim=-1)
+        for blk in self.time_blocks:
+            h = blk(h)
         return F.normalize(h, dim=-1)
 
     def _decode(self, q: torch.Tensor) -> torch.Tensor:
@@ -434,13 +427,9 @@ class TFMTokenizer(nn.Module):
         b, c = x.shape[:2]
         xs, spec = self._prepare(x)
         z = self._encode(spec, self._temporal_path(xs))
-        f = spec.shape[1]
-        if self.training:  # the quantiser's forward also moves the codebook (class Notes)
-            return self.quantizer(z).indices.view(b, c, f)
-        q = self.quantizer
-        flat = (F.normalize(z, dim=-1) if q.l2_normalize else z).reshape(-1, q.dim)
-        with torch.autocast(z.device.type, enabled=False):
-            return q.nearest(flat.to(q.codebook.dtype)).view(b, c, f)
+        # in training mode the quantiser's forward also moves the codebook (class Notes)
+        ids = self.quantizer(z).indices if self.training else self.quantizer.codes(z)
+        return ids.view(b, c, spec.shape[1])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised embeddings ``z`` ``(B, C, F, dim)`` and the spectrogram ``(B, C, F, n_bins)``."""

@@ -5,8 +5,9 @@ a Transformer over the ``n_bands`` band patches of every STFT frame (about 2.2 M
 per frame at the reference size, ~10× the rest of the encoder). Run as written in
 :meth:`brainmill.models.tokenizer.TFMTokenizer._frequency_path` on a batch of many thousand
 frames, each intermediate is tens of MB: every elementwise op streams it through main memory,
-and every fresh allocation of that size is page-faulted in again. Measured on a 2-core CPU,
-half the time went to those copies, not to the matrix products.
+and every fresh allocation of that size is page-faulted in again. A profile on a 2-core CPU
+put 22 % of the time in tensor copies and 10 % in GELU, against 33 % in the matrix products
+and convolutions.
 
 :func:`frequency_path_inference` computes the same function on chunks of frames small enough
 that every intermediate stays in the per-core L2 cache, channels-last throughout (the stem's

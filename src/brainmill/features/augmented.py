@@ -158,42 +158,65 @@ class LaggedProducts:
     Parameters
     ----------
     X : ndarray, shape (n_epochs, n_channels, n_times)
-        Epochs (validated: finite, 3-D).
+        Epochs (validated: finite, 3-D). Held by reference, not copied: each epoch is centred
+        on its channel means in a per-epoch buffer while its products are computed.
     delays : iterable of int
         Lags ``d`` whose full products ``R(d)`` to precompute; others are computed on demand.
+    max_orders : mapping of int to int, optional
+        ``{lag: largest order}`` that will be asked for at that lag. The edge tables of a lag
+        are built once for its largest order and shared by every smaller one (see
+        :meth:`covariances`); without it they are built for the order asked.
 
     Attributes
     ----------
-    Xc : ndarray, shape (n_epochs, n_channels, n_times), or None
-        Epochs centred on each channel's epoch mean; None after :meth:`release_signals`.
     shape : tuple of int
         ``(n_epochs, n_channels, n_times)`` of the epochs.
+    released : bool
+        Whether :meth:`release_signals` has dropped the epochs.
     """
 
-    def __init__(self, X: np.ndarray, delays: Iterable[int] = (0,)) -> None:
+    def __init__(self, X: np.ndarray, delays: Iterable[int] = (0,),
+                 max_orders: dict[int, int] | None = None) -> None:
         X = check_signals(X)
-        self.Xc = X - X.mean(axis=-1, keepdims=True)
-        self.shape = self.Xc.shape
-        self._total = self.Xc.sum(axis=-1)  # ≈ 0 after centring, kept for exactness
-        self._edges: tuple[np.ndarray, np.ndarray] | None = None  # after release_signals
-        self._R: dict[int, np.ndarray] = {}
+        self._X: np.ndarray | None = X
+        self.shape = X.shape
+        self._mean = X.mean(axis=-1)  # (n, C): every epoch is centred on it
+        n, c, _ = X.shape
+        self._total: np.ndarray | None = None  # Σ_t of the centred epochs: ≈ 0, for exactness
+        # centred first/last samples and their running sums (from the start / from the end)
+        self._edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._prod = np.empty((n, 0, c, c))  # [:, slot] = R(d)ᵀ
+        self._slot: dict[int, int] = {}
+        self._max_orders = dict(max_orders or {})
+        self._tables: tuple[int, int, np.ndarray, np.ndarray] | None = None  # lag, order, H, E
         self._rank_checked = False
         self.add_delays(delays)
 
+    @property
+    def released(self) -> bool:
+        return self._X is None
+
     @classmethod
     def for_grid(cls, X: np.ndarray, orders: Sequence[int], lags: Sequence[int]) -> LaggedProducts:
-        """Precompute every delay needed by ``orders × lags``."""
-        return cls(X, grid_delays(orders, lags))
+        """Precompute every delay needed by ``orders × lags`` (embeddings that fit the epochs)."""
+        n_times = np.shape(X)[-1]
+        max_orders = {}
+        for lag in lags:
+            fits = [o for o in orders if n_window(n_times, o, lag) >= 2]
+            if fits:
+                max_orders[int(lag)] = int(max(fits))
+        delays = {0} | {m * lag for lag, order in max_orders.items() for m in range(order)}
+        return cls(X, sorted(delays), max_orders)
 
     def add_delays(self, delays: Iterable[int]) -> None:
         """Compute ``R(d) = Σ_t x(t) x(t+d)ᵀ`` for new delays.
 
-        One matrix product per epoch, zero-padded shifted copies of the epoch ``(C·k, T)``
-        against the epoch ``(T, C)``, so BLAS sees one large product rather than ``k`` small
-        ones.
+        One matrix product per epoch, zero-padded shifted copies of the centred epoch
+        ``(C·k, T)`` against the centred epoch ``(T, C)``, so BLAS sees one large product
+        rather than ``k`` small ones.
         """
         n, c, t = self.shape
-        new = sorted({int(d) for d in delays} - set(self._R))
+        new = sorted({int(d) for d in delays} - set(self._slot))
         if not new:
             return
         self._need_signals(f"the lagged products of delays {new}")
@@ -201,97 +224,134 @@ class LaggedProducts:
             raise ValueError(f"delays must lie in 0..{t - 1}; got {new}")
         k = len(new)
         padded = np.zeros((c, t + max(new)))
+        centred = padded[:, :t]
         shifted = np.empty((k * c, t))
         # (k·C, T) @ (T, C) rather than (C, T) @ (T, k·C): the same products, but OpenBLAS
         # runs the tall-left shape about 1.5× faster when C is small (22: 59 vs 36-39 GFLOP/s)
-        prod = np.empty((n, k * c, c))
+        prod = np.empty((n, k, c, c))
+        total = np.empty((n, c)) if self._total is None else None
         for e in range(n):
-            padded[:, :t] = self.Xc[e]
+            np.subtract(self._X[e], self._mean[e][:, None], out=centred)
+            if total is not None:
+                centred.sum(axis=-1, out=total[e])
             for i, d in enumerate(new):
                 shifted[i * c:(i + 1) * c] = padded[:, d:d + t]
-            np.dot(shifted, self.Xc[e].T, out=prod[e])
-        for i, d in enumerate(new):
-            # block i is Σ_t x(t+d) x(t)ᵀ = R(d)ᵀ: a transposed view, no second copy
-            self._R[d] = prod[:, i * c:(i + 1) * c, :].transpose(0, 2, 1)
+            np.dot(shifted, centred.T, out=prod[e].reshape(k * c, c))
+        if total is not None:
+            self._total = total
+        start = self._prod.shape[1]
+        self._prod = prod if start == 0 else np.concatenate([self._prod, prod], axis=1)
+        self._slot.update({d: start + i for i, d in enumerate(new)})
 
     def release_signals(self, span: int) -> None:
-        """Free the centred epochs, keeping only their first and last ``span`` samples.
+        """Drop the epochs, keeping only their first and last ``span`` centred samples.
 
         Once every lagged product a grid needs is computed, the plain and OAS covariances of
         any (order, lag) with ``order·lag ≤ span`` need only the edges of the epochs; the
         nested search calls this so that it holds less than the direct pipeline.
         Ledoit-Wolf and new delays need the whole epochs and raise afterwards.
         """
-        t = self.shape[-1]
-        span = min(int(span), t)
-        self._edges = (self.Xc[:, :, :span].copy(), self.Xc[:, :, t - span:].copy())
-        self.Xc = None
+        if self._total is None:
+            self._total = self._centred().sum(axis=-1)
+        self._edge_cache(min(int(span), self.shape[-1]), exact=True)
+        self._X = None
 
     def _need_signals(self, what: str) -> None:
-        if self.Xc is None:
+        if self._X is None:
             raise RuntimeError(f"LaggedProducts: {what} needs the whole epochs, which "
                                "release_signals() freed; compute it before releasing")
+
+    def _centred(self) -> np.ndarray:
+        self._need_signals("this")
+        return self._X - self._mean[..., None]
+
+    def _edge_cache(self, span: int, exact: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Centred first and last samples (at least ``span``) and their running sums.
+
+        Returns ``head`` (n, C, W), ``tail`` (n, C, W), ``cumsum(head)`` and the running sum
+        of ``tail`` from the last sample backwards. Built once for the largest span a grid
+        needs (``max_orders``), or exactly ``span`` with ``exact``.
+        """
+        if self._edges is not None and self._edges[0].shape[-1] >= span and not exact:
+            return self._edges
+        self._need_signals(f"an embedding spanning {span} samples")
+        t = self.shape[-1]
+        width = span if exact else min(t, max([span] + [o * lg for lg, o in
+                                                          self._max_orders.items()]))
+        head = self._X[:, :, :width] - self._mean[..., None]
+        tail = self._X[:, :, t - width:] - self._mean[..., None]
+        self._edges = (head, tail, np.cumsum(head, axis=-1),
+                       np.cumsum(tail[:, :, ::-1], axis=-1))
+        return self._edges
 
     def _edge_samples(self, k: int, from_end: bool) -> np.ndarray:
         """The first (or last) ``k`` samples of the centred epochs, also after
         :meth:`release_signals`."""
-        if self.Xc is not None:
-            return self.Xc[:, :, self.shape[-1] - k:] if from_end else self.Xc[:, :, :k]
-        edge = self._edges[1 if from_end else 0]
-        if k > edge.shape[-1]:
-            self._need_signals(f"an embedding spanning {k} samples")
-        return edge[:, :, edge.shape[-1] - k:] if from_end else edge[:, :, :k]
+        head, tail = self._edge_cache(k)[:2]
+        return tail[:, :, tail.shape[-1] - k:] if from_end else head[:, :, :k]
+
+    def _slots(self, order: int, lag: int) -> np.ndarray:
+        missing = [m * lag for m in range(order) if m * lag not in self._slot]
+        if missing:
+            self.add_delays(missing)
+        return np.array([self._slot[m * lag] for m in range(order)], dtype=np.int64)
 
     def _lagged(self, d: int) -> np.ndarray:
-        if d not in self._R:
+        """``R(d)`` of every epoch, shape (n_epochs, C, C) (a transposed view)."""
+        if d not in self._slot:
             self.add_delays([d])
-        return self._R[d]
-
-    def _edge_gram(self, sl: slice, from_end: bool, order: int, lag: int) -> np.ndarray:
-        """Gram matrices of the ``order`` consecutive ``lag``-sample blocks of an epoch edge.
-
-        The edge is the first ``order·lag`` samples, or the last ones when ``from_end``.
-
-        Returns
-        -------
-        ndarray, shape (n_epochs_in_slice, order, order, C, C)
-            ``G[:, j, i] = B_j B_iᵀ`` with ``B_j = x[:, s + j·lag : s + (j+1)·lag]``, ``s`` the
-            edge's first sample.
-        """
-        seg = self._edge_samples(order * lag, from_end)[sl]
-        n_ep, c = seg.shape[:2]
-        blocks = np.ascontiguousarray(
-            seg.reshape(n_ep, c, order, lag).transpose(0, 2, 1, 3)).reshape(n_ep, order * c, lag)
-        gram = np.matmul(blocks, blocks.transpose(0, 2, 1))
-        return gram.reshape(n_ep, order, c, order, c).transpose(0, 1, 3, 2, 4)
+        return self._prod[:, self._slot[d]].transpose(0, 2, 1)
 
     def window_means(self, order: int, lag: int) -> np.ndarray:
         """Mean of each embedded row over its window: shape (n_epochs, order, C)."""
         n_ep, c, t = self.shape
         n = n_window(t, order, lag)
+        if self._total is None:
+            self._total = self._centred().sum(axis=-1)
         if order == 1:
             return (self._total / n)[:, None, :]
-        # window k = total − (first k·τ samples) − (last (order−k)·τ samples): only the
-        # edges are summed, never the whole epoch again
-        edge = order * lag
+        # window k = total − (first k·τ samples) − (last (order−k)·τ samples): running sums
+        # of the edges, never the whole epoch again
+        _, _, head_cs, tail_cs = self._edge_cache(order * lag)
         head = np.zeros((n_ep, c, order))
-        head[:, :, 1:] = np.cumsum(self._edge_samples(edge - lag, False),
-                                   axis=-1)[:, :, lag - 1::lag]
-        tail_cs = np.cumsum(self._edge_samples(edge, True)[:, :, ::-1], axis=-1)  # from the end
+        head[:, :, 1:] = head_cs[:, :, lag - 1:(order - 1) * lag:lag]
         tail = tail_cs[:, :, (order - np.arange(order)) * lag - 1]
         mu = (self._total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
+
+    def _edge_tables(self, order: int, lag: int):
+        """Head/tail tables of ``lag`` for at least ``order`` (cached: one lag at a time)."""
+        if self._tables is not None:
+            t_lag, t_order, H, E = self._tables
+            if t_lag == lag and t_order >= order:
+                return t_order, H, E
+        from ._acm_kernels import edge_tables, over_epochs, table_positions
+
+        big = max(order, self._max_orders.get(lag, order))
+        if big * lag > self.shape[-1] - 2:
+            big = order
+        hpos, epos, nh, ne = table_positions(big)
+        n, c, _ = self.shape
+        self._tables = None  # free the previous lag's tables first
+        H, E = np.empty((n, nh, c, c)), np.empty((n, ne, c, c))
+        head, tail = self._edge_cache(big * lag)[:2]
+        over_epochs(lambda sl: edge_tables(head[sl], tail[sl], big, lag, hpos, epos, H[sl],
+                                           E[sl]), n, H.size + E.size)
+        self._tables = (lag, big, H, E)
+        return big, H, E
 
     def scatter(self, order: int, lag: int, scale: float = 1.0
                 ) -> tuple[np.ndarray, np.ndarray, int]:
         """Centred scatter ``scale · Σ_t (x_t - m)(x_t - m)ᵀ`` of the embedding.
 
-        Block ``(k, k+m)`` is ``R(mτ)`` minus the head terms (block-diagonal prefix sum of the
-        Gram matrix of the first ``p·τ`` samples, cut in ``τ``-blocks) minus the tail terms
-        (block-diagonal suffix sum of the Gram matrix of the last ``p·τ`` samples), minus
-        ``N·m_k m_lᵀ``. Each block diagonal is written through one strided view of the output,
-        and epochs go ``CHUNK_BYTES`` of output at a time, so temporaries stay cache-sized and
-        ``scale`` (e.g. ``1/(N−1)``) is applied while the chunk is still in cache.
+        Block ``(k, k+m)`` is ``R(mτ)`` minus the head terms ``H_m(k)`` (the first ``k·τ``
+        terms of the lagged product) minus the tail terms ``E_m(order−k−m)`` (its last
+        ``(order−k−m)·τ`` terms), minus ``N·m_k m_lᵀ``; the strictly lower triangle is copied
+        from the upper one, so each matrix is exactly symmetric. The edge terms come from
+        tables of running sums over the first and last ``order·τ`` samples
+        (:mod:`brainmill.features._acm_kernels`): built per epoch in cache for a single
+        (order, lag), or once per lag for a grid (``max_orders``) and shared by its orders.
 
         Returns
         -------
@@ -301,62 +361,42 @@ class LaggedProducts:
         n : int
             Window length ``N``.
         """
+        from ._acm_kernels import acm_fused, assemble, over_epochs, table_positions
+
         n_ep, c, t = self.shape
         n = n_window(t, order, lag)
         mu = self.window_means(order, lag)
+        slots = self._slots(order, lag)
         out = np.empty((n_ep, order * c, order * c))
-        chunk = max(1, CHUNK_BYTES // out[0].nbytes)
-        for first in range(0, n_ep, chunk):
-            sl = slice(first, min(first + chunk, n_ep))
-            self._scatter_chunk(sl, order, lag, n, mu[sl], out[sl], scale)
+        shared = self._tables is not None and self._tables[0] == lag \
+            and self._tables[1] >= order
+        prod, nwin = self._prod, float(n)
+        if order == 1:  # no crop: R(0) − T·μμᵀ, through the zero slots of empty tables
+            zero, none = np.zeros((n_ep, 1, c, c)), np.zeros((1, 2), dtype=np.int64)
+            over_epochs(lambda sl: assemble(prod[sl], slots, zero[sl], none[:, :1], none,
+                                            zero[sl], mu[sl], 1, nwin, scale, out[sl]),
+                        n_ep, out.size)
+        elif shared or self._max_orders.get(lag, order) > order:
+            big, H, E = self._edge_tables(order, lag)
+            hpos, epos, _, _ = table_positions(big)
+            over_epochs(lambda sl: assemble(prod[sl], slots, H[sl], hpos, epos, E[sl], mu[sl],
+                                            order, nwin, scale, out[sl]), n_ep, out.size)
+        else:
+            hpos, epos, nh, ne = table_positions(order)
+            head, tail = self._edge_cache(order * lag)[:2]
+            over_epochs(lambda sl: acm_fused(prod[sl], slots, head[sl], tail[sl], hpos, epos,
+                                             nh, ne, mu[sl], order, lag, nwin, scale, out[sl]),
+                        n_ep, out.size)
         return out, mu.reshape(n_ep, order * c), n
-
-    def _scatter_chunk(self, sl: slice, order: int, lag: int, n: int, mu: np.ndarray,
-                       out: np.ndarray, scale: float) -> None:
-        c = self.shape[1]
-        if order == 1:
-            np.subtract(self._lagged(0)[sl], n * mu[:, 0, :, None] * mu[:, 0, None, :], out=out)
-            if scale != 1.0:
-                out *= scale
-            return
-        head = self._edge_gram(sl, False, order, lag)
-        tail = self._edge_gram(sl, True, order, lag)
-        s_e, s_row, s_col = out.strides
-        step = c * (s_row + s_col)  # from block (k, k+m) to block (k+1, k+m+1)
-        n_mu = n * mu
-        for m in range(order):
-            k = np.arange(order - m)
-            # edge[k] = Σ_{j<k} head[j, j+m] + Σ_{j≥k} tail[j, j+m]: a strict prefix and an
-            # inclusive suffix sum along the m-th block diagonal, plus the centring term
-            # (running sums by whole-slab additions: np.cumsum along a middle axis is slower)
-            edge = tail[:, k, k + m]  # a copy (fancy indexing), summed in place
-            for j in range(len(k) - 2, -1, -1):
-                edge[:, j] += edge[:, j + 1]
-            h = head[:, k[:-1], k[:-1] + m]
-            for j in range(1, len(k) - 1):
-                h[:, j] += h[:, j - 1]
-            edge[:, 1:] += h
-            edge += n_mu[:, k, :, None] * mu[:, k + m, None, :]
-            lagged = self._lagged(m * lag)[sl][:, None]
-            if scale != 1.0:
-                edge *= scale
-                lagged = lagged * scale
-            # the blocks (k, k+m), k = 0..order-m-1, as one (epochs, order-m, C, C) view
-            upper = np.lib.stride_tricks.as_strided(
-                out[:, :, m * c:], (len(out), len(k), c, c), (s_e, step, s_row, s_col))
-            np.subtract(lagged, edge, out=upper)
-            if m:
-                lower = np.lib.stride_tricks.as_strided(
-                    out[:, m * c:], (len(out), len(k), c, c), (s_e, step, s_row, s_col))
-                lower[...] = upper.transpose(0, 1, 3, 2)
 
     def _sum_sq_norms_squared(self, order: int, lag: int, means: np.ndarray, n: int) -> np.ndarray:
         """``Σ_t ‖x_t - m‖⁴`` over the embedded samples (needed by Ledoit-Wolf)."""
         self._need_signals("the Ledoit-Wolf estimator")
         n_ep, c, _ = self.shape
+        xc = self._centred()
         norms = np.zeros((n_ep, n))
         for k in range(order):
-            block = self.Xc[:, :, k * lag:k * lag + n] - means[:, k * c:(k + 1) * c, None]
+            block = xc[:, :, k * lag:k * lag + n] - means[:, k * c:(k + 1) * c, None]
             norms += np.einsum("ect,ect->et", block, block)
         return np.sum(norms**2, axis=-1)
 
@@ -402,9 +442,13 @@ class LaggedProducts:
     def iter_grid(
         self, orders: Sequence[int], lags: Sequence[int], estimator: str = "cov"
     ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Yield ``(order, lag, covariances)`` for each grid point, one at a time."""
-        for order in orders:
-            for lag in lags:
+        """Yield ``(order, lag, covariances)`` for each grid point, one at a time.
+
+        Lag varies slowest (``GridSearchCV``'s candidate order for ``augment__lag``,
+        ``augment__order``), so that the edge tables of one lag serve all its orders.
+        """
+        for lag in lags:
+            for order in orders:
                 yield order, lag, self.covariances(order, lag, estimator)
 
 
@@ -428,7 +472,7 @@ def augmented_covariances(
     -------
     ndarray, shape (n_epochs, n_channels·order, n_channels·order)
     """
-    products = LaggedProducts(X)  # validates X once; R(0) only
-    check_embedding(products.Xc.shape[-1], products.Xc.shape[1], order, lag, estimator)
+    products = LaggedProducts(X, ())  # validates X once
+    check_embedding(products.shape[-1], products.shape[1], order, lag, estimator)
     products.add_delays(m * lag for m in range(order))
     return products.covariances(order, lag, estimator)

@@ -1,0 +1,232 @@
+"""Compiled kernels of the augmented-covariance fast path (numba, no Python objects).
+
+The numpy version of the assembly needed about ten passes over each output matrix (gathers,
+running sums along block diagonals, the mean correction, the scale, the mirrored triangle),
+each a separate numpy call; these kernels write every output element once, from inputs that
+stay in the per-core cache. Notation as in :mod:`brainmill.features.augmented`: ``P`` order,
+``τ`` lag, ``C`` channels, blocks ``(k, l)`` with ``m = l − k``.
+
+Edge tables
+    ``H[hpos[m, k]] = Σ_{s<kτ} x(s) x(s+mτ)ᵀ`` (the first ``k·τ`` terms of the lagged
+    product, ``1 ≤ k ≤ P−1−m``) and ``E[epos[m, j]]`` = the last ``j·τ`` terms of the lagged
+    product ``R(mτ)`` (``1 ≤ j ≤ P−m``), built by rank-one updates from the first and last
+    ``P·τ`` centred samples. Slot 0 of each table is zero. Neither depends on the order
+    actually assembled, so one table of order ``P`` serves every order ``≤ P`` of that lag.
+Assembly
+    ``S[k, l] = (R(mτ) − H_m(k) − E_m(p−l) − N·μ_k μ_lᵀ)·scale`` for the upper triangle,
+    the strictly lower triangle copied from it, so every matrix is exactly symmetric.
+
+Every kernel is ``nogil``: callers may split the epochs over threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import njit
+
+__all__ = ["acm_fused", "assemble", "edge_tables", "over_epochs", "table_positions"]
+
+#: Below this many output values a call is not split over threads (thread start-up and the
+#: split cost more than they save on a few small matrices).
+PARALLEL_MIN_VALUES = 200_000
+_POOL: ThreadPoolExecutor | None = None
+
+
+def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -> None:
+    """Run ``call(epochs)`` on contiguous slices of the epochs, one per thread.
+
+    The kernels release the GIL, so the slices run in parallel. Threads:
+    ``numba.get_num_threads()`` (set ``NUMBA_NUM_THREADS`` or :func:`numba.set_num_threads`
+    to change it); one slice when ``n_values`` (the size of what is written) is small.
+    """
+    global _POOL
+    threads = min(numba.get_num_threads(), n_epochs)
+    if threads <= 1 or n_values < PARALLEL_MIN_VALUES:
+        call(slice(0, n_epochs))
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="brainmill-acm")
+    bounds = np.linspace(0, n_epochs, threads + 1).astype(int)
+    futures = [_POOL.submit(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        future.result()
+
+
+@lru_cache(maxsize=64)
+def table_positions(order: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Slots of the head and tail tables for orders up to ``order``.
+
+    Returns
+    -------
+    hpos : ndarray of int64, shape (order, order)
+        ``hpos[m, k]`` slot of ``H_m(k)``; 0 (the zero slot) for ``k = 0`` and unused pairs.
+    epos : ndarray of int64, shape (order, order + 1)
+        ``epos[m, j]`` slot of ``E_m(j)``; 0 where unused.
+    n_head, n_tail : int
+        Slots in each table (the zero slot included).
+    """
+    hpos = np.zeros((order, order), dtype=np.int64)
+    epos = np.zeros((order, order + 1), dtype=np.int64)
+    # slots in the order the assembly reads them, block row k by block row: H_m(k) for
+    # m = 0, 1, … (k-major) and E_m(j) with j = s − m for m = 0, 1, … (s = order − k)
+    nh = ne = 1
+    for k in range(1, order):
+        for m in range(order - k):
+            hpos[m, k] = nh
+            nh += 1
+    for total in range(order, 0, -1):
+        for m in range(total):
+            epos[m, total - m] = ne
+            ne += 1
+    hpos.flags.writeable = epos.flags.writeable = False  # shared by the cache
+    return hpos, epos, nh, ne
+
+
+@njit(cache=True, nogil=True)
+def _epoch_tables(at, zt, order, lag, hpos, epos, H, E, acc):  # pragma: no cover - compiled
+    """One epoch's head/tail tables from its time-major edges ``at``/``zt`` ``(P·τ, C)``."""
+    c = at.shape[1]
+    for m in range(order):
+        d = m * lag
+        acc[:, :] = 0.0
+        for k in range(order - 1 - m):
+            for s in range(k * lag, (k + 1) * lag):
+                for i in range(c):
+                    a = at[s, i]
+                    for j in range(c):
+                        acc[i, j] += a * at[s + d, j]
+            H[hpos[m, k + 1]] = acc
+        acc[:, :] = 0.0
+        for jj in range(1, order - m + 1):
+            lo = (order - m - jj) * lag
+            for u in range(lo, lo + lag):
+                for i in range(c):
+                    a = zt[u, i]
+                    for j in range(c):
+                        acc[i, j] += a * zt[u + d, j]
+            E[epos[m, jj]] = acc
+
+
+@njit(cache=True, nogil=True)
+def edge_tables(head, tail, order, lag, hpos, epos, H, E):  # pragma: no cover - compiled
+    """Fill ``H`` ``(n, n_head, C, C)`` and ``E`` ``(n, n_tail, C, C)`` for every epoch.
+
+    ``head``/``tail``: ``(n, C, ≥ order·lag)`` centred first / last samples of each epoch
+    (only the first / last ``order·lag`` are read).
+    """
+    n, c = head.shape[0], head.shape[1]
+    span = order * lag
+    at = np.empty((span, c))
+    zt = np.empty((span, c))
+    acc = np.empty((c, c))
+    t_tail = tail.shape[2]
+    for e in range(n):
+        for i in range(c):
+            for s in range(span):
+                at[s, i] = head[e, i, s]
+                zt[s, i] = tail[e, i, t_tail - span + s]
+        H[e, 0] = 0.0
+        E[e, 0] = 0.0
+        _epoch_tables(at, zt, order, lag, hpos, epos, H[e], E[e], acc)
+
+
+@njit(cache=True, nogil=True)
+def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, rt, tile,
+                    o):  # pragma: no cover - compiled
+    """One epoch's matrix ``o`` ``(P·C, P·C)``; ``prod_e[slot]`` holds ``R(d)ᵀ``.
+
+    Each upper block is computed row by row (contiguous rows: vectorised) into its place and
+    into an L1-sized ``tile`` ``(C, C)``, from which its mirror block is written; the lower
+    triangle is never read back from ``o`` (a strided read across the whole matrix).
+    """
+    c = mu_e.shape[1]
+    for m in range(order):
+        g = slots[m]
+        for i in range(c):
+            row = rt[m, i]
+            for j in range(c):
+                row[j] = prod_e[g, j, i]
+    for k in range(order):
+        for l in range(k, order):
+            m = l - k
+            hs, ts = hpos[m, k], epos[m, order - l]
+            rk, cl = k * c, l * c
+            mu_l = mu_e[l]
+            for i in range(c):
+                nmu = nwin * mu_e[k, i]
+                dst, keep = o[rk + i, cl:cl + c], tile[i]
+                r, h, t = rt[m, i], He[hs, i], Ee[ts, i]
+                for j in range(c):
+                    v = (r[j] - nmu * mu_l[j] - h[j] - t[j]) * scale
+                    dst[j] = v
+                    keep[j] = v
+            if m == 0:  # a diagonal block: mirror its upper triangle
+                for i in range(1, c):
+                    dst = o[rk + i, cl:cl + c]
+                    for j in range(i):
+                        dst[j] = tile[j, i]
+            else:
+                for j in range(c):
+                    dst = o[cl + j, rk:rk + c]
+                    for i in range(c):
+                        dst[i] = tile[i, j]
+
+
+@njit(cache=True, nogil=True)
+def assemble(prod, slots, H, hpos, epos, E, mu, order, nwin, scale, out):  # pragma: no cover
+    """Augmented scatter matrices of every epoch from the products and shared edge tables.
+
+    Parameters
+    ----------
+    prod : ndarray, shape (n, n_delays, C, C)
+        ``prod[e, slots[m]] = R(m·τ)ᵀ`` of the centred epoch.
+    slots : int64 array, shape (order,)
+    H, E : ndarrays from :func:`edge_tables` (of any order ``≥ order``, same lag)
+    hpos, epos : int64 arrays from :func:`table_positions` (same order as the tables);
+        pass ``epos`` all zeros for order 1 (no crop)
+    mu : ndarray, shape (n, order, C)
+        Window mean of every delayed copy.
+    nwin : float
+        Window length ``N``.
+    scale : float
+        Applied to every entry (``1/(N−1)``, ``1/N`` or 1).
+    out : ndarray, shape (n, order·C, order·C)
+    """
+    c = mu.shape[2]
+    rt = np.empty((order, c, c))
+    tile = np.empty((c, c))
+    for e in range(out.shape[0]):
+        _assemble_epoch(prod[e], slots, H[e], hpos, E[e], epos, mu[e], order, nwin, scale,
+                        rt, tile, out[e])
+
+
+@njit(cache=True, nogil=True)
+def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, lag, nwin,
+              scale, out):  # pragma: no cover - compiled
+    """:func:`edge_tables` + :func:`assemble` one epoch at a time, tables kept in cache.
+
+    For a single (order, lag): no table of all epochs is ever held. ``order ≥ 2``.
+    """
+    n, c = head.shape[0], head.shape[1]
+    span = order * lag
+    t_tail = tail.shape[2]
+    at = np.empty((span, c))
+    zt = np.empty((span, c))
+    acc = np.empty((c, c))
+    He = np.zeros((n_head, c, c))
+    Ee = np.zeros((n_tail, c, c))
+    rt = np.empty((order, c, c))
+    tile = np.empty((c, c))
+    for e in range(n):
+        for i in range(c):
+            for s in range(span):
+                at[s, i] = head[e, i, s]
+                zt[s, i] = tail[e, i, t_tail - span + s]
+        _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
+        _assemble_epoch(prod[e], slots, He, hpos, Ee, epos, mu[e], order, nwin, scale, rt,
+                        tile, out[e])

@@ -52,7 +52,7 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
     if _POOL is None or _POOL._max_workers < threads:
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="brainmill-acm")
     bounds = np.linspace(0, n_epochs, threads + 1).astype(int)
-    futures = [_POOL.submit(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = [_POOL.submit(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     for future in futures:
         future.result()
 
@@ -152,27 +152,27 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
             for j in range(c):
                 row[j] = prod_e[g, j, i]
     for k in range(order):
-        for l in range(k, order):
-            m = l - k
-            hs, ts = hpos[m, k], epos[m, order - l]
-            rk, cl = k * c, l * c
-            mu_l = mu_e[l]
+        for b in range(k, order):
+            m = b - k
+            hs, ts = hpos[m, k], epos[m, order - b]
+            rk, cb = k * c, b * c
+            mu_b = mu_e[b]
             for i in range(c):
                 nmu = nwin * mu_e[k, i]
-                dst, keep = o[rk + i, cl:cl + c], tile[i]
+                dst, keep = o[rk + i, cb:cb + c], tile[i]
                 r, h, t = rt[m, i], He[hs, i], Ee[ts, i]
                 for j in range(c):
-                    v = (r[j] - nmu * mu_l[j] - h[j] - t[j]) * scale
+                    v = (r[j] - nmu * mu_b[j] - h[j] - t[j]) * scale
                     dst[j] = v
                     keep[j] = v
             if m == 0:  # a diagonal block: mirror its upper triangle
                 for i in range(1, c):
-                    dst = o[rk + i, cl:cl + c]
+                    dst = o[rk + i, cb:cb + c]
                     for j in range(i):
                         dst[j] = tile[j, i]
             else:
                 for j in range(c):
-                    dst = o[cl + j, rk:rk + c]
+                    dst = o[cb + j, rk:rk + c]
                     for i in range(c):
                         dst[i] = tile[i, j]
 

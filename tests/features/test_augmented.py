@@ -240,3 +240,47 @@ def test_release_signals_keeps_the_grid_exact_and_refuses_what_needs_whole_epoch
         kept.covariances(2, 1, "lwf")
     with pytest.raises(RuntimeError, match="release_signals"):
         kept.covariances(5, 3, "cov")  # spans 15 > 12 kept samples and needs a new delay
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_kernel_threads_split_epochs_without_changing_a_bit(monkeypatch, grid):
+    """The compiled kernels run on slices of the epochs in parallel threads: the matrices
+    are the same, bit for bit, on one thread and on several."""
+    import numba
+
+    from brainmill.features import _acm_kernels
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba has a single thread, there is nothing to split")
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((9, 5, 160)) + 1.0
+    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)  # split even tiny work
+    threads = numba.get_num_threads()
+
+    def compute():
+        if grid:
+            products = LaggedProducts.for_grid(X, [1, 3, 4], [2, 5])
+            return [c for _, _, c in products.iter_grid([1, 3, 4], [2, 5], "oas")]
+        return [augmented_covariances(X, 6, 3, "cov")]
+
+    try:
+        numba.set_num_threads(1)
+        alone = compute()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        split = compute()
+    finally:
+        numba.set_num_threads(threads)
+    for a, b in zip(alone, split, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_table_slots_are_laid_out_in_assembly_order():
+    """Head slots go block row by block row, tail slots by j + m: each assembled block row
+    reads two contiguous runs of the tables; every slot is used once, slot 0 is the zero."""
+    from brainmill.features._acm_kernels import table_positions
+
+    hpos, epos, n_head, n_tail = table_positions(5)
+    used_h = [hpos[m, k] for k in range(1, 5) for m in range(5 - k)]
+    used_e = [epos[m, s - m] for s in range(5, 0, -1) for m in range(s)]
+    assert used_h == list(range(1, n_head)) and used_e == list(range(1, n_tail))
+    assert hpos[:, 0].tolist() == [0] * 5

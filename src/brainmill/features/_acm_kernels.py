@@ -136,13 +136,13 @@ def edge_tables(head, tail, order, lag, hpos, epos, H, E):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, rt, tile,
+def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, rt,
                     o):  # pragma: no cover - compiled
     """One epoch's matrix ``o`` ``(P·C, P·C)``; ``prod_e[slot]`` holds ``R(d)ᵀ``.
 
-    Each upper block is computed row by row (contiguous rows: vectorised) into its place and
-    into an L1-sized ``tile`` ``(C, C)``, from which its mirror block is written; the lower
-    triangle is never read back from ``o`` (a strided read across the whole matrix).
+    Each upper block is computed row by row (contiguous rows: vectorised), then copied to
+    its mirror block while it is still in L1; the lower triangle is never read back from
+    the rest of ``o`` (a strided read across the whole matrix).
     """
     c = mu_e.shape[1]
     for m in range(order):
@@ -159,22 +159,20 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
             mu_b = mu_e[b]
             for i in range(c):
                 nmu = nwin * mu_e[k, i]
-                dst, keep = o[rk + i, cb:cb + c], tile[i]
+                dst = o[rk + i, cb:cb + c]
                 r, h, t = rt[m, i], He[hs, i], Ee[ts, i]
                 for j in range(c):
-                    v = (r[j] - nmu * mu_b[j] - h[j] - t[j]) * scale
-                    dst[j] = v
-                    keep[j] = v
+                    dst[j] = (r[j] - nmu * mu_b[j] - h[j] - t[j]) * scale
             if m == 0:  # a diagonal block: mirror its upper triangle
                 for i in range(1, c):
                     dst = o[rk + i, cb:cb + c]
                     for j in range(i):
-                        dst[j] = tile[j, i]
+                        dst[j] = o[rk + j, cb + i]
             else:
                 for j in range(c):
                     dst = o[cb + j, rk:rk + c]
                     for i in range(c):
-                        dst[i] = tile[i, j]
+                        dst[i] = o[rk + i, cb + j]
 
 
 @njit(cache=True, nogil=True)
@@ -199,10 +197,9 @@ def assemble(prod, slots, H, hpos, epos, E, mu, order, nwin, scale, out):  # pra
     """
     c = mu.shape[2]
     rt = np.empty((order, c, c))
-    tile = np.empty((c, c))
     for e in range(out.shape[0]):
         _assemble_epoch(prod[e], slots, H[e], hpos, E[e], epos, mu[e], order, nwin, scale,
-                        rt, tile, out[e])
+                        rt, out[e])
 
 
 @njit(cache=True, nogil=True)
@@ -221,7 +218,6 @@ def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, la
     He = np.zeros((n_head, c, c))
     Ee = np.zeros((n_tail, c, c))
     rt = np.empty((order, c, c))
-    tile = np.empty((c, c))
     for e in range(n):
         for i in range(c):
             for s in range(span):
@@ -229,4 +225,4 @@ def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, la
                 zt[s, i] = tail[e, i, t_tail - span + s]
         _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
         _assemble_epoch(prod[e], slots, He, hpos, Ee, epos, mu[e], order, nwin, scale, rt,
-                        tile, out[e])
+                        out[e])

@@ -1,0 +1,41 @@
+"""benchmarks/acm.py: a shrunken quick run writes the JSON keys the issue names.
+
+No timing is asserted (timings are not tests); only that the keys exist, that the fast path
+equals the reference pipeline and that the nested search makes the reference's choices.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "acm.py"
+
+
+def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
+    pytest.importorskip("moabb")
+    spec = importlib.util.spec_from_file_location("brainmill_benchmark_acm", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    try:
+        spec.loader.exec_module(bench)
+        small, nested = bench.synthetic, bench.bench_nested
+        monkeypatch.setattr(bench, "synthetic", lambda n, c, t: small(24, 4, 200))
+        monkeypatch.setattr(bench, "bench_nested", lambda X, y, orders, lags, Cs, kernels:
+                            nested(X, y, [1, 2], [1, 2], [1.0], ["linear", "rbf"]))
+        out = tmp_path / "out.json"
+        assert bench.main(["--quick", "--json", str(out)]) == 0
+    finally:
+        sys.modules.pop(spec.name, None)
+    result = json.loads(out.read_text())
+    for key in ("speedup_single", "speedup_grid", "speedup_nested"):
+        assert result[key] > 0
+    assert result["max_rel_diff"] <= 1e-10
+    assert result["scores_equal"] is True
+    case = result["synthetic"]
+    assert case["nested"]["ours_choices"] == case["nested"]["reference_choices"]
+    assert case["single"]["ours_one_thread_s"] > 0

@@ -210,3 +210,16 @@ def test_nearest_in_chunks_equals_the_exhaustive_search():
     with torch.no_grad():
         vq.codebook[1500] = vq.codebook[ref[0]]
     assert vq.nearest(flat[:1]).item() == min(ref[0].item(), 1500)
+
+
+def test_two_level_argmin_is_argmin_with_ties_and_nan():
+    """Block minima, first block reaching the row minimum, first index in it: exactly
+    ``argmin`` (the lowest index of the minimum), on scores full of ties."""
+    from brainmill.nn.quantizer import _ARGMIN_BLOCK, _first_argmin
+
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 4, (300, 8 * _ARGMIN_BLOCK), generator=gen).float()
+    scores[7, :] = 2.0  # a whole row of ties: index 0
+    scores[8, 5 * _ARGMIN_BLOCK + 3] = -1.0  # one minimum late in the row
+    scores[9, 3] = float("nan")  # argmin treats NaN as the minimum
+    assert torch.equal(_first_argmin(scores), scores.argmin(1))

@@ -13,6 +13,21 @@ __all__ = ["EMAVectorQuantizer", "QuantizerOutput"]
 
 #: Score elements per chunk of the CPU nearest-code search (float32: 4 MB, 128 rows at K = 8192).
 _CPU_SCORE_ELEMENTS = 1 << 20
+#: Codes per block of the two-level CPU argmin (:func:`_first_argmin`).
+_ARGMIN_BLOCK = 128
+
+
+def _first_argmin(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmin(1)`` of ``(M, K)`` scores, ``K`` a multiple of :data:`_ARGMIN_BLOCK`.
+
+    Block minima (a contiguous reduction torch vectorises), the first block reaching the row's
+    minimum, then the first index inside it: the lowest index of the minimum, as ``argmin``.
+    """
+    rows, k = scores.shape
+    blocks = scores.view(rows, k // _ARGMIN_BLOCK, _ARGMIN_BLOCK)
+    block = blocks.amin(-1).argmin(1)
+    within = blocks[torch.arange(rows, device=scores.device), block].argmin(1)
+    return block * _ARGMIN_BLOCK + within
 
 
 class QuantizerOutput(NamedTuple):
@@ -136,17 +151,22 @@ class EMAVectorQuantizer(nn.Module):
         ``‖z − e‖² = ‖z‖² − 2 z·e + ‖e‖²``; ``‖z‖²`` is the same for every code of a row, so
         the argmin of ``‖e‖² − 2 z·e`` (one fused ``addmm``, no other (M, K) pass) is taken.
         Ties go to the lowest index. On CPU the rows go through in chunks whose ``(rows, K)``
-        score block stays within 4 MB: for K = 8192 and 20 000 rows, 0.32–0.33 s instead of
-        0.37 s in one block on a 2-core CPU.
+        score block stays within 4 MB (for K = 8192 and 20 000 rows, 0.32–0.33 s instead of
+        0.37 s in one block on a 2-core CPU), and the argmin is taken in two levels: the
+        minimum of each block of :data:`_ARGMIN_BLOCK` codes, then the first block holding the
+        row's minimum, then the first index within it, which is the same index (the first of
+        the minima) as one ``argmin`` at 1.0 instead of 3.6 µs per row of 8192 codes.
         """
         cb = self.codebook
         sq = cb.square().sum(1)[None, :]
         rows = flat.shape[0]
-        step = max(1, _CPU_SCORE_ELEMENTS // self.n_codes) if flat.device.type == "cpu" else rows
+        cpu = flat.device.type == "cpu"
+        step = max(1, _CPU_SCORE_ELEMENTS // self.n_codes) if cpu else rows
+        two_level = cpu and self.n_codes % _ARGMIN_BLOCK == 0 and self.n_codes >= 4 * _ARGMIN_BLOCK
         out = torch.empty(rows, dtype=torch.long, device=flat.device)
         for start in range(0, rows, step):
             scores = torch.addmm(sq, flat[start:start + step], cb.t(), alpha=-2.0)
-            out[start:start + step] = scores.argmin(dim=1)
+            out[start:start + step] = _first_argmin(scores) if two_level else scores.argmin(1)
         return out
 
     def codes(self, z: torch.Tensor) -> torch.Tensor:

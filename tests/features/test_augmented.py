@@ -284,3 +284,45 @@ def test_table_slots_are_laid_out_in_assembly_order():
     used_e = [epos[m, s - m] for s in range(5, 0, -1) for m in range(s)]
     assert used_h == list(range(1, n_head)) and used_e == list(range(1, n_tail))
     assert hpos[:, 0].tolist() == [0] * 5
+
+
+def _threaded_in_child(queue):
+    from brainmill.features import _acm_kernels
+
+    _acm_kernels.PARALLEL_MIN_VALUES = 0
+    X = np.random.default_rng(2).standard_normal((8, 3, 100))
+    queue.put(augmented_covariances(X, 3, 2).sum())
+
+
+def test_kernel_threads_still_run_in_a_forked_child():
+    """A thread pool made before a fork has no threads in the child; the child makes its own
+    instead of waiting forever on the parent's (e.g. a multiprocessing worker)."""
+    import multiprocessing
+    import queue as queue_module
+
+    import numba
+
+    from brainmill.features import _acm_kernels
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: the kernels never use the pool")
+    X = np.random.default_rng(2).standard_normal((8, 3, 100))
+    saved = _acm_kernels.PARALLEL_MIN_VALUES
+    try:
+        _acm_kernels.PARALLEL_MIN_VALUES = 0
+        expected = augmented_covariances(X, 3, 2).sum()  # the parent's pool now exists
+    finally:
+        _acm_kernels.PARALLEL_MIN_VALUES = saved
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_threaded_in_child, args=(results,))
+    child.start()
+    try:
+        got = results.get(timeout=60)
+    except queue_module.Empty:
+        child.kill()
+        pytest.fail("the forked child hung on the parent's thread pool")
+    child.join(10)
+    assert got == expected

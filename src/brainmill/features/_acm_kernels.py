@@ -21,6 +21,7 @@ Every kernel is ``nogil``: callers may split the epochs over threads.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -34,7 +35,7 @@ __all__ = ["acm_fused", "assemble", "edge_tables", "over_epochs", "table_positio
 #: Below this many output values a call is not split over threads (thread start-up and the
 #: split cost more than they save on a few small matrices).
 PARALLEL_MIN_VALUES = 200_000
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
 
 
 def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -> None:
@@ -49,10 +50,12 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
     if threads <= 1 or n_values < PARALLEL_MIN_VALUES:
         call(slice(0, n_epochs))
         return
-    if _POOL is None or _POOL._max_workers < threads:
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="brainmill-acm")
+    # a pool made before a fork has no threads in the child: make a new one there
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < threads:
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=threads,
+                                                 thread_name_prefix="brainmill-acm"))
     bounds = np.linspace(0, n_epochs, threads + 1).astype(int)
-    futures = [_POOL.submit(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    futures = [_POOL[1].submit(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     for future in futures:
         future.result()
 

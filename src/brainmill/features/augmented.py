@@ -24,10 +24,13 @@ cross-product over a shifted window::
 
 with ``R(d) = Σ_{s=0}^{T-1-d} x(s) x(s+d)ᵀ`` the full lagged product, ``H_d(a)`` the sum over the
 first ``a`` terms and ``E_d(m)`` the sum over the last ``m`` terms. ``R(d)`` is computed once per
-lag ``d`` (one batched matrix product for all lags), the edge terms in chunks of ``τ`` samples,
-and the window means from a cumulative sum, so every (order, lag) of a grid costs ``O(p²·τ·C²)``
-per epoch on top of the shared ``R``. Each channel is first centred on its epoch mean (a
-covariance is invariant to that) so the final mean correction does not cancel catastrophically.
+delay (one matrix product per epoch for every delay at once); ``H`` and ``E`` at multiples of
+``τ`` are tables of running sums over the first and last ``p·τ`` samples, which do not depend
+on the order, so a grid builds them once per lag and every order reads them; window means
+come from running sums of the same edges. The assembly that combines them is compiled
+(:mod:`brainmill.features._acm_kernels`) and writes each output value once. Each channel is
+first centred on its epoch mean (a covariance is invariant to that) so the final mean
+correction does not cancel catastrophically.
 """
 
 from __future__ import annotations

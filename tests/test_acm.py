@@ -96,6 +96,27 @@ def test_infeasible_points_are_skipped_not_chosen(data):
     assert all(v is not None for v in scores[0])
 
 
+def test_points_fitting_at_a_short_lag_only_are_skipped_at_the_long_one(data):
+    """Order 8 fits at lag 1 but not at lag 30 (240 > 150 samples): the grid scores the
+    points that fit, as GridSearchCV does (a regression: the products of every order × lag
+    were asked for, including delays longer than the epoch, which raised)."""
+    X, y = data
+    grid = {"orders": [1, 2, 8], "lags": [1, 30], "Cs": [1.0], "kernels": ["linear"]}
+    ours = ACMClassifier(random_state=7, estimator="oas", **grid).fit(X, y)
+    assert ours.fit_info_["inner_scores"][2][1] is None  # (8, 30) never scored
+    assert all(v is not None for row in ours.fit_info_["inner_scores"][:2] for v in row)
+    ref = GridSearchCV(
+        Pipeline([("augment", Augment()), ("cov", Covariances("oas")),
+                  ("ts", TangentSpace()), ("svc", SVC())]),
+        {"augment__order": grid["orders"], "augment__lag": grid["lags"],
+         "svc__C": grid["Cs"], "svc__kernel": grid["kernels"]},
+        cv=StratifiedKFold(3, shuffle=True, random_state=7), scoring="roc_auc",
+        error_score=np.nan,
+    ).fit(X, y)
+    chosen = ref.best_params_
+    assert (ours.order_, ours.lag_) == (chosen["augment__order"], chosen["augment__lag"])
+
+
 def test_fixed_selection_fits_without_inner_cv(data):
     X, y = data
     clf = ACMClassifier(selection="fixed", order=3, lag=2, Cs=[1.0], kernels=["rbf"]).fit(X, y)

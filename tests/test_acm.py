@@ -96,6 +96,8 @@ def test_infeasible_points_are_skipped_not_chosen(data):
     assert all(v is not None for v in scores[0])
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.FitFailedWarning",
+                            "ignore:One or more of the test scores are non-finite")
 def test_points_fitting_at_a_short_lag_only_are_skipped_at_the_long_one(data):
     """Order 8 fits at lag 1 but not at lag 30 (240 > 150 samples): the grid scores the
     points that fit, as GridSearchCV does (a regression: the products of every order × lag

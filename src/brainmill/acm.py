@@ -49,7 +49,6 @@ from .features.augmented import (
     augmented_covariances,
     check_embedding,
     check_signals,
-    grid_delays,
 )
 
 CLASSIFIERS = ("ts_svm", "mdm")

@@ -54,3 +54,42 @@ def test_job_logging_in_process_turns_a_brainmill_error_into_system_exit(tmp_pat
         raise DataError("bad", subject="1")
     assert info.value.code == 1
     assert "FAILED demo" in (tmp_path / "job.log").read_text()
+
+
+def test_limit_kernel_threads_sets_numba_to_the_jobs_cores(tmp_path, monkeypatch):
+    """Before numba is imported the job's count goes to NUMBA_NUM_THREADS; after, numba's
+    thread count is set directly."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba has a single thread whatever the limit")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    res = _run("""
+        import sys
+        from brainmill.joblog import limit_kernel_threads
+        assert "numba" not in sys.modules
+        limit_kernel_threads(1)
+        import numba
+        print(numba.get_num_threads())
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        limit_kernel_threads(1)  # numba already imported: set directly
+        print(numba.get_num_threads())
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "1"]
+
+
+def test_limit_kernel_threads_keeps_a_larger_exported_value(tmp_path, monkeypatch):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba has a single thread whatever the limit")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
+    res = _run("""
+        from brainmill.joblog import limit_kernel_threads
+        limit_kernel_threads(1)
+        import numba
+        print(numba.get_num_threads())
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["2"]

@@ -81,6 +81,24 @@ def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logge
             h.close()
 
 
+def limit_kernel_threads(threads: int | None) -> None:
+    """Keep brainmill's compiled kernels (numba) to the job's cores (Snakemake's ``threads``).
+
+    numba reads ``NUMBA_NUM_THREADS`` when it is first imported, so a script calls this before
+    anything imports numba; if it already has been, its thread count is set directly. A value
+    the user exported is kept. BLAS threads are left as they are.
+    """
+    if not threads:
+        return
+    threads = max(1, int(threads))
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    else:
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
+
+
 def end_job() -> None:
     """End a workflow job that has finished, without the interpreter's teardown.
 

@@ -2,10 +2,11 @@
 
 from brainmill.config import validate_config
 from brainmill.fast_imports import hide_torch_from_pyriemann
-from brainmill.joblog import end_job, job_logging
+from brainmill.joblog import end_job, job_logging, limit_kernel_threads
 from brainmill.stages import run_decode
 
 hide_torch_from_pyriemann()  # a classical job: pyriemann's torch backend is never used
+limit_kernel_threads(snakemake.threads)  # the ACM kernels: this job's cores only
 
 w, o = snakemake.wildcards, snakemake.output
 with job_logging(snakemake.log[0], f"decode {w.decoder} {w.ds} sub-{w.sub}"):

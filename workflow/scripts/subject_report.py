@@ -1,8 +1,10 @@
 """Snakemake script: build one subject's mne.Report."""
 
 from brainmill.config import validate_config
-from brainmill.joblog import end_job, job_logging
+from brainmill.joblog import end_job, job_logging, limit_kernel_threads
 from brainmill.reports import build_subject_report
+
+limit_kernel_threads(snakemake.threads)  # the ACM kernels (tangent-vector view): this job's cores
 
 w, i = snakemake.wildcards, snakemake.input
 with job_logging(snakemake.log[0], f"report {w.ds} sub-{w.sub}"):

@@ -79,7 +79,7 @@ def physionet(data: Path):
 
 
 def measure(fn, repeat: int = 1, warmup: bool = True):
-    """Median seconds over ``repeat`` calls, tracemalloc peak (bytes) of one call, result."""
+    """Median seconds over ``repeat`` calls, tracemalloc peak (MB) of one call, result."""
     if warmup:
         fn()
     times = []
@@ -87,11 +87,8 @@ def measure(fn, repeat: int = 1, warmup: bool = True):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    tracemalloc.start()
-    result = fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return float(np.median(times)), int(peak), result
+    peak, result = peak_mb(fn)
+    return float(np.median(times)), peak, result
 
 
 def interleaved(fns: dict, repeat: int, warmup: bool = True) -> dict[str, float]:
@@ -242,7 +239,7 @@ def bench_nested(X, y, orders, lags, Cs, kernels, seed=0):
         t_ours, m_ours, o = measure(ours, 1, warmup=False)
     return {"grid": {k.split("__")[1]: v for k, v in grid.items()},
             "reference_s": t_ref, "ours_s": t_ours, "speedup": t_ref / t_ours,
-            "reference_peak_mb": m_ref / 2**20, "ours_peak_mb": m_ours / 2**20,
+            "reference_peak_mb": m_ref, "ours_peak_mb": m_ours,
             "reference_choices": [list(c) for c, _ in r], "ours_choices": [list(c) for c, _ in o],
             "reference_auc": [s for _, s in r], "ours_auc": [s for _, s in o],
             "same_choices": [c for c, _ in r] == [c for c, _ in o],

@@ -48,15 +48,22 @@ def data():
 GRID = {"orders": [1, 2, 3], "lags": [1, 2], "Cs": [0.5, 1.0], "kernels": ["linear", "rbf"]}
 
 
+def reference_search(grid, estimator):
+    """GridSearchCV on [embedding, Covariances, TangentSpace, SVC] over ``grid``; a point
+    that cannot be embedded scores NaN."""
+    return GridSearchCV(
+        Pipeline([("augment", Augment()), ("cov", Covariances(estimator)),
+                  ("ts", TangentSpace()), ("svc", SVC())]),
+        {"augment__order": grid["orders"], "augment__lag": grid["lags"],
+         "svc__C": grid["Cs"], "svc__kernel": grid["kernels"]},
+        cv=StratifiedKFold(3, shuffle=True, random_state=7), scoring="roc_auc",
+        error_score=np.nan,
+    )
+
+
 def test_grid_selection_equals_gridsearchcv(data):
     X, y = data
-    ref = GridSearchCV(
-        Pipeline([("augment", Augment()), ("cov", Covariances("cov")),
-                  ("ts", TangentSpace()), ("svc", SVC())]),
-        {"augment__order": GRID["orders"], "augment__lag": GRID["lags"],
-         "svc__C": GRID["Cs"], "svc__kernel": GRID["kernels"]},
-        cv=StratifiedKFold(3, shuffle=True, random_state=7), scoring="roc_auc",
-    ).fit(X, y)
+    ref = reference_search(GRID, "cov").fit(X, y)
     ours = ACMClassifier(random_state=7, **GRID).fit(X, y)
     chosen = ref.best_params_
     assert (ours.order_, ours.lag_) == (chosen["augment__order"], chosen["augment__lag"])
@@ -107,14 +114,7 @@ def test_points_fitting_at_a_short_lag_only_are_skipped_at_the_long_one(data):
     ours = ACMClassifier(random_state=7, estimator="oas", **grid).fit(X, y)
     assert ours.fit_info_["inner_scores"][2][1] is None  # (8, 30) never scored
     assert all(v is not None for row in ours.fit_info_["inner_scores"][:2] for v in row)
-    ref = GridSearchCV(
-        Pipeline([("augment", Augment()), ("cov", Covariances("oas")),
-                  ("ts", TangentSpace()), ("svc", SVC())]),
-        {"augment__order": grid["orders"], "augment__lag": grid["lags"],
-         "svc__C": grid["Cs"], "svc__kernel": grid["kernels"]},
-        cv=StratifiedKFold(3, shuffle=True, random_state=7), scoring="roc_auc",
-        error_score=np.nan,
-    ).fit(X, y)
+    ref = reference_search(grid, "oas").fit(X, y)
     chosen = ref.best_params_
     assert (ours.order_, ours.lag_) == (chosen["augment__order"], chosen["augment__lag"])
 

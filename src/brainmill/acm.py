@@ -232,12 +232,8 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                 f"samples and {n_channels} channels with estimator '{self.estimator}'; use "
                 "smaller orders/lags or estimator='oas'"
             )
-        # the delays of the points that fit only (a point that does not fit may need a delay
-        # longer than the epoch); every lag's edge tables are built once, for its largest
-        # order, and shared by its smaller ones
-        largest = {lg: max(o for o, l2 in valid if l2 == lg) for _, lg in valid}
-        products = LaggedProducts(
-            X, sorted({0} | {m * lg for lg, o in largest.items() for m in range(o)}), largest)
+        products = LaggedProducts.for_points(X, valid)  # a point that does not fit may
+        # need a delay longer than the epoch: only the valid ones
         if self.estimator != "lwf":  # every product is computed: keep only the epoch edges
             products.release_signals(max(o * lg for o, lg in valid))
         mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen

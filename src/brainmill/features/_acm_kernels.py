@@ -55,7 +55,8 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=threads,
                                                  thread_name_prefix="brainmill-acm"))
     bounds = np.linspace(0, n_epochs, threads + 1).astype(int)
-    futures = [_POOL[1].submit(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    futures = [_POOL[1].submit(call, slice(a, b))
+               for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     for future in futures:
         future.result()
 
@@ -88,6 +89,16 @@ def table_positions(order: int) -> tuple[np.ndarray, np.ndarray, int, int]:
             ne += 1
     hpos.flags.writeable = epos.flags.writeable = False  # shared by the cache
     return hpos, epos, nh, ne
+
+
+@njit(cache=True, nogil=True)
+def _time_major_edges(head, tail, e, at, zt):  # pragma: no cover - compiled
+    """Epoch ``e``'s first and last ``span = len(at)`` samples, time-major ``(span, C)``."""
+    span, t_tail = at.shape[0], tail.shape[2]
+    for i in range(at.shape[1]):
+        for s in range(span):
+            at[s, i] = head[e, i, s]
+            zt[s, i] = tail[e, i, t_tail - span + s]
 
 
 @njit(cache=True, nogil=True)
@@ -127,12 +138,8 @@ def edge_tables(head, tail, order, lag, hpos, epos, H, E):  # pragma: no cover -
     at = np.empty((span, c))
     zt = np.empty((span, c))
     acc = np.empty((c, c))
-    t_tail = tail.shape[2]
     for e in range(n):
-        for i in range(c):
-            for s in range(span):
-                at[s, i] = head[e, i, s]
-                zt[s, i] = tail[e, i, t_tail - span + s]
+        _time_major_edges(head, tail, e, at, zt)
         H[e, 0] = 0.0
         E[e, 0] = 0.0
         _epoch_tables(at, zt, order, lag, hpos, epos, H[e], E[e], acc)
@@ -214,7 +221,6 @@ def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, la
     """
     n, c = head.shape[0], head.shape[1]
     span = order * lag
-    t_tail = tail.shape[2]
     at = np.empty((span, c))
     zt = np.empty((span, c))
     acc = np.empty((c, c))
@@ -222,10 +228,7 @@ def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, la
     Ee = np.zeros((n_tail, c, c))
     rt = np.empty((order, c, c))
     for e in range(n):
-        for i in range(c):
-            for s in range(span):
-                at[s, i] = head[e, i, s]
-                zt[s, i] = tail[e, i, t_tail - span + s]
+        _time_major_edges(head, tail, e, at, zt)
         _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
         _assemble_epoch(prod[e], slots, He, hpos, Ee, epos, mu[e], order, nwin, scale, rt,
                         out[e])

@@ -203,13 +203,20 @@ class LaggedProducts:
     def for_grid(cls, X: np.ndarray, orders: Sequence[int], lags: Sequence[int]) -> LaggedProducts:
         """Precompute every delay needed by ``orders × lags`` (embeddings that fit the epochs)."""
         n_times = np.shape(X)[-1]
-        max_orders = {}
-        for lag in lags:
-            fits = [o for o in orders if n_window(n_times, o, lag) >= 2]
-            if fits:
-                max_orders[int(lag)] = int(max(fits))
-        delays = {0} | {m * lag for lag, order in max_orders.items() for m in range(order)}
-        return cls(X, sorted(delays), max_orders)
+        return cls.for_points(X, [(o, lg) for lg in lags for o in orders
+                                  if n_window(n_times, o, lg) >= 2])
+
+    @classmethod
+    def for_points(cls, X: np.ndarray, points: Iterable[tuple[int, int]]) -> LaggedProducts:
+        """Precompute the delays of the given ``(order, lag)`` points, and no others.
+
+        A point that does not fit the epochs may need a delay longer than them: pass only the
+        points that fit. Each lag's edge tables are built once, for its largest order.
+        """
+        max_orders: dict[int, int] = {}
+        for order, lag in points:
+            max_orders[int(lag)] = max(int(order), max_orders.get(int(lag), 0))
+        return cls(X, [0, *_delays(max_orders)], max_orders)
 
     def add_delays(self, delays: Iterable[int]) -> None:
         """Compute ``R(d) = Σ_t x(t) x(t+d)ᵀ`` for new delays.
@@ -254,8 +261,7 @@ class LaggedProducts:
         nested search calls this so that it holds less than the direct pipeline.
         Ledoit-Wolf and new delays need the whole epochs and raise afterwards.
         """
-        if self._total is None:
-            self._total = self._centred().sum(axis=-1)
+        self._epoch_totals()
         self._edge_cache(min(int(span), self.shape[-1]), exact=True)
         self._X = None
 
@@ -264,9 +270,15 @@ class LaggedProducts:
             raise RuntimeError(f"LaggedProducts: {what} needs the whole epochs, which "
                                "release_signals() freed; compute it before releasing")
 
-    def _centred(self) -> np.ndarray:
-        self._need_signals("this")
+    def _centred(self, what: str) -> np.ndarray:
+        self._need_signals(what)
         return self._X - self._mean[..., None]
+
+    def _epoch_totals(self) -> np.ndarray:
+        """``Σ_t`` of every centred epoch ``(n, C)`` (≈ 0; kept for exactness)."""
+        if self._total is None:  # add_delays fills it on its way
+            self._total = self._centred("the window means").sum(axis=-1)
+        return self._total
 
     def _edge_cache(self, span: int, exact: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -288,12 +300,6 @@ class LaggedProducts:
                        np.cumsum(tail[:, :, ::-1], axis=-1))
         return self._edges
 
-    def _edge_samples(self, k: int, from_end: bool) -> np.ndarray:
-        """The first (or last) ``k`` samples of the centred epochs, also after
-        :meth:`release_signals`."""
-        head, tail = self._edge_cache(k)[:2]
-        return tail[:, :, tail.shape[-1] - k:] if from_end else head[:, :, :k]
-
     def _slots(self, order: int, lag: int) -> np.ndarray:
         missing = [m * lag for m in range(order) if m * lag not in self._slot]
         if missing:
@@ -310,18 +316,23 @@ class LaggedProducts:
         """Mean of each embedded row over its window: shape (n_epochs, order, C)."""
         n_ep, c, t = self.shape
         n = n_window(t, order, lag)
-        if self._total is None:
-            self._total = self._centred().sum(axis=-1)
+        total = self._epoch_totals()
         if order == 1:
-            return (self._total / n)[:, None, :]
+            return (total / n)[:, None, :]
         # window k = total − (first k·τ samples) − (last (order−k)·τ samples): running sums
         # of the edges, never the whole epoch again
         _, _, head_cs, tail_cs = self._edge_cache(order * lag)
         head = np.zeros((n_ep, c, order))
         head[:, :, 1:] = head_cs[:, :, lag - 1:(order - 1) * lag:lag]
         tail = tail_cs[:, :, (order - np.arange(order)) * lag - 1]
-        mu = (self._total[:, :, None] - head - tail) / n
+        mu = (total[:, :, None] - head - tail) / n
         return np.ascontiguousarray(mu.transpose(0, 2, 1))
+
+    def _shares_tables(self, order: int, lag: int) -> bool:
+        """Whether lag's tables are (or will be) built for a larger order than this one."""
+        cached = self._tables is not None and self._tables[0] == lag \
+            and self._tables[1] >= order
+        return cached or self._max_orders.get(lag, order) > order
 
     def _edge_tables(self, order: int, lag: int):
         """Head/tail tables of ``lag`` for at least ``order`` (cached: one lag at a time)."""
@@ -371,15 +382,13 @@ class LaggedProducts:
         mu = self.window_means(order, lag)
         slots = self._slots(order, lag)
         out = np.empty((n_ep, order * c, order * c))
-        shared = self._tables is not None and self._tables[0] == lag \
-            and self._tables[1] >= order
         prod, nwin = self._prod, float(n)
         if order == 1:  # no crop: R(0) − T·μμᵀ, through the zero slots of empty tables
             zero, none = np.zeros((n_ep, 1, c, c)), np.zeros((1, 2), dtype=np.int64)
             over_epochs(lambda sl: assemble(prod[sl], slots, zero[sl], none[:, :1], none,
                                             zero[sl], mu[sl], 1, nwin, scale, out[sl]),
                         n_ep, out.size)
-        elif shared or self._max_orders.get(lag, order) > order:
+        elif self._shares_tables(order, lag):
             big, H, E = self._edge_tables(order, lag)
             hpos, epos, _, _ = table_positions(big)
             over_epochs(lambda sl: assemble(prod[sl], slots, H[sl], hpos, epos, E[sl], mu[sl],
@@ -394,9 +403,8 @@ class LaggedProducts:
 
     def _sum_sq_norms_squared(self, order: int, lag: int, means: np.ndarray, n: int) -> np.ndarray:
         """``Σ_t ‖x_t - m‖⁴`` over the embedded samples (needed by Ledoit-Wolf)."""
-        self._need_signals("the Ledoit-Wolf estimator")
         n_ep, c, _ = self.shape
-        xc = self._centred()
+        xc = self._centred("the Ledoit-Wolf estimator")
         norms = np.zeros((n_ep, n))
         for k in range(order):
             block = xc[:, :, k * lag:k * lag + n] - means[:, k * c:(k + 1) * c, None]
@@ -457,7 +465,12 @@ class LaggedProducts:
 
 def grid_delays(orders: Sequence[int], lags: Sequence[int]) -> list[int]:
     """Every lagged product ``d = m·τ`` (``0 ≤ m < order``) a grid needs."""
-    return sorted({m * lag for order in orders for lag in lags for m in range(order)})
+    return _delays({int(lag): max(orders, default=0) for lag in lags})
+
+
+def _delays(max_orders: dict[int, int]) -> list[int]:
+    """The delays ``m·τ``, ``0 ≤ m < max_orders[τ]``, sorted."""
+    return sorted({m * lag for lag, order in max_orders.items() for m in range(order)})
 
 
 def augmented_covariances(

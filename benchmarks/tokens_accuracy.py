@@ -18,6 +18,9 @@ Protocol (printed and written with every number):
   training fold's signals (no labels), then the token Transformer is fine-tuned on the
   training fold's tokens with early stopping and model selection on a stratified 20 %
   validation split of the training fold. The test fold is touched once, for the predictions.
+- **Bag of tokens** (diagnostic of what the tokens carry, without the Transformer): the share
+  of each code among an epoch's tokens, log(share + 1e-3), standardised, logistic regression
+  (C = 1, as the band-power baseline), fitted on the training fold's tokens from the same tokenizer.
 - **Band-power baseline**: log10 Welch band power (delta..gamma; DREAMS delta..beta with
   sigma) + standardisation + logistic regression fitted on the training fold.
 - Scores per fold: accuracy, balanced accuracy, Cohen's kappa, weighted F1 (and ROC-AUC for
@@ -155,7 +158,24 @@ def _fit_predict(est, Xtr, ytr, Xte):
     return est.predict(Xte), proba
 
 
-def run_dataset(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
+def bag_of_tokens(ids: np.ndarray, n_codes: int) -> np.ndarray:
+    """``(n_epochs, n_codes)`` log share of each code among an epoch's tokens (all channels)."""
+    flat = ids.reshape(len(ids), -1)
+    counts = np.stack([np.bincount(row, minlength=n_codes) for row in flat]).astype(float)
+    return np.log(counts / flat.shape[1] + 1e-3)
+
+
+def bag_of_tokens_lr(seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(
+        C=1.0, max_iter=5000, random_state=seed))
+
+
+def run_dataset(name: str, d: dict, seeds: list[int], quick: bool,
+                class_weight: str | None = None) -> list[dict]:
     rows = []
     tok_training = dict(TOKENIZER_TRAINING, max_epochs=2) if quick else TOKENIZER_TRAINING
     tr_training = dict(TRANSFORMER_TRAINING, max_epochs=5) if quick else TRANSFORMER_TRAINING
@@ -175,7 +195,8 @@ def run_dataset(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]
                     continue
                 t1 = time.perf_counter()
                 clf = TokenTransformerClassifier(codebook=tokens.codebook_, model=TRANSFORMER,
-                                                 training=tr_training, seed=seed)
+                                                 training=tr_training,
+                                                 class_weight=class_weight, seed=seed)
                 pred, proba = _fit_predict(clf, ids[train], y[train], ids[test])
                 base = {"dataset": name, "task": task, "seed": seed, "fold": k,
                         "n_train": int(len(train)), "n_test": int(len(test))}
@@ -185,6 +206,11 @@ def run_dataset(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]
                              "seconds": time.perf_counter() - t1,
                              "codes_used": int((usage > 0).sum()),
                              "best_epoch": clf.fit_info_["training"]["best_epoch"]})
+                bag = bag_of_tokens(ids, TOKENIZER["n_codes"])
+                pred, proba = _fit_predict(bag_of_tokens_lr(seed), bag[train], y[train],
+                                           bag[test])
+                rows.append({**base, "pipeline": "bag of tokens + LR",
+                             **scores(y[test], pred, proba)})
                 if "bandpower" in d:
                     est = make_decoder("bandpower_lr", {"C": 1.0}, seed)
                     pred, proba = _fit_predict(clone(est), d["bandpower"][train], y[train],
@@ -235,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["bonn", "dreams", "physionet"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--class-weight", choices=["balanced"], default=None,
+                        help="class weights of the token Transformer's fine-tuning loss")
     parser.add_argument("--quick", action="store_true",
                         help="2 folds, 2 tokenizer and 5 Transformer epochs (a smoke run)")
     args = parser.parse_args(argv)
@@ -250,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         d = loaders[name](args.data)
         print(f"{name}: X {d['X'].shape} at {d['sfreq']:.2f} Hz; folds: {d['folds']}",
               flush=True)
-        all_rows += run_dataset(name, d, args.seeds, args.quick)
+        all_rows += run_dataset(name, d, args.seeds, args.quick, args.class_weight)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         summary = summarise(all_rows)
         for s in summary:
@@ -262,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 "protocol": __doc__, "seeds": args.seeds, "quick": args.quick,
                 "tokenizer": TOKENIZER, "tokenizer_training": TOKENIZER_TRAINING,
                 "transformer": TRANSFORMER, "transformer_training": TRANSFORMER_TRAINING,
+                "class_weight": args.class_weight,
                 "summary": summary, "folds": all_rows}, indent=1))
     return 0
 

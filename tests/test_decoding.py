@@ -66,6 +66,13 @@ def test_registry_builds_named_pipelines():
         "ts_svm", "fixed", 3, (2.0,), 5)
     assert acm.scoring is None  # "auto": roc_auc for two classes, accuracy otherwise
     assert make_decoder("acm_mdm", None, seed=0).classifier == "mdm"
+    assert make_decoder("token_transformer", {"class_weight": "balanced"},
+                        seed=0).class_weight == "balanced"
+    assert make_decoder("diffusion_lft", {"class_weight": {"left": 2.0}},
+                        seed=0).class_weight == {"left": 2.0}
+    assert make_decoder("token_transformer", None, seed=0).class_weight is None
+    with pytest.raises(ValueError, match="class_weight"):
+        make_decoder("token_transformer", {"class_weight": "balance"}, seed=0)
 
 
 def test_unknown_decoder_lists_valid_names():

@@ -65,6 +65,45 @@ def test_pretraining_runs_on_tokens_only():
     assert len(pre["history"]) == 2 and "mtp_loss" in pre["history"][0]
 
 
+@pytest.mark.parametrize("class_weight, expected", [(None, 0.2), ("balanced", 0.5),
+                                                     ({"minority": 4.0}, 0.5)])
+def test_class_weight_moves_the_learned_prior(class_weight, expected):
+    """Tokens carry no label information, 80 % of labels are "majority": the model can only
+    learn the prior, 0.2 for "minority" unweighted and 0.5 once the classes weigh the same."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 8, size=(100, 2, 4))
+    labels = np.array(["majority"] * 80 + ["minority"] * 20)
+    clf = TokenTransformerClassifier(
+        n_codes=8, model=MODEL, class_weight=class_weight, seed=0,
+        training={"max_epochs": 5, "batch_size": 20, "lr": 1e-3, "val_fraction": 0.0,
+                  "progress": False}).fit(ids, labels)
+    minority = list(clf.classes_).index("minority")
+    p = clf.predict_proba(rng.integers(0, 8, size=(400, 2, 4)))[:, minority]
+    assert abs(p.mean() - expected) < 0.08
+
+
+def test_class_weights_follow_sklearn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from brainmill.classifier_training import class_weights
+
+    y = np.array([0, 0, 0, 1, 2, 2])
+    np.testing.assert_allclose(class_weights(y, 3, "balanced"),
+                               compute_class_weight("balanced", classes=np.arange(3), y=y))
+    np.testing.assert_array_equal(class_weights(y, 3, {2: 0.5}), [1.0, 1.0, 0.5])
+    assert class_weights(y, 3, None) is None
+    with pytest.raises(ValueError, match=r"classes \[3\] have no training example"):
+        class_weights(y, 4, "balanced")
+    with pytest.raises(ValueError, match="'balanced', a dict or None"):
+        class_weights(y, 3, "auto")
+    with pytest.raises(ValueError, match="class 5"):
+        class_weights(y, 3, {5: 1.0})
+    ids, labels = token_data(20)
+    with pytest.raises(ValueError, match=r"labels \['cat'\] are not among"):
+        TokenTransformerClassifier(n_codes=8, class_weight={"cat": 2.0},
+                                   training={"max_epochs": 1, "progress": False}).fit(ids, labels)
+
+
 def test_bad_input():
     ids, y = token_data(20)
     with pytest.raises(ValueError, match="monitor"):

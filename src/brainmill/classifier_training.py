@@ -16,7 +16,8 @@ from torch import nn
 
 from .training import TrainConfig, Trainer, TrainResult
 
-__all__ = ["MONITORS", "fit_classifier", "kappa", "predict_proba"]
+__all__ = ["MONITORS", "class_weights", "fit_classifier", "kappa", "predict_proba",
+           "weights_by_index"]
 
 MONITORS = ("kappa", "balanced_accuracy", "loss")
 
@@ -29,13 +30,67 @@ def kappa(true: np.ndarray, pred: np.ndarray) -> float:
     return float(value) if np.isfinite(value) else 0.0
 
 
+def class_weights(y: np.ndarray, n_classes: int,
+                  class_weight: str | dict | None) -> np.ndarray | None:
+    """Per-class loss weights ``(n_classes,)``, as scikit-learn's ``class_weight``.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n,)
+        Class indices ``0 … n_classes − 1`` of the training data.
+    n_classes : int
+    class_weight : {"balanced"}, dict or None
+        ``"balanced"``: ``n / (n_classes · count_c)`` (scikit-learn's formula), so every class
+        weighs the same in the loss however rare it is; a dict maps class index to weight
+        (missing classes weigh 1); None: no weighting.
+
+    Returns
+    -------
+    ndarray of float64 or None
+    """
+    if class_weight is None:
+        return None
+    y = np.asarray(y)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced', a dict or None, got "
+                             f"{class_weight!r}")
+        counts = np.bincount(y, minlength=n_classes).astype(float)
+        if np.any(counts == 0):
+            missing = np.flatnonzero(counts == 0).tolist()
+            raise ValueError(f"class_weight='balanced': classes {missing} have no training "
+                             f"example")
+        return len(y) / (n_classes * counts)
+    weights = np.ones(n_classes)
+    for k, w in dict(class_weight).items():
+        if not 0 <= int(k) < n_classes or not np.isfinite(w) or w < 0:
+            raise ValueError(f"class_weight: class {k!r} must lie in [0, {n_classes}) and its "
+                             f"weight be finite and >= 0, got {w!r}")
+        weights[int(k)] = float(w)
+    return weights
+
+
+def weights_by_index(class_weight: str | dict | None,
+                      classes: np.ndarray) -> str | dict | None:
+    """A ``{label: weight}`` dict as ``{class index: weight}``; other values unchanged."""
+    if not isinstance(class_weight, dict):
+        return class_weight
+    index = {label: k for k, label in enumerate(classes.tolist())}
+    unknown = [label for label in class_weight if label not in index]
+    if unknown:
+        raise ValueError(f"class_weight: labels {unknown} are not among the training "
+                         f"classes {classes.tolist()}")
+    return {index[label]: w for label, w in class_weight.items()}
+
+
 def _logits(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([net(X[i:i + batch_size]).float() for i in range(0, len(X), batch_size)])
 
 
 def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dict | None,
                    monitor: str, label_smoothing: float, seed: int, batch_size: int,
-                   run_dir: str | None = None) -> TrainResult:
+                   run_dir: str | None = None,
+                   class_weight: str | dict | None = None) -> TrainResult:
     """Train ``net`` in place on ``(X, y)``; the selected epoch's weights stay in ``net``.
 
     Parameters
@@ -56,16 +111,23 @@ def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dic
         Rows per forward pass in validation.
     run_dir : str, optional
         Checkpoint folder of the trainer (resume after a kill).
+    class_weight : {"balanced"}, dict or None
+        Weights of the training loss per class, from ``y`` (see :func:`class_weights`). The
+        validation loss stays unweighted; κ and balanced accuracy do not depend on it.
     """
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {MONITORS}, got {monitor!r}")
     config = TrainConfig(**{**(training or {}), "seed": seed, "monitor": f"val_{monitor}",
                             "mode": "min" if monitor == "loss" else "max"})
     smoothing = float(label_smoothing)
+    n_classes = int(np.max(y)) + 1 if len(y) else 0
+    weights = class_weights(y, n_classes, class_weight)
+    weight = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
 
     def loss_fn(m, batch, gen):
         logits = m(batch[0])
-        loss = F.cross_entropy(logits.float(), batch[1], label_smoothing=smoothing)
+        w = None if weight is None else weight.to(logits.device)
+        loss = F.cross_entropy(logits.float(), batch[1], weight=w, label_smoothing=smoothing)
         acc = (logits.argmax(-1) == batch[1]).float().mean()
         return loss, {"accuracy": float(acc)}
 

@@ -515,6 +515,10 @@ class TokenTransformerConfig(StrictModel):
     training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(
         max_epochs=50, batch_size=64, val_fraction=0.2, patience=10))
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Weights of the training loss per class, as scikit-learn's: "
+        "'balanced' weighs class c by n / (n_classes · n_c) on the training data; a mapping "
+        "gives a weight per class name (others weigh 1); null: none.")
     monitor: Literal["kappa", "balanced_accuracy", "loss"] = Field(
         "kappa", description="Validation score that picks the epoch (reference: Cohen's κ).")
     protocols: list[ProtocolName] | None = Field(
@@ -620,6 +624,10 @@ class DiffusionLFTConfig(StrictModel):
         max_epochs=50, batch_size=64, lr=1e-3, weight_decay=0.05, val_fraction=0.2,
         patience=10))
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Weights of the training loss per class, as scikit-learn's: "
+        "'balanced' weighs class c by n / (n_classes · n_c) on the training data; a mapping "
+        "gives a weight per class name (others weigh 1); null: none.")
     monitor: Literal["kappa", "balanced_accuracy", "loss"] = Field(
         "loss", description="Validation score that picks the epoch (the reference uses κ; "
         "on small validation splits the loss selects better, see docs/diffusion.md).")

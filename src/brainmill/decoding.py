@@ -123,7 +123,7 @@ def make_token_transformer(params: TokenTransformerConfig, seed: int) -> Any:
         model=params.model.model_dump(),
         pretraining=None if params.pretraining is None else params.pretraining.trainer_fields(),
         training=params.training.trainer_fields(), label_smoothing=params.label_smoothing,
-        monitor=params.monitor, seed=seed)
+        class_weight=params.class_weight, monitor=params.monitor, seed=seed)
 
 
 def make_diffusion_lft(params: DiffusionLFTConfig, seed: int) -> Any:
@@ -132,7 +132,8 @@ def make_diffusion_lft(params: DiffusionLFTConfig, seed: int) -> Any:
 
     return LatentFusionClassifier(
         model=params.model.model_dump(), training=params.training.trainer_fields(),
-        label_smoothing=params.label_smoothing, monitor=params.monitor, seed=seed)
+        label_smoothing=params.label_smoothing, class_weight=params.class_weight,
+        monitor=params.monitor, seed=seed)
 
 
 DECODERS: dict[str, Callable[[Any, int], Any]] = {

@@ -24,7 +24,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .classifier_training import fit_classifier, predict_proba
+from .classifier_training import fit_classifier, predict_proba, weights_by_index
 from .features.timefreq import resample_signals
 from .models.diffusion import DiffusionConfig, EEGDiffusion
 from .models.latent_fusion import LatentFusionConfig, LatentFusionTransformer
@@ -264,6 +264,9 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
     seed : int
     batch_size : int
         Epochs per forward pass at prediction.
+    class_weight : {"balanced"}, dict or None
+        Weights of the training loss per class, as in scikit-learn (``"balanced"``:
+        ``n / (n_classes · n_c)``; a dict maps class labels to weights). Default None.
 
     Attributes
     ----------
@@ -274,10 +277,11 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, model: dict | None = None, training: dict | None = None,
                  label_smoothing: float = 0.1, monitor: str = "loss", seed: int = 0,
-                 batch_size: int = 128) -> None:
+                 batch_size: int = 128, class_weight: str | dict | None = None) -> None:
         self.model = model
         self.training = training
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.monitor = monitor
         self.seed = seed
         self.batch_size = batch_size
@@ -297,7 +301,8 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.seed)
         net = LatentFusionTransformer(cfg)
         result = fit_classifier(net, torch.from_numpy(X), y_idx, self.training, self.monitor,
-                                self.label_smoothing, self.seed, self.batch_size)
+                                self.label_smoothing, self.seed, self.batch_size,
+                                class_weight=weights_by_index(self.class_weight, self.classes_))
         self.model_ = net.cpu().eval()
         self.fit_info_ = {"n_parameters": int(sum(p.numel() for p in net.parameters())),
                           "training": result.summary()}

@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .classifier_training import MONITORS, fit_classifier, predict_proba
+from .classifier_training import MONITORS, fit_classifier, predict_proba, weights_by_index
 from .features.timefreq import TFMTokens
 from .models.transformer import TokenTransformer, TokenTransformerConfig
 from .training import TrainConfig, Trainer
@@ -62,6 +62,11 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         validation split from the training data for early stopping and model selection.
     label_smoothing : float
         Of the fine-tuning cross-entropy. Default 0.1 (the reference's).
+    class_weight : {"balanced"}, dict or None
+        Weights of the fine-tuning loss per class, as in scikit-learn: ``"balanced"`` weighs
+        class ``c`` by ``n / (n_classes · n_c)`` on the training data (for imbalanced data such
+        as sleep stages, where an unweighted model can settle on the majority class); a dict
+        maps class labels to weights; None (default) weighs every epoch the same.
     monitor : {"kappa", "balanced_accuracy", "loss"}
         Validation score that selects the epoch (the reference selects on Cohen's κ).
     seed : int
@@ -80,13 +85,15 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, codebook: np.ndarray | None = None, n_codes: int | None = None,
                  model: dict | None = None, pretraining: dict | None = None,
                  training: dict | None = None, label_smoothing: float = 0.1,
-                 monitor: str = "kappa", seed: int = 0, batch_size: int = 256) -> None:
+                 class_weight: str | dict | None = None, monitor: str = "kappa",
+                 seed: int = 0, batch_size: int = 256) -> None:
         self.codebook = codebook
         self.n_codes = n_codes
         self.model = model
         self.pretraining = pretraining
         self.training = training
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.monitor = monitor
         self.seed = seed
         self.batch_size = batch_size
@@ -122,7 +129,8 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
             res = pre.fit(net, lambda m, batch, gen: m.mtp_loss(batch[0], gen), (ids,))
             info["pretraining"] = res.summary()
         res = fit_classifier(net, ids, y_idx, self.training, self.monitor,
-                             self.label_smoothing, self.seed, self.batch_size)
+                             self.label_smoothing, self.seed, self.batch_size,
+                             class_weight=weights_by_index(self.class_weight, self.classes_))
         info["training"] = res.summary()
         self.model_ = net.cpu().eval()
         self.fit_info_ = info
@@ -152,7 +160,7 @@ class TokenPipelineClassifier(ClassifierMixin, BaseEstimator):
         Sampling frequency of ``X``.
     tokenizer, tokenizer_training : dict or None
         Passed to :class:`TFMTokens` as ``tokenizer`` and ``training``.
-    model, pretraining, training, label_smoothing, monitor :
+    model, pretraining, training, label_smoothing, class_weight, monitor :
         Passed to :class:`TokenTransformerClassifier`.
     seed : int
     """
@@ -160,7 +168,8 @@ class TokenPipelineClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, sfreq: float = 200.0, tokenizer: dict | None = None,
                  tokenizer_training: dict | None = None, model: dict | None = None,
                  pretraining: dict | None = None, training: dict | None = None,
-                 label_smoothing: float = 0.1, monitor: str = "kappa", seed: int = 0) -> None:
+                 label_smoothing: float = 0.1, class_weight: str | dict | None = None,
+                 monitor: str = "kappa", seed: int = 0) -> None:
         self.sfreq = sfreq
         self.tokenizer = tokenizer
         self.tokenizer_training = tokenizer_training
@@ -168,6 +177,7 @@ class TokenPipelineClassifier(ClassifierMixin, BaseEstimator):
         self.pretraining = pretraining
         self.training = training
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.monitor = monitor
         self.seed = seed
 
@@ -178,7 +188,7 @@ class TokenPipelineClassifier(ClassifierMixin, BaseEstimator):
         self.classifier_ = TokenTransformerClassifier(
             codebook=self.tokens_.codebook_, model=self.model, pretraining=self.pretraining,
             training=self.training, label_smoothing=self.label_smoothing,
-            monitor=self.monitor, seed=self.seed,
+            class_weight=self.class_weight, monitor=self.monitor, seed=self.seed,
         ).fit(ids, y)
         self.classes_ = self.classifier_.classes_
         self.fit_info_ = {"tokenizer": self.tokens_.training_,

@@ -237,8 +237,13 @@ def bench_nested(X, y, orders, lags, Cs, kernels, seed=0):
         warnings.simplefilter("ignore")
         t_ref, m_ref, r = measure(ref, 1, warmup=False)
         t_ours, m_ours, o = measure(ours, 1, warmup=False)
+        start = time.perf_counter()
+        one = one_thread(ours)()
+        t_one = time.perf_counter() - start
     return {"grid": {k.split("__")[1]: v for k, v in grid.items()},
             "reference_s": t_ref, "ours_s": t_ours, "speedup": t_ref / t_ours,
+            "ours_one_thread_s": t_one, "speedup_one_thread": t_ref / t_one,
+            "one_thread_same": one == o,
             "reference_peak_mb": m_ref, "ours_peak_mb": m_ours,
             "reference_choices": [list(c) for c, _ in r], "ours_choices": [list(c) for c, _ in o],
             "reference_auc": [s for _, s in r], "ours_auc": [s for _, s in o],
@@ -250,19 +255,30 @@ def bench_nested(X, y, orders, lags, Cs, kernels, seed=0):
 # ----------------------------------------------------------------------------------- main
 
 
-def run_case(name, X, y, quick, out):
+PARTS = ("single", "grid", "nested")
+
+
+def run_case(name, X, y, quick, out, parts=PARTS):
+    results = {}
     if quick:
-        single = bench_single(X, 8, 4, repeat=3)
-        grid = bench_grid(X, list(range(1, 6)), list(range(1, 6)), repeat=3)
-        nested = bench_nested(X[:, :6, :300], y, [1, 2, 3], [1, 2], [0.5, 1.0],
-                              ["linear", "rbf"])
+        if "single" in parts:
+            results["single"] = bench_single(X, 8, 4, repeat=3)
+        if "grid" in parts:
+            results["grid"] = bench_grid(X, list(range(1, 6)), list(range(1, 6)), repeat=3)
+        if "nested" in parts:
+            results["nested"] = bench_nested(X[:, :6, :300], y, [1, 2, 3], [1, 2], [0.5, 1.0],
+                                             ["linear", "rbf"])
     else:
-        single = bench_single(X, 8, 4, repeat=7)
-        grid = bench_grid(X, list(range(1, 11)), list(range(1, 11)), repeat=3)
-        nested = bench_nested(X[:96, :, :500], y[:96], [1, 2, 3, 4], [1, 2, 4],
-                              [0.5, 1.0, 1.5], ["linear", "rbf"])
-    out[name] = {"shape": list(X.shape), "single": single, "grid": grid, "nested": nested}
-    for key, res in (("single (8, 4)", single), ("grid", grid), ("nested", nested)):
+        if "single" in parts:
+            results["single"] = bench_single(X, 8, 4, repeat=7)
+        if "grid" in parts:
+            results["grid"] = bench_grid(X, list(range(1, 11)), list(range(1, 11)), repeat=3)
+        if "nested" in parts:
+            results["nested"] = bench_nested(X[:96, :, :500], y[:96], [1, 2, 3, 4], [1, 2, 4],
+                                             [0.5, 1.0, 1.5], ["linear", "rbf"])
+    out[name] = {"shape": list(X.shape), **results}
+    for key, res in results.items():
+        key = "single (8, 4)" if key == "single" else key
         extra = (f"max rel diff {res['max_rel_diff']:.1e}" if "max_rel_diff" in res else
                  f"same choices {res['same_choices']}, scores equal {res['scores_equal']}")
         one = (f" (one kernel thread {res['ours_one_thread_s']:.3f} s, "
@@ -278,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes, under a minute")
     parser.add_argument("--json", default=None)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measurements to run (default: all; the JSON summary needs all)")
     args = parser.parse_args(argv)
     import numba
 
@@ -286,14 +304,18 @@ def main(argv: list[str] | None = None) -> int:
                              "kernel_threads": numba.get_num_threads()}}
     shape = (64, 22, 500) if args.quick else (288, 22, 1000)
     X, y = synthetic(*shape)
-    run_case("synthetic", X, y, args.quick, out)
+    run_case("synthetic", X, y, args.quick, out, args.parts)
     data = Path(args.data)
     if (data / "MNE-eegbci-data").is_dir() and not args.quick:
         Xp, yp = physionet(data)
-        run_case("physionet", Xp, yp, args.quick, out)
+        run_case("physionet", Xp, yp, args.quick, out, args.parts)
     elif not args.quick:
         print(f"physionet: skipped (no PhysioNet cache under {data})")
     cases = [v for k, v in out.items() if k != "machine"]
+    if set(args.parts) != set(PARTS):
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return 0
     summary = {
         "speedup_single": min(c["single"]["speedup"] for c in cases),
         "speedup_grid": min(c["grid"]["speedup"] for c in cases),

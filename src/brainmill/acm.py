@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from pyriemann.classification import MDM
-from pyriemann.tangentspace import TangentSpace
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.metrics import get_scorer
@@ -50,6 +49,7 @@ from .features.augmented import (
     check_embedding,
     check_signals,
 )
+from .features.riemann import ThreadedTangentSpace
 
 CLASSIFIERS = ("ts_svm", "mdm")
 SELECTIONS = ("grid", "takens", "fixed")
@@ -175,7 +175,8 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                 head = self._head({}).fit(covs[train], y[train])
                 scores[0, s] = scorer(head, covs[test], y[test])
                 continue
-            ts = TangentSpace(metric=self.metric).fit(covs[train])  # shared by every C, kernel
+            # shared by every C, kernel
+            ts = ThreadedTangentSpace(metric=self.metric).fit(covs[train])
             z_train, z_test = ts.transform(covs[train]), ts.transform(covs[test])
             for i, p in enumerate(params):
                 head = self._head(p).fit(z_train, y[train])
@@ -275,7 +276,7 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
     def _final(self, params: dict[str, Any]) -> BaseEstimator:
         if self.classifier == "mdm":
             return self._head(params)
-        return Pipeline([("tangentspace", TangentSpace(metric=self.metric)),
+        return Pipeline([("tangentspace", ThreadedTangentSpace(metric=self.metric)),
                          ("svc", self._head(params))])
 
     # ------------------------------------------------------------------------ inference
@@ -334,7 +335,7 @@ def tangent_projection(
     chosen = Counter((i["order"], i["lag"]) for i in fit_infos if "order" in i)
     order, lag = chosen.most_common(1)[0][0] if chosen else (1, 1)
     covs = augmented_covariances(X, order, lag, estimator)
-    vectors = TangentSpace(metric=metric).fit_transform(covs)
+    vectors = ThreadedTangentSpace(metric=metric).fit_transform(covs)
     # full SVD: sklearn's 'auto' picks the randomized solver for wide data, whose unseeded
     # start made 'explained' differ in the last bits between two runs of one config
     pca = PCA(n_components=2, svd_solver="full").fit(vectors)

@@ -1,0 +1,173 @@
+"""pyriemann's affine-invariant mean and tangent space, with the matrix logarithms over threads.
+
+The nested order/lag search of :class:`brainmill.acm.ACMClassifier` spends most of its time in
+the Riemannian mean of :class:`pyriemann.tangentspace.TangentSpace`: every iteration of
+:func:`pyriemann.geometry.mean.mean_riemann` takes one ``eigh`` per training matrix (the
+logarithm of ``M^{-1/2} C_i M^{-1/2}``), and the projection one more per matrix. Those
+decompositions are independent, and numpy's ``eigh`` releases the GIL, so this module runs
+them on contiguous slices of the stack, one per thread.
+
+Every step is pyriemann's, operation for operation (the same ``eigh``, the same products in
+the same order, ``V (f(λ) Vᵀ)``, the same ``tensordot`` for the weighted sum, the same step
+size rule and stopping test), so the results are pyriemann's bit for bit: the test suite
+compares them with :func:`numpy.testing.assert_array_equal`. The one shortcut is that
+``M^{1/2}`` and ``M^{-1/2}`` come from one ``eigh`` of ``M`` where pyriemann takes two of the
+same matrix. Threads: ``numba.get_num_threads()``, as the ACM kernels
+(:func:`brainmill.features._acm_kernels.over_epochs`). Inside the threads BLAS runs one thread
+each, so the two levels do not compete for the cores; for matrices large enough that OpenBLAS
+would split a product over threads (about 200 × 200 here), that changes the last bits
+(~1e-15 relative) against pyriemann run with several BLAS threads, not against pyriemann run
+with one.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numba
+import numpy as np
+from pyriemann.tangentspace import TangentSpace
+from pyriemann.geometry.tangentspace import upper
+from threadpoolctl import ThreadpoolController
+
+from ._acm_kernels import PARALLEL_MIN_VALUES, over_epochs
+
+__all__ = ["ThreadedTangentSpace", "logm_congruence", "mean_riemann"]
+
+#: Smallest matrix size whose logarithms are split over threads.
+MIN_THREADED_SIZE = 16
+_BLAS = ThreadpoolController()
+
+
+def _operator(w: np.ndarray, v: np.ndarray, f) -> np.ndarray:
+    """``V (f(λ) Vᵀ)``: pyriemann's ``_matrix_operator`` after its ``eigh``."""
+    return v @ (f(w)[..., None] * np.conj(v).swapaxes(-1, -2))
+
+
+def _split(n_matrices: int, n: int) -> bool:
+    """Whether the decompositions of the stack go over threads.
+
+    Not for one thread, one matrix, or small matrices: below about 16 × 16 an ``eigh`` takes
+    a few µs and the hand-off costs more than it saves.
+    """
+    return numba.get_num_threads() > 1 and n_matrices > 1 and n >= MIN_THREADED_SIZE
+
+
+def _check_finite(X: np.ndarray) -> None:
+    if not np.all(np.isfinite(X)):
+        raise ValueError("Matrices must be positive definite. "
+                         "You should add regularization to avoid this error.")
+
+
+def _sqrt_pair(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``M^{1/2}`` and ``M^{-1/2}`` from one ``eigh``."""
+    _check_finite(M)
+    w, v = np.linalg.eigh(M)
+    return _operator(w, v, np.sqrt), _operator(w, v, lambda x: 1.0 / np.sqrt(x))
+
+
+def logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``logm(W @ X @ W)`` of every matrix of the stack, on slices over threads.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_matrices, n, n)
+        SPD matrices.
+    W : ndarray, shape (n, n)
+        Symmetric matrix (here ``M^{-1/2}``).
+
+    Returns
+    -------
+    ndarray, shape (n_matrices, n, n)
+        Equal to pyriemann's ``logm(W @ X @ W)``.
+    """
+    n_matrices, n, _ = X.shape
+    out = np.empty_like(X, dtype=np.result_type(X, W))
+
+    def work(rows: slice) -> None:
+        a = W @ X[rows] @ W
+        _check_finite(a)
+        w, v = np.linalg.eigh(a)
+        out[rows] = _operator(w, v, np.log)
+
+    if _split(n_matrices, n):
+        with _BLAS.limit(limits=1, user_api="blas"):
+            over_epochs(work, n_matrices, PARALLEL_MIN_VALUES)
+    else:
+        work(slice(0, n_matrices))
+    return out
+
+
+def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """pyriemann's :func:`~pyriemann.geometry.mean.mean_riemann` (Euclidean start), threaded.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_matrices, n, n)
+        SPD matrices.
+    tol, maxiter : float, int
+        pyriemann's stopping rule: ‖J‖_F ≤ tol or step ≤ tol, at most ``maxiter`` steps.
+    sample_weight : ndarray, shape (n_matrices,), optional
+        Weights, normalised to sum 1 (default: equal).
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+        The affine-invariant mean, equal to pyriemann's.
+    """
+    n_matrices = X.shape[0]
+    if sample_weight is None:
+        weight = np.ones(n_matrices, dtype=float)
+    else:
+        weight = np.asarray(sample_weight)
+        if weight.shape != (n_matrices,):
+            raise ValueError(f"sample_weight must have shape ({n_matrices},), got "
+                             f"{weight.shape}")
+    weight = weight / np.sum(weight)
+    # the starting point: pyriemann's mean_euclid, given the normalised weights, which it
+    # normalises again (a sum of n copies of 1/n need not be exactly 1)
+    M = np.tensordot(weight / np.sum(weight), X, axes=([0], [-3]))
+    nu, tau = 1.0, np.finfo(np.float64).max
+    for _ in range(maxiter):
+        M12, Mm12 = _sqrt_pair(M)
+        J = np.tensordot(weight, logm_congruence(X, Mm12), axes=([0], [0]))
+        _check_finite(nu * J)
+        w, v = np.linalg.eigh(nu * J)
+        M = M12 @ _operator(w, v, np.exp) @ M12
+        crit = np.linalg.matrix_norm(J, ord="fro")
+        h = nu * crit
+        if h < tau:
+            nu, tau = 0.95 * nu, h
+        else:
+            nu = 0.5 * nu
+        if crit <= tol or nu <= tol:
+            break
+    else:
+        warnings.warn("Convergence not reached", stacklevel=2)
+    return M
+
+
+class ThreadedTangentSpace(TangentSpace):
+    """:class:`pyriemann.tangentspace.TangentSpace` whose ``riemann`` mean and map use threads.
+
+    Same parameters, attributes and results as pyriemann's (bit for bit; see the module
+    docstring). Any other metric, or ``tsupdate=True``, is pyriemann's own code.
+    """
+
+    def _threaded(self) -> bool:
+        return self.metric == "riemann" and not self.tsupdate
+
+    def fit(self, X, y=None, sample_weight=None):
+        if not self._threaded():
+            return super().fit(X, y, sample_weight=sample_weight)
+        self._metric_mean, self._metric_map = "riemann", "riemann"
+        self.reference_ = mean_riemann(np.asarray(X), sample_weight=sample_weight)
+        return self
+
+    def transform(self, X):
+        if not self._threaded():
+            return super().transform(X)
+        self._check_reference_points(X)
+        _, Cm12 = _sqrt_pair(self.reference_)
+        return upper(logm_congruence(np.asarray(X), Cm12))

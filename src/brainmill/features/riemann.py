@@ -23,6 +23,7 @@ with one.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import numba
 import numpy as np
@@ -39,9 +40,10 @@ MIN_THREADED_SIZE = 16
 _BLAS = ThreadpoolController()
 
 
-def _operator(w: np.ndarray, v: np.ndarray, f) -> np.ndarray:
-    """``V (f(λ) Vᵀ)``: pyriemann's ``_matrix_operator`` after its ``eigh``."""
-    return v @ (f(w)[..., None] * np.conj(v).swapaxes(-1, -2))
+def _operator(w: np.ndarray, v: np.ndarray, f, out: np.ndarray | None = None) -> np.ndarray:
+    """``V (f(λ) Vᴴ)``: pyriemann's ``_matrix_operator`` after its ``eigh``."""
+    vh = (np.conj(v) if np.iscomplexobj(v) else v).swapaxes(-1, -2)  # a view when real
+    return np.matmul(v, f(w)[..., None] * vh, out=out)
 
 
 def _split(n_matrices: int, n: int) -> bool:
@@ -53,17 +55,34 @@ def _split(n_matrices: int, n: int) -> bool:
     return numba.get_num_threads() > 1 and n_matrices > 1 and n >= MIN_THREADED_SIZE
 
 
+def _one_blas_thread():
+    """BLAS on one thread while the Python threads run (and between their calls: OpenBLAS's
+    idle threads spin for a while after each product and would take the cores back)."""
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def _check_finite(X: np.ndarray) -> None:
     if not np.all(np.isfinite(X)):
         raise ValueError("Matrices must be positive definite. "
                          "You should add regularization to avoid this error.")
 
 
+def _expm(J: np.ndarray) -> np.ndarray:
+    """pyriemann's ``expm`` (its decomposition freed on return, as there)."""
+    _check_finite(J)
+    w, v = np.linalg.eigh(J)
+    return _operator(w, v, np.exp)
+
+
+def _inverse_sqrt(x: np.ndarray) -> np.ndarray:
+    return 1.0 / np.sqrt(x)  # pyriemann's, so the rounding is the same
+
+
 def _sqrt_pair(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``M^{1/2}`` and ``M^{-1/2}`` from one ``eigh``."""
     _check_finite(M)
     w, v = np.linalg.eigh(M)
-    return _operator(w, v, np.sqrt), _operator(w, v, lambda x: 1.0 / np.sqrt(x))
+    return _operator(w, v, np.sqrt), _operator(w, v, _inverse_sqrt)
 
 
 def logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -88,10 +107,11 @@ def logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
         a = W @ X[rows] @ W
         _check_finite(a)
         w, v = np.linalg.eigh(a)
-        out[rows] = _operator(w, v, np.log)
+        del a  # one stack fewer at the peak than pyriemann, whose caller still holds it
+        _operator(w, v, np.log, out=out[rows])
 
     if _split(n_matrices, n):
-        with _BLAS.limit(limits=1, user_api="blas"):
+        with _one_blas_thread():
             over_epochs(work, n_matrices, PARALLEL_MIN_VALUES)
     else:
         work(slice(0, n_matrices))
@@ -128,13 +148,17 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     # the starting point: pyriemann's mean_euclid, given the normalised weights, which it
     # normalises again (a sum of n copies of 1/n need not be exactly 1)
     M = np.tensordot(weight / np.sum(weight), X, axes=([0], [-3]))
+    with _one_blas_thread() if _split(n_matrices, X.shape[-1]) else nullcontext():
+        return _iterate(X, weight, M, tol, maxiter)
+
+
+def _iterate(X: np.ndarray, weight: np.ndarray, M: np.ndarray, tol: float,
+             maxiter: int) -> np.ndarray:
     nu, tau = 1.0, np.finfo(np.float64).max
     for _ in range(maxiter):
         M12, Mm12 = _sqrt_pair(M)
         J = np.tensordot(weight, logm_congruence(X, Mm12), axes=([0], [0]))
-        _check_finite(nu * J)
-        w, v = np.linalg.eigh(nu * J)
-        M = M12 @ _operator(w, v, np.exp) @ M12
+        M = M12 @ _expm(nu * J) @ M12
         crit = np.linalg.matrix_norm(J, ord="fro")
         h = nu * crit
         if h < tau:
@@ -144,7 +168,7 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
         if crit <= tol or nu <= tol:
             break
     else:
-        warnings.warn("Convergence not reached", stacklevel=2)
+        warnings.warn("Convergence not reached", stacklevel=3)
     return M
 
 
@@ -169,5 +193,10 @@ class ThreadedTangentSpace(TangentSpace):
         if not self._threaded():
             return super().transform(X)
         self._check_reference_points(X)
-        _, Cm12 = _sqrt_pair(self.reference_)
-        return upper(logm_congruence(np.asarray(X), Cm12))
+        X = np.asarray(X)
+        with _one_blas_thread() if _split(*X.shape[:2]) else nullcontext():
+            _check_finite(self.reference_)
+            w, v = np.linalg.eigh(self.reference_)
+            Cm12 = _operator(w, v, _inverse_sqrt)
+            del w, v
+            return upper(logm_congruence(X, Cm12))

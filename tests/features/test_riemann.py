@@ -5,8 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from pyriemann.tangentspace import TangentSpace
 from pyriemann.geometry.mean import mean_riemann as pyriemann_mean
+from pyriemann.tangentspace import TangentSpace
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 

@@ -28,7 +28,11 @@ from contextlib import nullcontext
 import numba
 import numpy as np
 from pyriemann.tangentspace import TangentSpace
-from pyriemann.geometry.tangentspace import upper
+
+try:
+    from pyriemann.geometry.tangentspace import upper
+except ImportError:  # pyriemann < 0.12
+    from pyriemann.utils.tangentspace import upper
 from threadpoolctl import ThreadpoolController
 
 from ._acm_kernels import PARALLEL_MIN_VALUES, over_epochs

@@ -15,7 +15,7 @@ Protocol (printed and written with every number):
   seed. Baselines on the same folds: TS+LR (OAS covariance, tangent space, logistic
   regression) and ACM+TS+SVM (order × lag chosen by inner CV on the training fold).
 - **Token pipeline, per outer fold, training fold only**: the TFM tokenizer is trained on the
-  training fold's signals (no labels; batch 32, at least 300 optimiser steps), then the token
+  training fold's signals (no labels; batch 32, at least 200 optimiser steps), then the token
   Transformer is fine-tuned on the training fold's tokens (class-balanced loss, batch 16, up
   to 100 epochs) with early stopping and model selection on a stratified 20 % validation
   split of the training fold. The test fold is touched once, for the predictions.
@@ -73,7 +73,7 @@ TOKENIZER_TRAINING = {"max_epochs": 5, "batch_size": 32, "lr": 1e-3, "min_lr": 1
 #: the tokenizer trains for at least this many optimiser steps: on DREAMS (about 200
 #: single-channel 30-s training windows) 5 epochs of batch 128 were 10 steps, and the tokens
 #: it made carried little of the sleep stage (BENCHMARKS.md)
-TOKENIZER_MIN_STEPS = 300
+TOKENIZER_MIN_STEPS = 200
 TRANSFORMER = {"n_heads": 4, "depth": 2, "dropout": 0.1}
 #: batch 16 and up to 100 epochs: with 20 epochs of batch 64 (about 60 steps on DREAMS) the
 #: model never left the majority class (BENCHMARKS.md)

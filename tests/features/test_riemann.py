@@ -69,7 +69,7 @@ def test_other_metrics_and_tsupdate_are_pyriemanns():
 def test_bad_input():
     X = spd(6, 4)
     X[2, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="positive definite"):
+    with pytest.raises(ValueError, match="positive definite: 1 of 6 hold NaN or inf"):
         ThreadedTangentSpace().fit(X)
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(6,\)"):
         mean_riemann(spd(6, 4), sample_weight=np.ones(5))

@@ -66,9 +66,13 @@ def _one_blas_thread():
 
 
 def _check_finite(X: np.ndarray) -> None:
-    if not np.all(np.isfinite(X)):
-        raise ValueError("Matrices must be positive definite. "
-                         "You should add regularization to avoid this error.")
+    finite = np.isfinite(X)
+    if not np.all(finite):
+        bad = int((~finite.reshape(-1, *X.shape[-2:]).all(axis=(-2, -1))).sum())
+        raise ValueError(f"Matrices must be positive definite: {bad} of "
+                         f"{finite.size // (X.shape[-1] * X.shape[-2])} hold NaN or inf. "
+                         "Regularise them (e.g. estimator='oas') or drop the epochs they come "
+                         "from.")
 
 
 def _expm(J: np.ndarray) -> np.ndarray:

@@ -145,6 +145,7 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
         The affine-invariant mean, equal to pyriemann's.
     """
     n_matrices = X.shape[0]
+    _check_finite(X)
     if sample_weight is None:
         weight = np.ones(n_matrices, dtype=float)
     else:
@@ -202,6 +203,7 @@ class ThreadedTangentSpace(TangentSpace):
             return super().transform(X)
         self._check_reference_points(X)
         X = np.asarray(X)
+        _check_finite(X)
         with _one_blas_thread() if _split(*X.shape[:2]) else nullcontext():
             _check_finite(self.reference_)
             w, v = np.linalg.eigh(self.reference_)

@@ -259,23 +259,17 @@ PARTS = ("single", "grid", "nested")
 
 
 def run_case(name, X, y, quick, out, parts=PARTS):
-    results = {}
     if quick:
-        if "single" in parts:
-            results["single"] = bench_single(X, 8, 4, repeat=3)
-        if "grid" in parts:
-            results["grid"] = bench_grid(X, list(range(1, 6)), list(range(1, 6)), repeat=3)
-        if "nested" in parts:
-            results["nested"] = bench_nested(X[:, :6, :300], y, [1, 2, 3], [1, 2], [0.5, 1.0],
-                                             ["linear", "rbf"])
+        runs = {"single": lambda: bench_single(X, 8, 4, repeat=3),
+                "grid": lambda: bench_grid(X, list(range(1, 6)), list(range(1, 6)), repeat=3),
+                "nested": lambda: bench_nested(X[:, :6, :300], y, [1, 2, 3], [1, 2],
+                                               [0.5, 1.0], ["linear", "rbf"])}
     else:
-        if "single" in parts:
-            results["single"] = bench_single(X, 8, 4, repeat=7)
-        if "grid" in parts:
-            results["grid"] = bench_grid(X, list(range(1, 11)), list(range(1, 11)), repeat=3)
-        if "nested" in parts:
-            results["nested"] = bench_nested(X[:96, :, :500], y[:96], [1, 2, 3, 4], [1, 2, 4],
-                                             [0.5, 1.0, 1.5], ["linear", "rbf"])
+        runs = {"single": lambda: bench_single(X, 8, 4, repeat=7),
+                "grid": lambda: bench_grid(X, list(range(1, 11)), list(range(1, 11)), repeat=3),
+                "nested": lambda: bench_nested(X[:96, :, :500], y[:96], [1, 2, 3, 4],
+                                               [1, 2, 4], [0.5, 1.0, 1.5], ["linear", "rbf"])}
+    results = {part: runs[part]() for part in PARTS if part in parts}
     out[name] = {"shape": list(X.shape), **results}
     for key, res in results.items():
         key = "single (8, 4)" if key == "single" else key

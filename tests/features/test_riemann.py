@@ -10,7 +10,7 @@ from pyriemann.tangentspace import TangentSpace
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from brainmill.features.riemann import ThreadedTangentSpace, logm_congruence, mean_riemann
+from brainmill.features.riemann import ThreadedTangentSpace, _logm_congruence, mean_riemann
 
 
 def spd(n: int, p: int, seed: int = 0) -> np.ndarray:
@@ -48,9 +48,9 @@ def test_threads_do_not_change_the_result():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = logm_congruence(X, W), mean_riemann(X)
+        one = _logm_congruence(X, W), mean_riemann(X)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = logm_congruence(X, W), mean_riemann(X)
+        two = _logm_congruence(X, W), mean_riemann(X)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one[0], two[0])

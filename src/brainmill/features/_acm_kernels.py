@@ -30,12 +30,18 @@ import numba
 import numpy as np
 from numba import njit
 
-__all__ = ["acm_fused", "assemble", "edge_tables", "over_epochs", "table_positions"]
+__all__ = ["acm_fused", "assemble", "edge_tables", "over_epochs", "splits",
+           "table_positions"]
 
-#: Below this many output values a call is not split over threads (thread start-up and the
-#: split cost more than they save on a few small matrices).
+#: Below this much work a call is not split over threads (thread start-up and the split cost
+#: more than they save on a few small matrices).
 PARALLEL_MIN_VALUES = 200_000
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+
+
+def splits(n_epochs: int, n_values: int) -> bool:
+    """Whether :func:`over_epochs` runs a call of this size on more than one thread."""
+    return min(numba.get_num_threads(), n_epochs) > 1 and n_values >= PARALLEL_MIN_VALUES
 
 
 def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -> None:
@@ -43,13 +49,14 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
 
     The kernels release the GIL, so the slices run in parallel. Threads:
     ``numba.get_num_threads()`` (set ``NUMBA_NUM_THREADS`` or :func:`numba.set_num_threads`
-    to change it); one slice when ``n_values`` (the size of what is written) is small.
+    to change it); one slice when ``n_values`` (the work of the call: the size of what is
+    written, for the assembly kernels) is small.
     """
     global _POOL
-    threads = min(numba.get_num_threads(), n_epochs)
-    if threads <= 1 or n_values < PARALLEL_MIN_VALUES:
+    if not splits(n_epochs, n_values):
         call(slice(0, n_epochs))
         return
+    threads = min(numba.get_num_threads(), n_epochs)
     # a pool made before a fork has no threads in the child: make a new one there
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < threads:
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=threads,

@@ -12,12 +12,12 @@ the same order, ``V (f(λ) Vᵀ)``, the same ``tensordot`` for the weighted sum,
 size rule and stopping test), so the results are pyriemann's bit for bit: the test suite
 compares them with :func:`numpy.testing.assert_array_equal`. The one shortcut is that
 ``M^{1/2}`` and ``M^{-1/2}`` come from one ``eigh`` of ``M`` where pyriemann takes two of the
-same matrix. Threads: ``numba.get_num_threads()``, as the ACM kernels
-(:func:`brainmill.features._acm_kernels.over_epochs`). Inside the threads BLAS runs one thread
-each, so the two levels do not compete for the cores; for matrices large enough that OpenBLAS
-would split a product over threads (about 200 × 200 here), that changes the last bits
-(~1e-15 relative) against pyriemann run with several BLAS threads, not against pyriemann run
-with one.
+same matrix. Threads: ``numba.get_num_threads()``, through the ACM kernels' own
+:func:`~brainmill.features._acm_kernels.over_epochs` (so small stacks stay on one thread).
+While a stack goes over threads, BLAS runs one thread, so the two levels do not compete for
+the cores; for matrices large enough that OpenBLAS would split a product over threads (about
+200 × 200 here), that changes the last bits (~1e-15 relative) against pyriemann run with
+several BLAS threads, not against pyriemann run with one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import warnings
 from contextlib import nullcontext
 
-import numba
 import numpy as np
 from pyriemann.tangentspace import TangentSpace
 
@@ -35,34 +34,34 @@ except ImportError:  # pyriemann < 0.12
     from pyriemann.utils.tangentspace import upper
 from threadpoolctl import ThreadpoolController
 
-from ._acm_kernels import PARALLEL_MIN_VALUES, over_epochs
+from ._acm_kernels import over_epochs, splits
 
-__all__ = ["ThreadedTangentSpace", "logm_congruence", "mean_riemann"]
+__all__ = ["ThreadedTangentSpace", "mean_riemann"]
 
-#: Smallest matrix size whose logarithms are split over threads.
-MIN_THREADED_SIZE = 16
 _BLAS = ThreadpoolController()
+
+
+def _eigh_work(n_matrices: int, n: int) -> int:
+    """Work of ``n_matrices`` ``eigh`` calls of ``n × n`` (∝ n³), for :func:`over_epochs`."""
+    return n_matrices * n**3
+
+
+def _blas(n_matrices: int, n: int):
+    """BLAS held to one thread where the stack's logarithms go over threads, else untouched.
+
+    Held for the whole mean, not only inside the threads: limited there alone, two threads
+    gained nothing over one (BENCHMARKS.md); OpenBLAS's idle workers, which spin for a while
+    after each product on the main thread, are the likely reason.
+    """
+    if splits(n_matrices, _eigh_work(n_matrices, n)):
+        return _BLAS.limit(limits=1, user_api="blas")
+    return nullcontext()
 
 
 def _operator(w: np.ndarray, v: np.ndarray, f, out: np.ndarray | None = None) -> np.ndarray:
     """``V (f(λ) Vᴴ)``: pyriemann's ``_matrix_operator`` after its ``eigh``."""
     vh = (np.conj(v) if np.iscomplexobj(v) else v).swapaxes(-1, -2)  # a view when real
     return np.matmul(v, f(w)[..., None] * vh, out=out)
-
-
-def _split(n_matrices: int, n: int) -> bool:
-    """Whether the decompositions of the stack go over threads.
-
-    Not for one thread, one matrix, or small matrices: below about 16 × 16 an ``eigh`` takes
-    a few µs and the hand-off costs more than it saves.
-    """
-    return numba.get_num_threads() > 1 and n_matrices > 1 and n >= MIN_THREADED_SIZE
-
-
-def _one_blas_thread():
-    """BLAS on one thread while the Python threads run (and between their calls: OpenBLAS's
-    idle threads spin for a while after each product and would take the cores back)."""
-    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _check_finite(X: np.ndarray) -> None:
@@ -75,11 +74,11 @@ def _check_finite(X: np.ndarray) -> None:
                          "from.")
 
 
-def _expm(J: np.ndarray) -> np.ndarray:
-    """pyriemann's ``expm`` (its decomposition freed on return, as there)."""
-    _check_finite(J)
-    w, v = np.linalg.eigh(J)
-    return _operator(w, v, np.exp)
+def _matrix_function(M: np.ndarray, f) -> np.ndarray:
+    """pyriemann's ``_matrix_operator`` of one matrix (its decomposition freed on return)."""
+    _check_finite(M)
+    w, v = np.linalg.eigh(M)
+    return _operator(w, v, f)
 
 
 def _inverse_sqrt(x: np.ndarray) -> np.ndarray:
@@ -93,13 +92,13 @@ def _sqrt_pair(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _operator(w, v, np.sqrt), _operator(w, v, _inverse_sqrt)
 
 
-def logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+def _logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """``logm(W @ X @ W)`` of every matrix of the stack, on slices over threads.
 
     Parameters
     ----------
     X : ndarray, shape (n_matrices, n, n)
-        SPD matrices.
+        SPD matrices, finite (the callers check them once).
     W : ndarray, shape (n, n)
         Symmetric matrix (here ``M^{-1/2}``).
 
@@ -113,16 +112,11 @@ def logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 
     def work(rows: slice) -> None:
         a = W @ X[rows] @ W
-        _check_finite(a)
         w, v = np.linalg.eigh(a)
         del a  # one stack fewer at the peak than pyriemann, whose caller still holds it
         _operator(w, v, np.log, out=out[rows])
 
-    if _split(n_matrices, n):
-        with _one_blas_thread():
-            over_epochs(work, n_matrices, PARALLEL_MIN_VALUES)
-    else:
-        work(slice(0, n_matrices))
+    over_epochs(work, n_matrices, _eigh_work(n_matrices, n))
     return out
 
 
@@ -144,7 +138,7 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     ndarray, shape (n, n)
         The affine-invariant mean, equal to pyriemann's.
     """
-    n_matrices = X.shape[0]
+    n_matrices, n, _ = X.shape
     _check_finite(X)
     if sample_weight is None:
         weight = np.ones(n_matrices, dtype=float)
@@ -157,27 +151,22 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     # the starting point: pyriemann's mean_euclid, given the normalised weights, which it
     # normalises again (a sum of n copies of 1/n need not be exactly 1)
     M = np.tensordot(weight / np.sum(weight), X, axes=([0], [-3]))
-    with _one_blas_thread() if _split(n_matrices, X.shape[-1]) else nullcontext():
-        return _iterate(X, weight, M, tol, maxiter)
-
-
-def _iterate(X: np.ndarray, weight: np.ndarray, M: np.ndarray, tol: float,
-             maxiter: int) -> np.ndarray:
     nu, tau = 1.0, np.finfo(np.float64).max
-    for _ in range(maxiter):
-        M12, Mm12 = _sqrt_pair(M)
-        J = np.tensordot(weight, logm_congruence(X, Mm12), axes=([0], [0]))
-        M = M12 @ _expm(nu * J) @ M12
-        crit = np.linalg.matrix_norm(J, ord="fro")
-        h = nu * crit
-        if h < tau:
-            nu, tau = 0.95 * nu, h
+    with _blas(n_matrices, n):
+        for _ in range(maxiter):
+            M12, Mm12 = _sqrt_pair(M)
+            J = np.tensordot(weight, _logm_congruence(X, Mm12), axes=([0], [0]))
+            M = M12 @ _matrix_function(nu * J, np.exp) @ M12
+            crit = np.linalg.matrix_norm(J, ord="fro")
+            h = nu * crit
+            if h < tau:
+                nu, tau = 0.95 * nu, h
+            else:
+                nu = 0.5 * nu
+            if crit <= tol or nu <= tol:
+                break
         else:
-            nu = 0.5 * nu
-        if crit <= tol or nu <= tol:
-            break
-    else:
-        warnings.warn("Convergence not reached", stacklevel=3)
+            warnings.warn("Convergence not reached", stacklevel=2)
     return M
 
 
@@ -204,9 +193,6 @@ class ThreadedTangentSpace(TangentSpace):
         self._check_reference_points(X)
         X = np.asarray(X)
         _check_finite(X)
-        with _one_blas_thread() if _split(*X.shape[:2]) else nullcontext():
-            _check_finite(self.reference_)
-            w, v = np.linalg.eigh(self.reference_)
-            Cm12 = _operator(w, v, _inverse_sqrt)
-            del w, v
-            return upper(logm_congruence(X, Cm12))
+        with _blas(*X.shape[:2]):
+            return upper(_logm_congruence(X, _matrix_function(self.reference_,
+                                                              _inverse_sqrt)))

@@ -8,6 +8,8 @@ import pytest
 from pyriemann.geometry.mean import mean_riemann as pyriemann_mean
 from pyriemann.tangentspace import TangentSpace
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
 from brainmill.features.riemann import ThreadedTangentSpace, _logm_congruence, mean_riemann
@@ -39,6 +41,27 @@ def test_mean_and_tangent_space_equal_pyriemann_bit_for_bit(n, p, threads):
         ref = TangentSpace().fit(X[: n // 2 + 1])
         np.testing.assert_array_equal(ours.reference_, ref.reference_)
         np.testing.assert_array_equal(ours.transform(X), ref.transform(X))
+
+
+def test_fit_transform_is_threaded_and_equal_pyriemann(monkeypatch):
+    # a Pipeline calls fit_transform, which pyriemann implements without fit
+    from brainmill.features import riemann
+
+    X = spd(20, 22, seed=2)
+    calls = []
+    monkeypatch.setattr(riemann, "mean_riemann",
+                        lambda *a, **k: calls.append(1) or mean_riemann(*a, **k))
+    w = np.random.default_rng(4).uniform(0.5, 2.0, 20)
+    pipe = make_pipeline(ThreadedTangentSpace(), LogisticRegression())
+    with threadpool_limits(1, "blas"):
+        pipe.fit(X, np.arange(20) % 2)
+        ours = ThreadedTangentSpace().fit_transform(X, sample_weight=w)
+        ref = TangentSpace().fit_transform(X, sample_weight=w)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(
+        ThreadedTangentSpace(metric="logeuclid").fit_transform(X),
+        TangentSpace(metric="logeuclid").fit_transform(X))
 
 
 def test_threads_do_not_change_the_result():

@@ -187,6 +187,13 @@ class ThreadedTangentSpace(TangentSpace):
         self.reference_ = mean_riemann(np.asarray(X), sample_weight=sample_weight)
         return self
 
+    def fit_transform(self, X, y=None, sample_weight=None):
+        # pyriemann's fit_transform computes its own mean rather than calling fit, and a
+        # Pipeline calls fit_transform on every step but the last
+        if not self._threaded():
+            return super().fit_transform(X, y, sample_weight=sample_weight)
+        return self.fit(X, y, sample_weight=sample_weight).transform(X)
+
     def transform(self, X):
         if not self._threaded():
             return super().transform(X)

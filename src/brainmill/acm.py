@@ -13,7 +13,8 @@ Carrara & Papadopoulo (arXiv:2302.04508). Three ways to choose the embedding:
     does not depend on ``C``, the kernel or the inner split is done once: the lagged products
     of the training epochs are computed once for the whole grid (an ACM is a per-epoch
     transform, nothing is fitted), and one tangent space per (order, lag, inner split) serves
-    every ``C`` and kernel. Nothing fitted on one split is used on another.
+    every ``C`` and kernel, as do its SVC kernel matrices for every ``C``
+    (:mod:`brainmill.svm_grams`). Nothing fitted on one split is used on another.
 ``takens``
     Lag from the first minimum of the average mutual information, order from Cao's averaged
     false-nearest neighbours (:mod:`brainmill.features.embedding_selection`) on the training
@@ -35,7 +36,6 @@ import numpy as np
 from pyriemann.classification import MDM
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
-from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
@@ -50,6 +50,8 @@ from .features.augmented import (
     check_signals,
 )
 from .features.riemann import ThreadedTangentSpace
+from .scoring import inner_scorer
+from .svm_grams import svc_grams
 
 CLASSIFIERS = ("ts_svm", "mdm")
 SELECTIONS = ("grid", "takens", "fixed")
@@ -178,9 +180,15 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             # shared by every C, kernel
             ts = ThreadedTangentSpace(metric=self.metric).fit(covs[train])
             z_train, z_test = ts.transform(covs[train]), ts.transform(covs[test])
+            grams = svc_grams(self.kernels, z_train, z_test)  # shared by every C
             for i, p in enumerate(params):
-                head = self._head(p).fit(z_train, y[train])
-                scores[i, s] = scorer(head, z_test, y[test])
+                if p["kernel"] in grams:
+                    k_train, k_test = grams[p["kernel"]]
+                    head = SVC(C=p["C"], kernel="precomputed").fit(k_train, y[train])
+                    scores[i, s] = scorer(head, k_test, y[test])
+                else:
+                    head = self._head(p).fit(z_train, y[train])
+                    scores[i, s] = scorer(head, z_test, y[test])
         return scores
 
     # ------------------------------------------------------------------------ selection
@@ -223,7 +231,7 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         else:
             orders, lags = [int(self.order)], [int(self.lag)]
         scoring = self.scoring or default_scoring(len(self.classes_))
-        scorer = get_scorer(scoring)
+        scorer = inner_scorer(scoring)
         params = self._svm_params()
         points = [(o, lg) for lg in lags for o in orders]  # lag slowest, as GridSearchCV
         valid = [p for p in points if feasible(n_times, n_channels, *p, self.estimator)]

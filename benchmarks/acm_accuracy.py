@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                            for f in within["folds"] if "fit_info" in f]
                 print(f"  [{task}] {label} seed {seed}: AUC {auc[-1]:.3f} acc {acc[-1]:.3f}",
                       flush=True)
+                # written after every seed, so a long run that is stopped keeps what it did
+                table[label] = {"per_seed_roc_auc": auc, "per_seed_accuracy": acc,
+                                "chosen_order_lag": chosen}
+                results["tasks"][task] = {"n_epochs": n, "pipelines": table}
+                write(results, args.json)
             table[label] = {
                 "roc_auc_mean": float(np.mean(auc)), "roc_auc_sd": float(np.std(auc, ddof=1)),
                 "accuracy_mean": float(np.mean(acc)), "accuracy_sd": float(np.std(acc, ddof=1)),
@@ -134,9 +139,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"  acc {row['accuracy_mean']:.3f} ± {row['accuracy_sd']:.3f}"
                   f"  ({row['seconds']:.0f} s)", flush=True)
         results["tasks"][task] = {"n_epochs": n, "pipelines": table}
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write(results, args.json)
     return 0
+
+
+def write(results: dict, path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import get_scorer, roc_auc_score
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC
@@ -28,7 +29,8 @@ def test_binary_roc_auc_equals_sklearn_exactly(seed):
 def test_known_values_and_one_class():
     assert binary_roc_auc(np.array([0, 0, 1, 1], bool), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
     assert binary_roc_auc(np.array([1, 0], bool), np.array([0.5, 0.5])) == 0.5
-    assert np.isnan(binary_roc_auc(np.ones(4, bool), np.arange(4.0)))
+    with pytest.warns(UndefinedMetricWarning, match="Only one class"):
+        assert np.isnan(binary_roc_auc(np.ones(4, bool), np.arange(4.0)))
 
 
 def test_inner_scorer_equals_sklearn_scorer():
@@ -40,6 +42,10 @@ def test_inner_scorer_equals_sklearn_scorer():
                 GaussianNB()):  # GaussianNB has no decision_function: sklearn's path
         est.fit(X[:40], y[:40])
         assert ours(est, X[40:], y[40:]) == ref(est, X[40:], y[40:])
+    est = SVC().fit(X[:40], y[:40])
+    one_class = y[40:] == "left"
+    with pytest.warns(UndefinedMetricWarning):  # sklearn's path, with its warning
+        assert np.isnan(ours(est, X[40:][one_class], y[40:][one_class]))
     three = np.array(["a", "b", "c"] * 20)
     est = SVC().fit(X[:40], three[:40])
     with warnings.catch_warnings():

@@ -5,15 +5,17 @@ A nested order/lag search scores hundreds of small inner test folds. scikit-lear
 detection, ``type_of_target``) around a 0.1-ms computation, which was a tenth of the whole
 search (BENCHMARKS.md). :func:`binary_roc_auc` repeats scikit-learn's own arithmetic, operation
 for operation, so the scores are equal to :func:`sklearn.metrics.roc_auc_score`'s bit for bit
-(the tests compare them with ``==``): a search that breaks ties by the first best score
-chooses what ``GridSearchCV`` chooses.
+(the tests compare them with ``==``), so a search that breaks ties by the first best score
+ranks its candidates as ``GridSearchCV`` would on the same decision values.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import get_scorer
 
 __all__ = ["binary_roc_auc", "inner_scorer"]
@@ -37,6 +39,8 @@ def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     positive = np.asarray(positive, dtype=bool)
     score = np.asarray(score, dtype=float)
     if positive.all() or not positive.any():
+        warnings.warn("Only one class is present in y_true. ROC AUC score is not defined in "
+                      "that case.", UndefinedMetricWarning, stacklevel=2)
         return float("nan")
     # descending by score; the order inside a run of ties does not matter, only where the
     # runs end (the cumulative sums are read at the run ends and are exact integers)
@@ -56,8 +60,11 @@ def inner_scorer(scoring: str) -> Callable:
     """A scorer ``(estimator, X, y) -> float`` for ``scoring``, as :func:`get_scorer` gives.
 
     ``"roc_auc"`` on two classes goes through :func:`binary_roc_auc` and the estimator's
-    ``decision_function`` (what scikit-learn's scorer calls first); everything else, and
-    estimators without ``decision_function``, through scikit-learn's scorer.
+    ``decision_function`` (what scikit-learn's scorer calls first) when the test labels are
+    exactly the estimator's two classes and the decision values are finite and 1-D;
+    everything else (other scorings, estimators without ``decision_function``, a test fold
+    with one class or an unseen label) goes through scikit-learn's scorer, with its warnings
+    and errors.
     """
     sklearn_scorer = get_scorer(scoring)
     if scoring != "roc_auc":
@@ -65,8 +72,13 @@ def inner_scorer(scoring: str) -> Callable:
 
     def score(estimator, X, y) -> float:
         classes = getattr(estimator, "classes_", ())
-        if len(classes) != 2 or not hasattr(estimator, "decision_function"):
+        y = np.asarray(y)
+        if (len(classes) != 2 or not hasattr(estimator, "decision_function")
+                or not np.array_equal(np.unique(y), classes)):
             return sklearn_scorer(estimator, X, y)
-        return binary_roc_auc(np.asarray(y) == classes[1], estimator.decision_function(X))
+        decision = estimator.decision_function(X)
+        if decision.ndim != 1 or not np.all(np.isfinite(decision)):
+            return sklearn_scorer(estimator, X, y)
+        return binary_roc_auc(y == classes[1], decision)
 
     return score

@@ -5,8 +5,10 @@ input validation on the full feature matrix each time. The nested ACM search fit
 ``C`` per (order, lag, inner split), so it computes each kernel's Gram matrices once
 (scikit-learn's own kernel functions, with ``SVC``'s defaults: ``gamma="scale"``, ``degree=3``,
 ``coef0=0``) and fits ``SVC(kernel="precomputed")``. The decision values equal those of
-``SVC(kernel=k)`` up to rounding (~1e-13; libsvm sums the products in its own order), which
-the tests check, together with the choices of a search made either way.
+``SVC(kernel=k)`` up to rounding (~1e-13 to 1e-12; libsvm sums the products in its own
+order), which the tests check for two and three classes; a near-tie between two decision
+values could therefore rank differently, and ``tests/test_acm.py`` checks that the nested
+search still chooses what ``GridSearchCV`` chooses on its data.
 """
 
 from __future__ import annotations

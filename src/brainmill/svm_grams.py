@@ -5,7 +5,7 @@ input validation on the full feature matrix each time. The nested ACM search fit
 ``C`` per (order, lag, inner split), so it computes each kernel's Gram matrices once
 (scikit-learn's own kernel functions, with ``SVC``'s defaults: ``gamma="scale"``, ``degree=3``,
 ``coef0=0``) and fits ``SVC(kernel="precomputed")``. The decision values equal those of
-``SVC(kernel=k)`` up to rounding (~1e-13 to 1e-12; libsvm sums the products in its own
+``SVC(kernel=k)`` up to rounding (up to ~1e-12; libsvm sums the products in its own
 order), which the tests check for two and three classes; a near-tie between two decision
 values could therefore rank differently, and ``tests/test_acm.py`` checks that the nested
 search still chooses what ``GridSearchCV`` chooses on its data.
@@ -23,8 +23,15 @@ from sklearn.metrics.pairwise import (
 
 __all__ = ["PRECOMPUTABLE", "svc_grams"]
 
+#: ``SVC``'s kernels by name, as ``(a, b, gamma) -> Gram matrix`` with ``SVC``'s defaults
+_KERNELS = {
+    "linear": lambda a, b, g: linear_kernel(a, b),
+    "rbf": lambda a, b, g: rbf_kernel(a, b, gamma=g),
+    "poly": lambda a, b, g: polynomial_kernel(a, b, degree=3, gamma=g, coef0=0.0),
+    "sigmoid": lambda a, b, g: sigmoid_kernel(a, b, gamma=g, coef0=0.0),
+}
 #: SVC kernels given by name whose Gram matrices :func:`svc_grams` computes
-PRECOMPUTABLE = ("linear", "rbf", "poly", "sigmoid")
+PRECOMPUTABLE = tuple(_KERNELS)
 
 
 def _scale_gamma(z_train: np.ndarray) -> float:
@@ -51,12 +58,6 @@ def svc_grams(
         ``kernel -> (K_train (n_train, n_train), K_test (n_test, n_train))``, for
         ``SVC(kernel="precomputed").fit(K_train, y).decision_function(K_test)``.
     """
-    functions = {
-        "linear": lambda a, b, g: linear_kernel(a, b),
-        "rbf": lambda a, b, g: rbf_kernel(a, b, gamma=g),
-        "poly": lambda a, b, g: polynomial_kernel(a, b, degree=3, gamma=g, coef0=0.0),
-        "sigmoid": lambda a, b, g: sigmoid_kernel(a, b, gamma=g, coef0=0.0),
-    }
     gamma = _scale_gamma(z_train)
-    return {k: (functions[k](z_train, z_train, gamma), functions[k](z_test, z_train, gamma))
-            for k in dict.fromkeys(kernels) if k in functions}
+    return {k: (_KERNELS[k](z_train, z_train, gamma), _KERNELS[k](z_test, z_train, gamma))
+            for k in dict.fromkeys(kernels) if k in _KERNELS}

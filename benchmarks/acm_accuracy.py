@@ -16,7 +16,9 @@ Protocol (written into the output next to every number):
   C × kernel by inner CV; ``TS+SVM``: the same pipeline at order 1 (the plain covariance),
   C × kernel by the same inner CV; ``CSP+LDA``: OAS covariance, 6 CSP filters, LDA.
 
-Run: ``python benchmarks/acm_accuracy.py [--data ../shared/data] [--json out.json]``.
+Run: ``python benchmarks/acm_accuracy.py [--data ../shared/data] [--json out.json]``
+(``--first-seed`` and ``--seeds`` split the seeds over processes; ``chosen_order_lag`` is a
+list per seed of the (order, lag) chosen in each outer fold).
 """
 
 from __future__ import annotations
@@ -80,7 +82,10 @@ def pipelines(grid: dict, max_order: int) -> dict[str, tuple[str, str, object]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first seed: runs seeds first .. first + seeds - 1, so a long "
+                             "protocol can be split over processes or sessions")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--orders", type=int, nargs="+", default=GRID["orders"])
     parser.add_argument("--lags", type=int, nargs="+", default=GRID["lags"])
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "MNE-eegbci-data").is_dir():
         print(f"skipped: no PhysioNet cache under {data}", file=sys.stderr)
         return 0
-    results = {"protocol": __doc__, "grid": {**grid, **SEARCH}, "seeds": args.seeds,
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    results = {"protocol": __doc__, "grid": {**grid, **SEARCH}, "seeds": seeds,
                "takens_max_order": args.max_order, "tasks": {}}
     for task in args.tasks:
         ds = dataset(task, data)
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             auc, acc, chosen = [], [], []
             start = time.perf_counter()
-            for seed in range(args.seeds):
+            for seed in seeds:
                 metrics, _ = run_decoder(decoder, params, feats[feature],
                                          EvaluationConfig(protocols=["within_session"],
                                                           n_folds=5), seed,
@@ -119,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 within = metrics["protocols"]["within_session"]
                 auc.append(within["summary"]["roc_auc"]["mean"])
                 acc.append(within["summary"]["accuracy"]["mean"])
-                chosen += [(f["fit_info"]["order"], f["fit_info"]["lag"])
-                           for f in within["folds"] if "fit_info" in f]
+                chosen.append([(f["fit_info"]["order"], f["fit_info"]["lag"])
+                               for f in within["folds"] if "fit_info" in f])
                 print(f"  [{task}] {label} seed {seed}: AUC {auc[-1]:.3f} acc {acc[-1]:.3f}",
                       flush=True)
                 # written after every seed, so a long run that is stopped keeps what it did
@@ -129,18 +135,23 @@ def main(argv: list[str] | None = None) -> int:
                 results["tasks"][task] = {"n_epochs": n, "pipelines": table}
                 write(results, args.json)
             table[label] = {
-                "roc_auc_mean": float(np.mean(auc)), "roc_auc_sd": float(np.std(auc, ddof=1)),
-                "accuracy_mean": float(np.mean(acc)), "accuracy_sd": float(np.std(acc, ddof=1)),
+                "roc_auc_mean": float(np.mean(auc)), "roc_auc_sd": sd(auc),
+                "accuracy_mean": float(np.mean(acc)), "accuracy_sd": sd(acc),
                 "per_seed_roc_auc": auc, "per_seed_accuracy": acc,
                 "chosen_order_lag": chosen, "seconds": time.perf_counter() - start,
             }
             row = table[label]
-            print(f"[{task}] {label:22s} AUC {row['roc_auc_mean']:.3f} ± {row['roc_auc_sd']:.3f}"
-                  f"  acc {row['accuracy_mean']:.3f} ± {row['accuracy_sd']:.3f}"
+            print(f"[{task}] {label:22s} AUC {row['roc_auc_mean']:.3f} ± {row['roc_auc_sd']}"
+                  f"  acc {row['accuracy_mean']:.3f} ± {row['accuracy_sd']}"
                   f"  ({row['seconds']:.0f} s)", flush=True)
         results["tasks"][task] = {"n_epochs": n, "pipelines": table}
         write(results, args.json)
     return 0
+
+
+def sd(values: list[float]) -> float | None:
+    """Sample standard deviation over seeds; None for a single seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def write(results: dict, path: str | None) -> None:

@@ -37,6 +37,16 @@ def test_schema_file_is_in_sync_with_models():
     assert committed == config_schema(), "run `brainmill schema` and commit the result"
 
 
+def test_schema_declares_the_draft_snakemake_validates_with():
+    # snakemake.utils.validate always uses Draft 2020-12 and warns on every run when the
+    # schema declares another draft
+    from jsonschema import Draft202012Validator
+
+    schema = config_schema()
+    assert schema["$schema"] == Draft202012Validator.META_SCHEMA["$schema"]
+    Draft202012Validator.check_schema(schema)
+
+
 def test_schema_accepts_default_and_rejects_unknown_key(raw_default):
     schema = config_schema()
     jsonschema.validate(raw_default, schema)

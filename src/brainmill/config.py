@@ -1232,7 +1232,7 @@ def load_config(path: str | Path) -> Config:
 def config_schema() -> dict[str, Any]:
     """The JSON schema of :class:`Config`, used by the Snakefile's ``validate``."""
     schema = Config.model_json_schema()
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["description"] = (
         "Generated from brainmill.config by `brainmill schema`; do not edit by hand."
     )

@@ -66,3 +66,29 @@ def test_fixed_acm_decodes_left_vs_right_above_chance(physionet_signals):
     summary = metrics["protocols"]["within_session"]["summary"]
     # 45 trials: the binomial p<0.05 chance threshold is about 0.64 accuracy
     assert summary["roc_auc"]["mean"] >= 0.65
+
+
+def test_accuracy_benchmark_seeds_split_over_runs_give_the_same_folds(shared_data, tmp_path):
+    # BENCHMARKS.md combines seeds run in separate processes (--first-seed): a seed must give
+    # the same per-fold choices and scores whichever run it is part of
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from acm_accuracy import main
+
+    common = ["--data", str(shared_data), "--tasks", "lr", "--orders", "1", "2", "--lags", "2",
+              "--skip", "ACM+TS+SVM (takens)"]
+    assert main([*common, "--seeds", "2", "--json", str(tmp_path / "both.json")]) == 0
+    assert main([*common, "--seeds", "1", "--first-seed", "1",
+                 "--json", str(tmp_path / "second.json")]) == 0
+    both = json.loads((tmp_path / "both.json").read_text())
+    second = json.loads((tmp_path / "second.json").read_text())
+    assert both["seeds"] == [0, 1] and second["seeds"] == [1]
+    for label, row in second["tasks"]["lr"]["pipelines"].items():
+        whole = both["tasks"]["lr"]["pipelines"][label]
+        assert row["per_seed_roc_auc"] == whole["per_seed_roc_auc"][1:], label
+        assert row["per_seed_accuracy"] == whole["per_seed_accuracy"][1:], label
+        assert row["chosen_order_lag"] == whole["chosen_order_lag"][1:], label
+        assert row["roc_auc_sd"] is None  # one seed: no spread
+    grid = second["tasks"]["lr"]["pipelines"]["ACM+TS+SVM (grid)"]["chosen_order_lag"]
+    assert len(grid) == 1 and len(grid[0]) == 5  # one list of 5 outer folds per seed

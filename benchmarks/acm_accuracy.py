@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipeline labels to leave out, e.g. 'ACM+TS+SVM (takens)'")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     grid = {"orders": args.orders, "lags": args.lags}
     data = Path(args.data)
     if not (data / "MNE-eegbci-data").is_dir():
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{task}] {n} epochs × {len(epochs.ch_names)} channels × {len(epochs.times)} "
               f"samples, classes {np.bincount(feats['signals'].y).tolist()}", flush=True)
         table = {}
+        results["tasks"][task] = {"n_epochs": n, "pipelines": table}
         for label, (decoder, feature, params) in pipelines(grid, args.max_order).items():
             if label in args.skip:
                 continue
@@ -129,24 +132,24 @@ def main(argv: list[str] | None = None) -> int:
                                for f in within["folds"] if "fit_info" in f])
                 print(f"  [{task}] {label} seed {seed}: AUC {auc[-1]:.3f} acc {acc[-1]:.3f}",
                       flush=True)
-                # written after every seed, so a long run that is stopped keeps what it did
-                table[label] = {"per_seed_roc_auc": auc, "per_seed_accuracy": acc,
-                                "chosen_order_lag": chosen}
-                results["tasks"][task] = {"n_epochs": n, "pipelines": table}
+                # the summary so far, written after every seed, so a long run that is stopped
+                # keeps what it did
+                table[label] = summary(auc, acc, chosen, time.perf_counter() - start)
                 write(results, args.json)
-            table[label] = {
-                "roc_auc_mean": float(np.mean(auc)), "roc_auc_sd": sd(auc),
-                "accuracy_mean": float(np.mean(acc)), "accuracy_sd": sd(acc),
-                "per_seed_roc_auc": auc, "per_seed_accuracy": acc,
-                "chosen_order_lag": chosen, "seconds": time.perf_counter() - start,
-            }
             row = table[label]
             print(f"[{task}] {label:22s} AUC {row['roc_auc_mean']:.3f} ± {row['roc_auc_sd']}"
                   f"  acc {row['accuracy_mean']:.3f} ± {row['accuracy_sd']}"
                   f"  ({row['seconds']:.0f} s)", flush=True)
-        results["tasks"][task] = {"n_epochs": n, "pipelines": table}
-        write(results, args.json)
+    write(results, args.json)
     return 0
+
+
+def summary(auc: list[float], acc: list[float], chosen: list, seconds: float) -> dict:
+    """One pipeline's row: mean ± sd over the seeds run so far, and the per-seed values."""
+    return {"roc_auc_mean": float(np.mean(auc)), "roc_auc_sd": sd(auc),
+            "accuracy_mean": float(np.mean(acc)), "accuracy_sd": sd(acc),
+            "per_seed_roc_auc": auc, "per_seed_accuracy": acc,
+            "chosen_order_lag": chosen, "seconds": seconds}
 
 
 def sd(values: list[float]) -> float | None:

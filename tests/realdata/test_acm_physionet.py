@@ -7,7 +7,8 @@ seed 0; every fitted part sees the training fold only.
 
 from __future__ import annotations
 
-import sys
+import functools
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +22,23 @@ pytestmark = pytest.mark.realdata
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
+def _accuracy_benchmark():
+    """``benchmarks/acm_accuracy.py`` loaded from its path (its protocol is the one tested)."""
+    spec = importlib.util.spec_from_file_location("brainmill_benchmark_acm_accuracy",
+                                                  ROOT / "benchmarks" / "acm_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def physionet_signals(shared_data):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from acm_accuracy import dataset
-
     from brainmill.datasets import load_recording
     from brainmill.features.epochs import epoch_signals
     from brainmill.preprocessing import preprocess
 
-    ds = dataset("lr", shared_data)
+    ds = _accuracy_benchmark().dataset("lr", shared_data)
     epochs = preprocess(load_recording(ds, "1", seed=0), ds.preprocessing).epochs
     return epoch_signals(epochs, ds.features.signals, ds.class_names)
 
@@ -73,9 +81,7 @@ def test_accuracy_benchmark_seeds_split_over_runs_give_the_same_folds(shared_dat
     # the same per-fold choices and scores whichever run it is part of
     import json
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from acm_accuracy import main
-
+    main = _accuracy_benchmark().main
     common = ["--data", str(shared_data), "--tasks", "lr", "--orders", "1", "2", "--lags", "2",
               "--skip", "ACM+TS+SVM (takens)"]
     assert main([*common, "--seeds", "2", "--json", str(tmp_path / "both.json")]) == 0

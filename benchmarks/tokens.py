@@ -11,9 +11,11 @@ Prints, side by side:
   :class:`brainmill.training.Trainer`) on 5-s windows;
 * bf16 autocast against fp32 (CPU and CUDA; with the share of token ids equal to fp32's),
   and on CUDA with and without ``torch.compile``;
-* on CPU, the inference path of the frequency Transformer
-  (:mod:`brainmill.models.tokenizer_inference`, used by ``tokenize`` in fp32) against the
-  module path it replaces, with the share of equal tokens.
+* on CPU, three ways in interleaved passes, with the share of equal tokens:
+  ``brainmill.features.timefreq.tokenize`` as a user calls it (batches side by side on the
+  cores, one intra-op thread each: the headline), the same inference path one batch after
+  another on all intra-op threads (the headline before 2026-12-05, evening), and the module
+  path the inference path (:mod:`brainmill.models.tokenizer_inference`) replaces.
 
 Every tokenization time is the median of three passes over the same windows.
 
@@ -35,6 +37,7 @@ import numpy as np
 import scipy.signal
 import torch
 
+from brainmill.features.timefreq import tokenize
 from brainmill.models.frontend import stft_magnitude
 from brainmill.models.tokenizer import TFMTokenizer, TokenizerConfig
 from brainmill.training import TrainConfig, Trainer, resolve_device
@@ -79,13 +82,15 @@ def bench_stft(repeat: int = 3) -> dict[str, float]:
 
 def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
                    compile_model: bool = False, size: str = "reference",
-                   fast_inference: bool = True, repeat: int = 3
+                   fast_inference: bool = True, repeat: int = 3, threaded: bool = False
                    ) -> tuple[float, torch.Tensor]:
     """Seconds to tokenize one hour of 64-channel EEG (10-s windows), and the token ids.
 
     The median of ``repeat`` timed passes over the same windows (the shared 2-core machine
     drifts by ±20 % between passes). ``fast_inference=False`` times the module path the CPU
-    inference path replaced (:attr:`TFMTokenizer.fast_inference`).
+    inference path replaced (:attr:`TFMTokenizer.fast_inference`). ``threaded`` (CPU) times
+    ``brainmill.features.timefreq.tokenize``, batches side by side on torch's thread count;
+    otherwise one ``model.tokenize`` batch after another.
     """
     torch.manual_seed(0)
     model = TFMTokenizer(TokenizerConfig(**SIZES[size])).to(device).eval()
@@ -101,8 +106,11 @@ def bench_tokenize(device: torch.device, quick: bool, precision: str = "fp32",
         for _ in range(repeat):
             _sync(device)
             t0 = time.perf_counter()
-            tokens = [fwd(x[start:start + batch].to(device)).cpu()
-                      for start in range(0, len(x), batch)]
+            if threaded:  # the user's function, which batches the windows itself
+                tokens = [torch.from_numpy(tokenize(model, x.numpy(), batch_size=batch))]
+            else:
+                tokens = [fwd(x[start:start + batch].to(device)).cpu()
+                          for start in range(0, len(x), batch)]
             _sync(device)
             passes.append(time.perf_counter() - t0)
     return float(np.median(passes)) * HOUR_WINDOWS / n_windows, torch.cat(tokens)
@@ -150,31 +158,40 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("fp32", False), ("bf16", False)]
     if device.type == "cuda":
         runs += [("fp32", True), ("bf16", True)]
-    # the CPU inference path against the module path it replaces, same windows, same weights;
-    # its median is also the fp32 tokenization time below (not timed a second time)
+    # on CPU, interleaved passes of three ways on the same windows and weights: the user's
+    # function (batches side by side on the cores), the inference path one batch after another
+    # and the module path it replaces; the first's median is also the fp32 tokenization time
+    # below (not timed a second time)
     fp32_cpu: dict[str, tuple[float, torch.Tensor]] = {}
     if device.type == "cpu":
         for size in SIZES:
             key = "" if size == "reference" else f"_{size}"
-            # interleaved passes, so that both paths see the same drift of the machine
-            fast_s, module_s = [], []
+            ways = {"threaded": {"threaded": True}, "serial": {},
+                    "module": {"fast_inference": False}}
+            seconds: dict[str, list[float]] = {w: [] for w in ways}
+            tokens: dict[str, torch.Tensor] = {}
             for _ in range(3):
-                sec, fast_tokens = bench_tokenize(device, args.quick, size=size, repeat=1)
-                fast_s.append(sec)
-                sec, module_tokens = bench_tokenize(device, args.quick, size=size,
-                                                    fast_inference=False, repeat=1)
-                module_s.append(sec)
-            fast, modules = float(np.median(fast_s)), float(np.median(module_s))
-            fp32_cpu[size] = (fast, fast_tokens)
-            equal = float((fast_tokens == module_tokens).float().mean())
-            out[f"tokenize_seconds_per_hour_64ch_module_path{key}"] = modules
-            out[f"speedup_inference_path{key}"] = modules / fast
+                for way, kwargs in ways.items():
+                    sec, tokens[way] = bench_tokenize(device, args.quick, size=size, repeat=1,
+                                                      **kwargs)
+                    seconds[way].append(sec)
+            med = {w: float(np.median(v)) for w, v in seconds.items()}
+            fp32_cpu[size] = (med["threaded"], tokens["threaded"])
+            equal = float((tokens["serial"] == tokens["module"]).float().mean())
+            equal_threaded = float((tokens["threaded"] == tokens["serial"]).float().mean())
+            out[f"tokenize_seconds_per_hour_64ch_module_path{key}"] = med["module"]
+            out[f"tokenize_seconds_per_hour_64ch_one_batch_at_a_time{key}"] = med["serial"]
+            out[f"speedup_inference_path{key}"] = med["module"] / med["serial"]
+            out[f"speedup_threaded_batches{key}"] = med["serial"] / med["threaded"]
             out[f"token_agreement_inference_vs_module_path{key}"] = equal
-            print(f"[{size} tokenizer, fp32] module path {modules:.1f} s, inference path "
-                  f"{fast:.1f} s per hour × 64 ch (medians of 3 interleaved passes; passes: "
-                  f"{', '.join(f'{v:.1f}' for v in module_s)} / "
-                  f"{', '.join(f'{v:.1f}' for v in fast_s)}): {modules / fast:.2f}× faster, "
-                  f"tokens equal: {equal:.4f}")
+            out[f"token_agreement_threaded_vs_one_batch_at_a_time{key}"] = equal_threaded
+            passes = "; ".join(f"{w} " + ", ".join(f"{v:.1f}" for v in seconds[w])
+                               for w in ways)
+            print(f"[{size} tokenizer, fp32] s per hour × 64 ch, medians of 3 interleaved "
+                  f"passes: tokenize() with batches side by side {med['threaded']:.1f}, "
+                  f"inference path one batch at a time {med['serial']:.1f}, module path "
+                  f"{med['module']:.1f} (passes: {passes}); tokens equal: threaded vs one "
+                  f"at a time {equal_threaded:.4f}, inference vs module path {equal:.4f}")
     for size in SIZES:
         fp32_tokens = None
         for precision, compiled in runs:

@@ -98,6 +98,34 @@ def test_tokenize_batches_give_the_same_ids_and_leave_the_mode_alone():
     np.testing.assert_array_equal(one[:2, 0], direct[:, 0].numpy())
 
 
+@pytest.mark.parametrize("batch_size", [1, 4, 7, 1000])
+@pytest.mark.parametrize("n_jobs", [2, 3])
+def test_threaded_tokenize_equals_one_batch_after_another(batch_size, n_jobs):
+    X = sines(np.repeat([10.0, 30.0], 5), n_channels=3, sfreq=200.0,
+              n_times=400).astype(np.float32)
+    tok = TFMTokens(sfreq=200.0, tokenizer=TINY, training=QUICK, seed=0).fit(X)
+    threads = torch.get_num_threads()
+    serial = tokenize(tok.tokenizer_, X, batch_size=batch_size, n_jobs=1)
+    threaded = tokenize(tok.tokenizer_, X, batch_size=batch_size, n_jobs=n_jobs)
+    assert torch.get_num_threads() == threads  # restored
+    np.testing.assert_array_equal(threaded, serial)
+    # and both equal the model's own forward pass, one window at a time
+    direct = tok.tokenizer_.tokenize(torch.from_numpy(X.reshape(-1, 1, X.shape[-1])))
+    np.testing.assert_array_equal(serial, direct.numpy().reshape(serial.shape))
+
+
+def test_threaded_tokenize_restores_threads_and_mode_after_an_error():
+    X = sines([10.0, 30.0, 20.0], sfreq=200.0, n_times=400).astype(np.float32)
+    tok = TFMTokens(sfreq=200.0, tokenizer=TINY, training=QUICK, seed=0).fit(X)
+    model = tok.tokenizer_.train()
+    threads = torch.get_num_threads()
+    with pytest.raises(ValueError, match="shorter than one STFT frame"):  # raised in a worker
+        tokenize(model, X[..., :100], batch_size=1, n_jobs=2)
+    assert torch.get_num_threads() == threads and model.training
+    with pytest.raises(ValueError, match="n_jobs must be at least 1"):
+        tokenize(model, X, n_jobs=0)
+
+
 def test_short_epochs_are_a_clear_error():
     X = sines([10.0, 20.0], n_times=90)  # 0.9 s: shorter than the 1-s STFT window
     with pytest.raises(ValueError, match="shorter than one STFT window"):

@@ -41,3 +41,7 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     assert result["tokenize_seconds_per_hour_64ch_module_path"] > 0
     assert result["speedup_inference_path_small"] > 0
     assert result["token_agreement_inference_vs_module_path"] == 1.0
+    # the user's tokenize() with batches on threads against one batch at a time: same tokens
+    assert result["token_agreement_threaded_vs_one_batch_at_a_time"] == 1.0
+    assert result["tokenize_seconds_per_hour_64ch_one_batch_at_a_time_small"] > 0
+    assert result["speedup_threaded_batches"] > 0

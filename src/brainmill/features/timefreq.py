@@ -12,6 +12,7 @@ Hann window with a 0.5-s hop, magnitude bins 0–99 Hz.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mne
@@ -134,7 +135,9 @@ class TFMTokens(TransformerMixin, BaseEstimator):
     run_dir : str or None
         Checkpoint folder for resumable training (see :class:`~brainmill.training.Trainer`).
     batch_size : int
-        Windows per forward pass in ``transform``. Default 512.
+        Most windows per forward pass in ``transform``. Default 512.
+    n_jobs : int or None
+        Threads of ``transform`` on CPU (:func:`tokenize`); ``None``: torch's thread count.
 
     Attributes
     ----------
@@ -147,13 +150,14 @@ class TFMTokens(TransformerMixin, BaseEstimator):
 
     def __init__(self, sfreq: float = 200.0, tokenizer: dict | None = None,
                  training: dict | None = None, seed: int = 0, run_dir: str | None = None,
-                 batch_size: int = 512) -> None:
+                 batch_size: int = 512, n_jobs: int | None = None) -> None:
         self.sfreq = sfreq
         self.tokenizer = tokenizer
         self.training = training
         self.seed = seed
         self.run_dir = run_dir
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
 
     def _windows(self, X: np.ndarray) -> np.ndarray:
         cfg = TokenizerConfig(**(self.tokenizer or {}))
@@ -189,11 +193,32 @@ class TFMTokens(TransformerMixin, BaseEstimator):
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Token ids, shape (n_epochs, n_channels, n_frames), int64."""
         check_is_fitted(self, "tokenizer_")
-        return tokenize(self.tokenizer_, self._windows(X), self.batch_size)
+        return tokenize(self.tokenizer_, self._windows(X), self.batch_size, self.n_jobs)
 
 
-def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Tokens of already-resampled signals ``(n, C, T)`` in batches of ``batch_size`` epochs·channels.
+def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512,
+             n_jobs: int | None = None) -> np.ndarray:
+    """Tokens of already-resampled signals ``(n, C, T)``, ``batch_size`` epochs·channels at a time.
+
+    On CPU the batches run side by side on ``n_jobs`` threads, each computing its batch with
+    one intra-op thread (torch's thread count is set to 1 meanwhile and restored after), and
+    their number is rounded up to a multiple of ``n_jobs`` so the threads finish together.
+    Independent streams do not wait for each other at every small operation as intra-op
+    threads do, which made them faster and steadier on a 2-core VM (``BENCHMARKS.md``).
+    Every window is tokenized on its own, so the ids do not depend on the batching.
+
+    Parameters
+    ----------
+    model : TFMTokenizer
+        Left in its training mode; tokenized in eval mode.
+    X : ndarray, shape (n, C, T)
+        Signals at ``model.config.sfreq``.
+    batch_size : int
+        Most windows (epochs·channels) per forward pass.
+    n_jobs : int, optional
+        Threads on CPU; by default :func:`torch.get_num_threads` (Snakemake's ``threads`` in
+        the workflow). 1, a CUDA model, or CPU autocast (thread-local in torch, so not seen
+        by worker threads) tokenizes one batch after another.
 
     Returns
     -------
@@ -202,13 +227,36 @@ def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512) -> np.nd
     n, c, t = X.shape
     flat = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32).reshape(n * c, 1, t))
     device = next(model.parameters()).device
+    jobs = torch.get_num_threads() if n_jobs is None else int(n_jobs)
+    if jobs < 1:
+        raise ValueError(f"tokenize: n_jobs must be at least 1 (got {n_jobs})")
+    threaded = (jobs > 1 and device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+                and len(flat) > 1)
+    n_batches = -(-len(flat) // batch_size)
+    if threaded:
+        n_batches = min(len(flat), -(-n_batches // jobs) * jobs)
+    size = max(1, -(-len(flat) // n_batches))
+    starts = range(0, len(flat), size)
+
+    def one(start: int) -> torch.Tensor:
+        return model.tokenize(flat[start:start + size].to(device)).cpu()
+
     was_training = model.training
     model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(flat), batch_size):
-            out.append(model.tokenize(flat[start:start + batch_size].to(device)).cpu())
-    model.train(was_training)
+    try:
+        if threaded:
+            intra_op = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(min(jobs, len(starts))) as pool:
+                    out = list(pool.map(one, starts))
+            finally:
+                torch.set_num_threads(intra_op)
+        else:
+            with torch.no_grad():
+                out = [one(start) for start in starts]
+    finally:
+        model.train(was_training)
     ids = torch.cat(out).reshape(n, c, -1)
     return ids.numpy().astype(np.int64)
 

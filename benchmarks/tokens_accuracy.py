@@ -15,7 +15,8 @@ Protocol (printed and written with every number):
   seed. Baselines on the same folds: TS+LR (OAS covariance, tangent space, logistic
   regression) and ACM+TS+SVM (order × lag chosen by inner CV on the training fold).
 - **Token pipeline, per outer fold, training fold only**: the TFM tokenizer is trained on the
-  training fold's signals (no labels; batch 32, at least 200 optimiser steps), then the token
+  training fold's signals (no labels; at least 200 optimiser steps, on batches of at least 32
+  windows and 2 encoder outputs per code: Bonn 128, DREAMS 32, PhysioNet 256), then the token
   Transformer is fine-tuned on the training fold's tokens (class-balanced loss, batch 16, up
   to 100 epochs) with early stopping and model selection on a stratified 20 % validation
   split of the training fold. The test fold is touched once, for the predictions.
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -58,6 +60,7 @@ from brainmill.features.bandpower import compute_bandpower
 from brainmill.features.covariance import compute_covariances
 from brainmill.features.epochs import epochs_arrays
 from brainmill.features.timefreq import TFMTokens
+from brainmill.models.tokenizer import TokenizerConfig
 from brainmill.preprocessing import preprocess
 from brainmill.token_decoding import TokenTransformerClassifier
 
@@ -74,6 +77,12 @@ TOKENIZER_TRAINING = {"max_epochs": 5, "batch_size": 32, "lr": 1e-3, "min_lr": 1
 #: single-channel 30-s training windows) 5 epochs of batch 128 were 10 steps, and the tokens
 #: it made carried little of the sleep stage (BENCHMARKS.md)
 TOKENIZER_MIN_STEPS = 200
+#: and on batches of at least this many encoder outputs per code (batch × frames per window /
+#: n_codes, the batch rounded up to a power of two): below about 1, codes used less than
+#: average fall under the dead-code threshold (0.5 per batch) and are restarted at every
+#: update; on Bonn's 5-s windows (9 frames) batch 32 restarted 214 of 512 codes per update
+#: (BENCHMARKS.md)
+TOKENIZER_MIN_VECTORS_PER_CODE = 2.0
 TRANSFORMER = {"n_heads": 4, "depth": 2, "dropout": 0.1}
 #: batch 16 and up to 100 epochs: with 20 epochs of batch 64 (about 60 steps on DREAMS) the
 #: model never left the majority class (BENCHMARKS.md)
@@ -83,15 +92,28 @@ TRANSFORMER_TRAINING = {"max_epochs": 100, "batch_size": 16, "lr": 5e-4, "min_lr
 CLASS_WEIGHT = "balanced"
 
 
-def tokenizer_training(n_windows: int, quick: bool) -> dict:
-    """``TOKENIZER_TRAINING`` with enough epochs for ``TOKENIZER_MIN_STEPS`` steps on
-    ``n_windows`` single-channel training windows (10 % of them held out for validation)."""
+def tokenizer_frames(n_times: int, sfreq: float) -> int:
+    """STFT frames of the tokenizer in a window of ``n_times`` samples at ``sfreq``."""
+    cfg = TokenizerConfig(**TOKENIZER)
+    n = int(round(n_times * cfg.sfreq / sfreq))
+    return 1 + (n - cfg.n_fft) // cfg.hop
+
+
+def tokenizer_training(n_windows: int, n_frames: int, quick: bool) -> dict:
+    """``TOKENIZER_TRAINING`` with the batch and epochs of the two rules above.
+
+    The batch is the smallest power of two, at least ``TOKENIZER_TRAINING["batch_size"]``,
+    giving ``TOKENIZER_MIN_VECTORS_PER_CODE`` outputs per code from windows of ``n_frames``
+    frames; the epochs are enough for ``TOKENIZER_MIN_STEPS`` steps on ``n_windows``
+    single-channel training windows (10 % of them held out for validation).
+    """
+    need = TOKENIZER_MIN_VECTORS_PER_CODE * TOKENIZER["n_codes"] / max(1, n_frames)
+    batch = max(TOKENIZER_TRAINING["batch_size"], 1 << max(0, math.ceil(math.log2(need))))
     if quick:
-        return dict(TOKENIZER_TRAINING, max_epochs=2)
-    per_epoch = max(1, int(n_windows * (1 - TOKENIZER_TRAINING["val_fraction"]))
-                    // TOKENIZER_TRAINING["batch_size"])
+        return dict(TOKENIZER_TRAINING, batch_size=batch, max_epochs=2)
+    per_epoch = max(1, int(n_windows * (1 - TOKENIZER_TRAINING["val_fraction"])) // batch)
     epochs = max(TOKENIZER_TRAINING["max_epochs"], -(-TOKENIZER_MIN_STEPS // per_epoch))
-    return dict(TOKENIZER_TRAINING, max_epochs=epochs)
+    return dict(TOKENIZER_TRAINING, batch_size=batch, max_epochs=epochs)
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None) -> dict:
@@ -204,7 +226,9 @@ def run_dataset(name: str, d: dict, seeds: list[int], quick: bool,
             folds = folds[:2]
         for k, (train, test) in enumerate(folds):
             t0 = time.perf_counter()
-            tok_training = tokenizer_training(len(train) * d["X"].shape[1], quick)
+            tok_training = tokenizer_training(len(train) * d["X"].shape[1],
+                                              tokenizer_frames(d["X"].shape[-1], d["sfreq"]),
+                                              quick)
             tokens = TFMTokens(sfreq=d["sfreq"], tokenizer=TOKENIZER, training=tok_training,
                                seed=seed).fit(d["X"][train])
             ids = tokens.transform(d["X"])
@@ -226,6 +250,7 @@ def run_dataset(name: str, d: dict, seeds: list[int], quick: bool,
                              "seconds": time.perf_counter() - t1,
                              "codes_used": int((usage > 0).sum()),
                              "tokenizer_epochs": tok_training["max_epochs"],
+                             "tokenizer_batch": tok_training["batch_size"],
                              "best_epoch": clf.fit_info_["training"]["best_epoch"]})
                 bag = bag_of_tokens(ids, TOKENIZER["n_codes"])
                 pred, proba = _fit_predict(bag_of_tokens_lr(seed), bag[train], y[train],
@@ -312,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 "protocol": __doc__, "seeds": args.seeds, "quick": args.quick,
                 "tokenizer": TOKENIZER, "tokenizer_training": TOKENIZER_TRAINING,
                 "tokenizer_min_steps": TOKENIZER_MIN_STEPS,
+                "tokenizer_min_vectors_per_code": TOKENIZER_MIN_VECTORS_PER_CODE,
                 "transformer": TRANSFORMER, "transformer_training": TRANSFORMER_TRAINING,
                 "class_weight": args.class_weight,
                 "summary": summary, "folds": all_rows}, indent=1))

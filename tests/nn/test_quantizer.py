@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -223,3 +224,35 @@ def test_two_level_argmin_is_argmin_with_ties_and_nan():
     scores[8, 5 * _ARGMIN_BLOCK + 3] = -1.0  # one minimum late in the row
     scores[9, 3] = float("nan")  # argmin treats NaN as the minimum
     assert torch.equal(_first_argmin(scores), scores.argmin(1))
+
+
+def _train(vq, batch, updates, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    vq.train()
+    for _ in range(updates):
+        vq(torch.randn(batch, vq.dim, generator=gen))
+
+
+def test_churning_codebook_warns_once_with_the_batch_and_the_remedy():
+    # 8 vectors per update for 64 codes: EMA usage ~0.125 per code, under the 0.5 threshold,
+    # so most codes are restarted at every update once the EMA has settled (10 updates)
+    torch.manual_seed(0)
+    vq = EMAVectorQuantizer(64, 8, decay=0.9, dead_code_threshold=0.5, l2_normalize=True)
+    with pytest.warns(RuntimeWarning, match=r"of 64 codes .* churning\. The batch held 8 "
+                                            r"vectors, 0\.12 per code") as record:
+        _train(vq, batch=8, updates=40)
+    assert len([w for w in record if "churning" in str(w.message)]) == 1  # once
+    after = re.search(r"after (\d+) updates", str(record[0].message))
+    assert after and int(after.group(1)) >= 10  # not before the EMA settled (1 / (1 - 0.9))
+
+
+def test_large_batches_and_disabled_restarts_do_not_warn():
+    import warnings
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _train(EMAVectorQuantizer(64, 8, decay=0.9, dead_code_threshold=0.5,
+                                  l2_normalize=True), batch=2048, updates=40)
+        _train(EMAVectorQuantizer(64, 8, decay=0.9, dead_code_threshold=0.0,
+                                  l2_normalize=True), batch=8, updates=40)

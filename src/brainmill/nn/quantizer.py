@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -77,6 +78,10 @@ class EMAVectorQuantizer(nn.Module):
     randomly drawn vector ``z_i`` of the current batch (drawn without replacement when the batch
     is large enough, from torch's global generator), with ``N_k ← threshold`` and
     ``S_k ← threshold·z_i`` so it is not restarted again straight away. 0 disables restarts.
+    The threshold is per batch, so batches with few vectors per code (``M / K`` near or below
+    the threshold) keep most codes under it and restart them at every update; once the EMA has
+    settled (``1 / (1 − γ)`` updates), an update that restarts more than a quarter of the
+    codebook raises a ``RuntimeWarning`` (once per quantiser) naming the batch and the remedy.
 
     Init: ``e_k ~ N(0, I/dim)`` (norm about 1, the scale of L2-normalised inputs), ``N_k = 1``
     and ``S_k = e_k``, as if each code had once been assigned its own initial vector; codes unused
@@ -142,6 +147,8 @@ class EMAVectorQuantizer(nn.Module):
         self.register_buffer("codebook", codebook)
         self.register_buffer("cluster_size", torch.ones(n_codes))
         self.register_buffer("embed_sum", codebook.clone())
+        self._updates = 0  # EMA updates so far (not saved: only for the churn warning)
+        self._warned_churn = False
 
     # ------------------------------------------------------------------ pieces
 
@@ -201,6 +208,7 @@ class EMAVectorQuantizer(nn.Module):
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.n_codes * self.eps) * total
         self.codebook.copy_(self.embed_sum / smoothed[:, None])
+        self._updates += 1
         if self.dead_code_threshold > 0:
             self._restart_dead(flat)
 
@@ -210,6 +218,7 @@ class EMAVectorQuantizer(nn.Module):
         n_dead = int(dead.sum())
         if n_dead == 0 or flat.shape[0] == 0:
             return
+        self._warn_if_churning(n_dead, flat.shape[0])
         m = flat.shape[0]
         if m >= n_dead:
             pick = torch.randperm(m, device=flat.device)[:n_dead]
@@ -219,6 +228,19 @@ class EMAVectorQuantizer(nn.Module):
         self.codebook[dead] = fresh
         self.embed_sum[dead] = fresh * self.dead_code_threshold
         self.cluster_size[dead] = self.dead_code_threshold
+
+    def _warn_if_churning(self, n_dead: int, m: int) -> None:
+        settled = self._updates >= 1.0 / (1.0 - self.decay)
+        if self._warned_churn or not settled or 4 * n_dead <= self.n_codes:
+            return
+        self._warned_churn = True
+        warnings.warn(
+            f"EMAVectorQuantizer: {n_dead} of {self.n_codes} codes were under "
+            f"dead_code_threshold={self.dead_code_threshold} and restarted in one update, after "
+            f"{self._updates} updates: the codebook is churning. The batch held {m} vectors, "
+            f"{m / self.n_codes:.2f} per code; use more per batch (a larger batch or longer "
+            "windows), fewer codes or a lower dead_code_threshold.",
+            RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ forward
 

@@ -122,8 +122,10 @@ def test_threaded_tokenize_restores_threads_and_mode_after_an_error():
     with pytest.raises(ValueError, match="shorter than one STFT frame"):  # raised in a worker
         tokenize(model, X[..., :100], batch_size=1, n_jobs=2)
     assert torch.get_num_threads() == threads and model.training
-    with pytest.raises(ValueError, match="n_jobs must be at least 1"):
+    with pytest.raises(ValueError, match="n_jobs and batch_size must be at least 1"):
         tokenize(model, X, n_jobs=0)
+    with pytest.raises(ValueError, match="n_jobs and batch_size must be at least 1"):
+        tokenize(model, X, batch_size=0)
 
 
 def test_short_epochs_are_a_clear_error():

@@ -228,11 +228,12 @@ def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512,
     flat = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32).reshape(n * c, 1, t))
     device = next(model.parameters()).device
     jobs = torch.get_num_threads() if n_jobs is None else int(n_jobs)
-    if jobs < 1:
-        raise ValueError(f"tokenize: n_jobs must be at least 1 (got {n_jobs})")
+    if jobs < 1 or batch_size < 1:
+        raise ValueError(f"tokenize: n_jobs and batch_size must be at least 1 (got "
+                         f"{n_jobs} and {batch_size})")
     threaded = (jobs > 1 and device.type == "cpu" and not torch.is_autocast_enabled("cpu")
                 and len(flat) > 1)
-    n_batches = -(-len(flat) // batch_size)
+    n_batches = max(1, -(-len(flat) // batch_size))
     if threaded:
         n_batches = min(len(flat), -(-n_batches // jobs) * jobs)
     size = max(1, -(-len(flat) // n_batches))

@@ -138,6 +138,12 @@ def test_nan_in_signal_is_named():
         AugmentedCovariance(order=2, lag=1).fit(X)
 
 
+def test_complex_signal_is_rejected_not_cast():
+    X = np.random.default_rng(0).standard_normal((3, 2, 50)) * (1 + 1j)
+    with pytest.raises(ValueError, match="X has complex values; complex data is not supported"):
+        AugmentedCovariance(order=2, lag=1).fit(X)
+
+
 def test_too_few_samples_for_plain_estimator_says_use_oas():
     X = np.random.default_rng(0).standard_normal((2, 8, 40))
     with pytest.raises(ValueError, match="rank-deficient; use estimator='oas'"):

@@ -53,6 +53,9 @@ def check_signals(X: np.ndarray, *, what: str = "X") -> np.ndarray:
     ValueError
         For a wrong number of dimensions or NaN/inf values (with their epoch and channel).
     """
+    if np.iscomplexobj(X):  # np.asarray would drop the imaginary part with only a warning
+        raise ValueError(f"{what} has complex values; complex data is not supported: pass "
+                         "real signals (e.g. np.real(X) or np.abs(X), whichever you mean)")
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 3:
         raise ValueError(

@@ -60,6 +60,7 @@ from brainmill.features.bandpower import compute_bandpower
 from brainmill.features.covariance import compute_covariances
 from brainmill.features.epochs import epochs_arrays
 from brainmill.features.timefreq import TFMTokens
+from brainmill.models.frontend import n_frames
 from brainmill.models.tokenizer import TokenizerConfig
 from brainmill.preprocessing import preprocess
 from brainmill.token_decoding import TokenTransformerClassifier
@@ -95,8 +96,7 @@ CLASS_WEIGHT = "balanced"
 def tokenizer_frames(n_times: int, sfreq: float) -> int:
     """STFT frames of the tokenizer in a window of ``n_times`` samples at ``sfreq``."""
     cfg = TokenizerConfig(**TOKENIZER)
-    n = int(round(n_times * cfg.sfreq / sfreq))
-    return 1 + (n - cfg.n_fft) // cfg.hop
+    return n_frames(int(round(n_times * cfg.sfreq / sfreq)), cfg.n_fft, cfg.hop)
 
 
 def tokenizer_training(n_windows: int, n_frames: int, quick: bool) -> dict:
@@ -107,7 +107,7 @@ def tokenizer_training(n_windows: int, n_frames: int, quick: bool) -> dict:
     frames; the epochs are enough for ``TOKENIZER_MIN_STEPS`` steps on ``n_windows``
     single-channel training windows (10 % of them held out for validation).
     """
-    need = TOKENIZER_MIN_VECTORS_PER_CODE * TOKENIZER["n_codes"] / max(1, n_frames)
+    need = TOKENIZER_MIN_VECTORS_PER_CODE * TOKENIZER["n_codes"] / n_frames
     batch = max(TOKENIZER_TRAINING["batch_size"], 1 << max(0, math.ceil(math.log2(need))))
     if quick:
         return dict(TOKENIZER_TRAINING, batch_size=batch, max_epochs=2)

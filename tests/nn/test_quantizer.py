@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -247,8 +248,6 @@ def test_churning_codebook_warns_once_with_the_batch_and_the_remedy():
 
 
 def test_large_batches_and_disabled_restarts_do_not_warn():
-    import warnings
-
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

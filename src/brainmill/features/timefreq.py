@@ -12,7 +12,9 @@ Hann window with a 0.5-s hop, magnitude bins 0–99 Hz.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import mne
@@ -196,6 +198,17 @@ class TFMTokens(TransformerMixin, BaseEstimator):
         return tokenize(self.tokenizer_, self._windows(X), self.batch_size, self.n_jobs)
 
 
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's (process-wide) intra-op thread count set to ``n``, restored on exit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512,
              n_jobs: int | None = None) -> np.ndarray:
     """Tokens of already-resampled signals ``(n, C, T)``, ``batch_size`` epochs·channels at a time.
@@ -244,18 +257,12 @@ def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512,
 
     was_training = model.training
     model.eval()
-    try:
+    try:  # model.tokenize is no-grad itself, also in the worker threads
         if threaded:
-            intra_op = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(min(jobs, len(starts))) as pool:
-                    out = list(pool.map(one, starts))
-            finally:
-                torch.set_num_threads(intra_op)
+            with _torch_threads(1), ThreadPoolExecutor(min(jobs, len(starts))) as pool:
+                out = list(pool.map(one, starts))
         else:
-            with torch.no_grad():
-                out = [one(start) for start in starts]
+            out = [one(start) for start in starts]
     finally:
         model.train(was_training)
     ids = torch.cat(out).reshape(n, c, -1)

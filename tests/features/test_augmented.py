@@ -115,6 +115,53 @@ def test_matrices_are_exactly_symmetric(signals, order, lag):
     np.testing.assert_array_equal(out, out.transpose(0, 2, 1))
 
 
+def _assembly_by_blocks(prod, slots, H, hpos, epos, E, mu, order, nwin, scale):
+    """The assembly formula block by block in numpy: upper blocks, then their mirror."""
+    n, _, c = mu.shape
+    out = np.empty((n, order * c, order * c))
+    for k in range(order):
+        for b in range(k, order):
+            m = b - k
+            r = prod[:, slots[m]].transpose(0, 2, 1)
+            nmu = (nwin * mu[:, k])[:, :, None] * mu[:, b][:, None, :]
+            block = (r - nmu - H[:, hpos[m, k]] - E[:, epos[m, order - b]]) * scale
+            if m == 0:
+                block = np.triu(block) + np.triu(block, 1).transpose(0, 2, 1)
+            out[:, k * c:(k + 1) * c, b * c:(b + 1) * c] = block
+            out[:, b * c:(b + 1) * c, k * c:(k + 1) * c] = block.transpose(0, 2, 1)
+    return out
+
+
+@pytest.mark.parametrize("order", [1, 2, 5])
+def test_row_order_assembly_equals_the_blockwise_formula_bit_for_bit(order):
+    """The kernel writes rows and computes mirrored elements itself: same bits as copying."""
+    from brainmill.features._acm_kernels import assemble, table_positions
+
+    rng = np.random.default_rng(order)
+    n, c = 3, 4
+    hpos, epos, nh, ne = table_positions(max(order, 2))
+    if order == 1:  # as LaggedProducts.scatter: zero tables, no crop
+        hpos, epos, nh, ne = np.zeros((1, 1), np.int64), np.zeros((1, 2), np.int64), 1, 1
+    prod = rng.standard_normal((n, order + 2, c, c))
+    slots = rng.permutation(order + 2)[:order].astype(np.int64)
+    # R(0) from BLAS need not be bit-symmetric: left as is, the mirror must not read it twice
+
+    def table(slots_):
+        t = rng.standard_normal((n, slots_, c, c))
+        t[:, 0] = 0.0  # the zero slot
+        for s in range(slots_):  # lag-0 terms are sums of x xᵀ: symmetric
+            if s in set(hpos[0].tolist()) | set(epos[0].tolist()):
+                t[:, s] = t[:, s] + t[:, s].transpose(0, 2, 1)
+        return t
+
+    H, E = table(nh), table(ne)
+    mu = rng.standard_normal((n, order, c))
+    out = np.empty((n, order * c, order * c))
+    assemble(prod, slots, H, hpos, epos, E, mu, order, 97.0, 1 / 96, out)
+    np.testing.assert_array_equal(
+        out, _assembly_by_blocks(prod, slots, H, hpos, epos, E, mu, order, 97.0, 1 / 96))
+
+
 def test_transformer_matches_function_and_is_stateless(signals):
     acm = AugmentedCovariance(order=3, lag=2).fit(signals[:2])
     np.testing.assert_array_equal(acm.transform(signals), augmented_covariances(signals, 3, 2))

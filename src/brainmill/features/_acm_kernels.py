@@ -14,7 +14,8 @@ Edge tables
     actually assembled, so one table of order ``P`` serves every order ``≤ P`` of that lag.
 Assembly
     ``S[k, l] = (R(mτ) − H_m(k) − E_m(p−l) − N·μ_k μ_lᵀ)·scale`` for the upper triangle,
-    the strictly lower triangle copied from it, so every matrix is exactly symmetric.
+    the strictly lower triangle equal to it bit for bit, so every matrix is exactly
+    symmetric; written row after row (see :func:`_assemble_epoch`).
 
 Every kernel is ``nogil``: callers may split the epochs over threads.
 """
@@ -153,13 +154,25 @@ def edge_tables(head, tail, order, lag, hpos, epos, H, E):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, rt,
+def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, rt, lt, nw,
                     o):  # pragma: no cover - compiled
-    """One epoch's matrix ``o`` ``(P·C, P·C)``; ``prod_e[slot]`` holds ``R(d)ᵀ``.
+    """One epoch's matrix ``o`` ``(P·C, P·C)``, written row after row; ``prod_e[slot] = R(d)ᵀ``.
 
-    Each upper block is computed row by row (contiguous rows: vectorised), then copied to
-    its mirror block while it is still in L1; the lower triangle is never read back from
-    the rest of ``o`` (a strided read across the whole matrix).
+    Every output row is written left to right in one pass: writing constants into the
+    matrices of a PhysioNet grid block by block (each row in ``C``-long pieces, then each
+    mirror block) took 2.5–3.5× as long as writing them row by row, and this kernel assembles
+    that grid 1.25× faster than the block-by-block one did (single thread). A row of block row
+    ``k`` holds, in order:
+
+    * blocks ``b < k``: the transposes of the upper blocks ``(b, k)``, already written in
+      block row ``b``, gathered into the scratch ``lt`` ``(P, C, C)`` once per block row;
+    * the diagonal block: its upper part (``j ≥ i``) directly, and ``j < i`` as the value of
+      the mirrored element computed with the same operands in the same order: ``R(0)ᵀ`` is
+      ``prod_e[slots[0]]``, and ``H_0``/``E_0`` are sums of ``x xᵀ`` products, so bit-symmetric;
+    * blocks ``b > k``: directly.
+
+    So each matrix is exactly symmetric, equal bit for bit to computing the upper triangle
+    and copying it. ``rt`` ``(P, C, C)`` and ``nw`` ``(C,)`` are scratch.
     """
     c = mu_e.shape[1]
     for m in range(order):
@@ -168,28 +181,42 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
             row = rt[m, i]
             for j in range(c):
                 row[j] = prod_e[g, j, i]
+    pr0 = prod_e[slots[0]]
     for k in range(order):
-        for b in range(k, order):
-            m = b - k
-            hs, ts = hpos[m, k], epos[m, order - b]
-            rk, cb = k * c, b * c
-            mu_b = mu_e[b]
-            for i in range(c):
-                nmu = nwin * mu_e[k, i]
-                dst = o[rk + i, cb:cb + c]
-                r, h, t = rt[m, i], He[hs, i], Ee[ts, i]
+        rk = k * c
+        for b in range(k):  # transposes of the upper blocks (b, k), b < k
+            tb = lt[b]
+            for j in range(c):
+                src = o[b * c + j, rk:rk + c]
+                for i in range(c):
+                    tb[i, j] = src[i]
+        mu_k = mu_e[k]
+        h0, t0 = He[hpos[0, k]], Ee[epos[0, order - k]]
+        for j in range(c):
+            nw[j] = nwin * mu_k[j]
+        for i in range(c):
+            orow = o[rk + i]
+            for b in range(k):
+                src = lt[b, i]
+                dst = orow[b * c:(b + 1) * c]
                 for j in range(c):
-                    dst[j] = (r[j] - nmu * mu_b[j] - h[j] - t[j]) * scale
-            if m == 0:  # a diagonal block: mirror its upper triangle
-                for i in range(1, c):
-                    dst = o[rk + i, cb:cb + c]
-                    for j in range(i):
-                        dst[j] = o[rk + j, cb + i]
-            else:
+                    dst[j] = src[j]
+            mu_ki = mu_k[i]
+            dst = orow[rk:rk + c]
+            p, hr, tr = pr0[i], h0[i], t0[i]
+            for j in range(i):  # mirrored: the upper element (j, i)'s operands and order
+                dst[j] = (p[j] - nw[j] * mu_ki - hr[j] - tr[j]) * scale
+            nmu = nw[i]
+            r = rt[0, i]
+            for j in range(i, c):
+                dst[j] = (r[j] - nmu * mu_k[j] - hr[j] - tr[j]) * scale
+            for b in range(k + 1, order):
+                m = b - k
+                r, hr, tr = rt[m, i], He[hpos[m, k], i], Ee[epos[m, order - b], i]
+                mu_b = mu_e[b]
+                dst = orow[b * c:(b + 1) * c]
                 for j in range(c):
-                    dst = o[cb + j, rk:rk + c]
-                    for i in range(c):
-                        dst[i] = o[rk + i, cb + j]
+                    dst[j] = (r[j] - nmu * mu_b[j] - hr[j] - tr[j]) * scale
 
 
 @njit(cache=True, nogil=True)
@@ -213,10 +240,10 @@ def assemble(prod, slots, H, hpos, epos, E, mu, order, nwin, scale, out):  # pra
     out : ndarray, shape (n, order·C, order·C)
     """
     c = mu.shape[2]
-    rt = np.empty((order, c, c))
+    rt, lt, nw = np.empty((order, c, c)), np.empty((order, c, c)), np.empty(c)
     for e in range(out.shape[0]):
         _assemble_epoch(prod[e], slots, H[e], hpos, E[e], epos, mu[e], order, nwin, scale,
-                        rt, out[e])
+                        rt, lt, nw, out[e])
 
 
 @njit(cache=True, nogil=True)
@@ -233,9 +260,9 @@ def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, la
     acc = np.empty((c, c))
     He = np.zeros((n_head, c, c))
     Ee = np.zeros((n_tail, c, c))
-    rt = np.empty((order, c, c))
+    rt, lt, nw = np.empty((order, c, c)), np.empty((order, c, c)), np.empty(c)
     for e in range(n):
         _time_major_edges(head, tail, e, at, zt)
         _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
         _assemble_epoch(prod[e], slots, He, hpos, Ee, epos, mu[e], order, nwin, scale, rt,
-                        out[e])
+                        lt, nw, out[e])

@@ -73,6 +73,9 @@ def test_features_then_decoder(backbone, stage_outputs, tmp_path):
         str(tmp_path / "p.csv"))
     assert metrics["decoder"] == "diffusion_lft" and metrics["backbone"]["subjects"] == ["1"]
     assert metrics["backbone"]["saw_this_subject"] is True
+    description = metrics["protocols"]["cross_session"]["description"]
+    assert "diffusion backbone" in description and "transductive pretraining" in description
+    assert "ever saw the test trials" not in description
     acc = metrics["protocols"]["cross_session"]["summary"]["accuracy"]["mean"]
     assert 0 <= acc <= 1 and np.isfinite(acc)
 

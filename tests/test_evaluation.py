@@ -20,6 +20,7 @@ from brainmill.evaluation import (
     cross_session_splits,
     cross_validate,
     grouped_kfold_splits,
+    pretraining_note,
     within_session_splits,
 )
 
@@ -127,6 +128,35 @@ def test_chance_level_and_threshold():
     # definition: the smallest k with P(X > k) <= alpha
     k = round(chance_threshold(60, 3, 0.01) * 60)
     assert binom.sf(k, 60, 1 / 3) <= 0.01 < binom.sf(k - 1, 60, 1 / 3)
+    # unbalanced classes: always answering the majority class (80 %) must stay below it
+    assert chance_threshold(100, 2, rate=0.8) == pytest.approx(0.86)
+    assert chance_threshold(100, 2, rate=0.8) > 0.8 > chance_threshold(100, 2)
+    assert chance_threshold(100, 2, rate=0.3) == chance_threshold(100, 2)  # never below 1/K
+
+
+def test_unbalanced_classes_raise_the_threshold_above_the_majority_rate():
+    X, y, session, run = _separable()
+    keep = (y == 0) | (np.arange(len(y)) % 4 == 0)  # class 1 thinned to a quarter
+    results, _ = cross_validate(LogisticRegression, X[keep], y[keep], session[keep],
+                                run[keep], ["within_session"], 2, True, 0)
+    res = results["within_session"]
+    assert res["chance_level"] == pytest.approx(np.mean(y[keep] == 0))
+    assert res["chance_threshold_p05"] > res["chance_level"] > 0.5
+
+
+def test_pretraining_note_replaces_the_no_leak_claim():
+    X, y, session, run = _separable()
+    seen = pretraining_note("TFM tokenizer", ["1", "2"], "2")
+    unseen = pretraining_note("TFM tokenizer", ["1", "3"], "2")
+    assert "transductive" in seen and "sub-1, sub-2" in seen
+    assert "other subjects only" in unseen and "transductive" not in unseen
+    for note in (seen, unseen):
+        results, _ = cross_validate(LogisticRegression, X, y, session, run,
+                                    ["within_session", "cross_session"], 5, True, 0,
+                                    pretraining=note)
+        for res in results.values():
+            assert note in res["description"]
+            assert "ever saw the test trials" not in res["description"]
 
 
 # -------------------------------------------------------------------------- no leakage

@@ -91,7 +91,12 @@ def test_decoder_metrics_follow_its_own_protocols(token_outputs):
     fit = res["folds"][0]["fit_info"]["training"]
     assert fit["n_train"] + fit["n_val"] == res["folds"][0]["n_train"]
     assert metrics["tokenizer"]["labels_used"] is False
+    assert metrics["tokenizer"]["saw_this_subject"] is True
     assert "torch" in metrics["versions"]
+    # the tokenizer saw this subject's test trials (no labels): the description says so and
+    # does not claim that nothing fitted saw them
+    assert "transductive pretraining" in res["description"]
+    assert "ever saw the test trials" not in res["description"]
 
 
 def test_reports_show_the_token_sections(token_outputs, stage_outputs, tmp_path):

@@ -207,6 +207,7 @@ def run_decoder(
     subject: str,
     dataset: str,
     estimator_params: dict[str, Any] | None = None,
+    pretraining: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Cross-validate decoder ``name`` on one subject's features.
 
@@ -227,6 +228,10 @@ def run_decoder(
     estimator_params : dict, optional
         Set on the decoder with ``set_params`` before cross-validation (e.g. the tokenizer's
         ``codebook`` for ``token_transformer``).
+    pretraining : str, optional
+        What the frozen pretrained model the features come from saw
+        (:func:`brainmill.evaluation.pretraining_note`); written into every protocol's
+        description.
 
     Returns
     -------
@@ -265,6 +270,7 @@ def run_decoder(
             evaluation.shuffle,
             seed,
             classes=features.classes,
+            pretraining=pretraining,
         )
     except DataError as err:
         if err.subject is not None:

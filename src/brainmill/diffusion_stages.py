@@ -30,6 +30,7 @@ from .diffusion_decoding import (
     train_diffusion,
 )
 from .errors import DataError
+from .evaluation import pretraining_note
 from .features.epochs import epochs_arrays
 from .generation_quality import channel_groups, classifier_two_sample_test, log_spectral_distance
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
@@ -213,14 +214,16 @@ def run_decode_diffusion(
     dataset = cfg.datasets[ds]
     params = dataset.decoders.enabled()["diffusion_lft"]
     features = FeatureSet.load(features_path)
-    metrics, predictions = run_decoder("diffusion_lft", params, features, dataset.evaluation,
-                                       cfg.seed, subject=subject, dataset=ds)
-    metrics["versions"]["torch"] = torch.__version__
     info = read_json(model_info_path)
+    trained_on = [str(s) for s in info["subjects"]]
+    metrics, predictions = run_decoder(
+        "diffusion_lft", params, features, dataset.evaluation, cfg.seed, subject=subject,
+        dataset=ds, pretraining=pretraining_note("diffusion backbone", trained_on, subject))
+    metrics["versions"]["torch"] = torch.__version__
     metrics["backbone"] = {"path": str(Path(model_info_path).with_name("model.pt")),
-                           "subjects": info["subjects"], "labels_used": False,
+                           "subjects": trained_on, "labels_used": False,
                            # its signals (test folds included, never labels) trained it
-                           "saw_this_subject": subject in info["subjects"]}
+                           "saw_this_subject": str(subject) in trained_on}
     write_json(metrics_path, metrics)
     with atomic_path(predictions_path, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)

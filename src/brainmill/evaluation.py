@@ -330,14 +330,19 @@ def chance_level(y: np.ndarray) -> float:
     return float(counts.max() / counts.sum())
 
 
-def chance_threshold(n_trials: int, n_classes: int, alpha: float = 0.05) -> float:
-    """Smallest accuracy that a random classifier exceeds with probability at most ``alpha``.
+def chance_threshold(n_trials: int, n_classes: int, alpha: float = 0.05,
+                     rate: float | None = None) -> float:
+    """Smallest accuracy that a classifier at chance exceeds with probability at most ``alpha``.
 
-    The number of correct guesses of a classifier at chance is Binomial(``n_trials``,
-    ``1/n_classes``); its ``1 - alpha`` quantile over ``n_trials`` is the threshold
-    (Combrisson & Jerbi 2015, J Neurosci Methods 250:126-136).
+    The number of correct guesses of a classifier at chance is Binomial(``n_trials``, ``p``);
+    its ``1 - alpha`` quantile over ``n_trials`` is the threshold (Combrisson & Jerbi 2015,
+    J Neurosci Methods 250:126-136). ``p`` is ``1/n_classes`` for balanced classes; pass the
+    majority-class rate as ``rate`` for unbalanced ones, since always answering the majority
+    class is right that often (``p = max(rate, 1/n_classes)``). The trials are taken as
+    independent: overlapping windows of one recording are not, so their threshold is too low.
     """
-    return float(binom.ppf(1 - alpha, n_trials, 1.0 / n_classes) / n_trials)
+    p = 1.0 / n_classes if rate is None else max(float(rate), 1.0 / n_classes)
+    return float(binom.ppf(1 - alpha, n_trials, p) / n_trials)
 
 
 def _summary(values: list[float | None]) -> dict[str, float | None] | None:
@@ -349,19 +354,60 @@ def _summary(values: list[float | None]) -> dict[str, float | None] | None:
     return {"mean": float(np.mean(finite)), "sd": sd}
 
 
-def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str], *,
-              n_groups: int | None = None, n_epochs: int | None = None) -> str:
-    untouched = (
-        "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
-        "trials, so nothing fitted (no reference mean, spatial filter, scaler or classifier) "
-        "ever saw the test trials."
+def pretraining_note(model: str, subjects: Sequence[str], subject: str) -> str:
+    """What a decoder's frozen, label-free pretrained model saw of the decoded subject.
+
+    Parameters
+    ----------
+    model : str
+        What was pretrained once per dataset, e.g. ``"TFM tokenizer"``.
+    subjects : sequence of str
+        The subjects whose signals trained it.
+    subject : str
+        The subject being decoded.
+
+    Returns
+    -------
+    str
+        One or two sentences for the protocol description of ``metrics.json``.
+    """
+    names = ", ".join(f"sub-{s}" for s in subjects)
+    if str(subject) in {str(s) for s in subjects}:
+        return (
+            f"The frozen {model} it reads was trained once for the dataset, without labels, on "
+            f"the signals of {names}; this subject was among them, so the signals (never the "
+            "labels) of its test trials shaped that model: transductive pretraining, which can "
+            "favour these scores over pretraining on the training trials only. For scores free "
+            f"of it, list other subjects in the dataset's pretraining subjects."
+        )
+    return (
+        f"The frozen {model} it reads was trained without labels on other subjects only "
+        f"({names}): none of this subject's trials."
     )
+
+
+def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str], *,
+              n_groups: int | None = None, n_epochs: int | None = None,
+              pretraining: str | None = None) -> str:
+    if pretraining is None:
+        untouched = (
+            "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
+            "trials, so nothing fitted (no reference mean, spatial filter, scaler or "
+            "classifier) ever saw the test trials."
+        )
+    else:
+        untouched = (
+            "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
+            "trials (no scaler, network or classifier of a fold saw its test trials). "
+            f"{pretraining}"
+        )
     pooled = (
         "The summary is the mean ± sample sd of the per-fold scores; the confusion matrix "
         "(rows = true class) sums the test predictions of every fold. chance_level is the "
-        "majority-class rate; chance_threshold_p05 is the accuracy that a random classifier "
-        "exceeds with probability ≤ 0.05 over all tested trials (binomial, Combrisson & Jerbi "
-        "2015)."
+        "majority-class rate; chance_threshold_p05 is the accuracy that a classifier at chance "
+        "(right at the majority-class rate, 1/n_classes for balanced classes) exceeds with "
+        "probability ≤ 0.05 over all tested trials (binomial, Combrisson & Jerbi 2015), "
+        "counting the trials as independent."
     )
     if protocol == "within_session":
         order = (
@@ -484,6 +530,7 @@ def cross_validate(
     seed: int,
     *,
     classes: Sequence[str] | None = None,
+    pretraining: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Evaluate a decoder under each protocol.
 
@@ -508,6 +555,10 @@ def cross_validate(
         Seed of every random choice of the splits.
     classes : sequence of str, optional
         Class names (index = class); default ``"0", "1", ...`` up to ``max(y)``.
+    pretraining : str, optional
+        For a decoder that reads a model pretrained outside the folds (the tokenizer, the
+        diffusion backbone): what that model saw (:func:`pretraining_note`). It replaces the
+        descriptions' claim that nothing fitted saw the test trials.
 
     Returns
     -------
@@ -573,14 +624,15 @@ def cross_validate(
         results[protocol] = {
             "description": _describe(protocol, n_folds, shuffle, sessions,
                                      n_groups=len(np.unique(run_groups(session, run))),
-                                     n_epochs=len(y)),
+                                     n_epochs=len(y), pretraining=pretraining),
             "n_folds": k,
             "sessions": sessions,
             "folds": folds,
             "summary": {name: _summary([f[name] for f in folds]) for name in SCORES},
             "confusion_matrix": cm.tolist(),
             "chance_level": chance_level(y[tested]),
-            "chance_threshold_p05": chance_threshold(len(tested), n_classes, 0.05),
+            "chance_threshold_p05": chance_threshold(len(tested), n_classes, 0.05,
+                                                     rate=chance_level(y[tested])),
         }
     columns = ["protocol", "fold", "epoch", "session", "run", "y_true", "y_pred",
                "label_true", "label_pred"] + [f"proba_{c}" for c in classes]

@@ -106,6 +106,34 @@ def test_sessions_and_natural_run_order(tmp_path):
     assert list(rec.raw.annotations.description).count("left_hand") == 6
 
 
+@pytest.mark.parametrize("naming", ["neuromag", "bids"])
+def test_split_fif_is_one_run_read_once(tmp_path, naming):
+    """MNE splits a FIF at 2 GB; every part matches '*.fif' but only the first is a run."""
+    raw = _raw(seconds=5000.0)  # 6 MB as float32: two parts of at most 4 MB
+    folder = tmp_path / "sub-1"
+    folder.mkdir()
+    name = "rec_raw.fif" if naming == "neuromag" else "sub-1_task-mi_eeg.fif"
+    raw.save(folder / name, split_size="4MB", split_naming=naming, verbose="error")
+    written = sorted(p.name for p in folder.iterdir())
+    assert len(written) >= 2  # the test needs a split file
+
+    rec = files.load(_source(tmp_path, "sub-{subject}/*.fif"), "1", EVENTS, seed=0)
+
+    assert len(rec.runs) == 1
+    np.testing.assert_allclose(rec.raw.get_data(), raw.get_data(), rtol=1e-6, atol=1e-12)
+    assert list(rec.raw.annotations.description).count("left_hand") == 2
+    assert len(rec.metadata["split_parts"]) == len(written) - 1
+
+
+def test_a_file_named_like_a_split_part_is_read_when_nothing_reads_it(tmp_path):
+    """'x-1.fif' next to an unsplit 'x.fif' is a recording of its own."""
+    _write(_raw(seed=1), tmp_path / "sub-1" / "x_raw.fif")
+    _write(_raw(seed=2), tmp_path / "sub-1" / "x_raw-1.fif")
+    rec = files.load(_source(tmp_path, "sub-{subject}/*.fif"), "1", EVENTS, seed=0)
+    assert sorted(r.run for r in rec.runs) == ["x_raw", "x_raw-1"]
+    assert rec.metadata["split_parts"] == []
+
+
 def test_stim_channel_events(tmp_path):
     n = int(8 * SFREQ)
     data = np.zeros((4, n))

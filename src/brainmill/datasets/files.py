@@ -35,6 +35,10 @@ from .base import (
 EXTENSIONS = (".fif.gz", ".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set")
 #: Sidecars that sit next to a header file and are read through it.
 SIDECARS = {".fdt": (".set",), ".vmrk": (".vhdr",), ".eeg": (".vhdr",)}
+#: Later parts of a FIF that MNE split at 2 GB: ``name-1.fif`` (its default naming) and
+#: ``…_split-02_….fif`` (BIDS naming). Reading the first part reads them too.
+_NEUROMAG_PART = re.compile(r"^(?P<base>.+)-(?P<n>[1-9]\d*)(?P<ext>\.fif(?:\.gz)?)$", re.I)
+_BIDS_PART = re.compile(r"_split-(?P<n>\d+)", re.I)
 #: MNE warnings that mean the data read are not the data recorded.
 FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
 
@@ -47,6 +51,26 @@ def _extension(path: Path) -> str | None:
 def _stem(path: Path) -> str:
     ext = _extension(path)
     return path.name[: -len(ext)] if ext else path.stem
+
+
+def split_part_of(path: Path, matched: set[Path]) -> Path | None:
+    """The first part of the split FIF that ``path`` continues, if that part was matched too.
+
+    Only a name test (MNE's two naming schemes); :func:`load` checks that the first part
+    really reads ``path`` before leaving it out.
+    """
+    if _extension(path) not in (".fif", ".fif.gz"):
+        return None
+    m = _NEUROMAG_PART.match(path.name)
+    if m and (first := path.with_name(m["base"] + m["ext"])) in matched:
+        return first
+    m = _BIDS_PART.search(path.name)
+    if m and int(m["n"]) > 1:
+        first = path.with_name(f"{path.name[:m.start()]}_split-{1:0{len(m['n'])}d}"
+                               f"{path.name[m.end():]}")
+        if first in matched:
+            return first
+    return None
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -273,9 +297,22 @@ def load(
     """
     del seed
     found = find_runs(source, subject)
+    matched = {p for _, p in found}
+    parts = {p for p in matched if split_part_of(p, matched) is not None}
+    read: dict[Path, mne.io.BaseRaw] = {}
+    covered: set[Path] = set()  # later parts of split FIFs, read through their first part
+    for _, path in [sp for sp in found if sp[1] not in parts] + \
+            [sp for sp in found if sp[1] in parts]:  # first parts before later ones
+        if path in covered:
+            continue
+        raw = read_file(path, subject, preload=preload)
+        covered.update(Path(f).resolve() for f in raw.filenames[1:] if f is not None)
+        covered.update(p for p in matched if p.resolve() in covered)
+        read[path] = raw
+    found = [sp for sp in found if sp[1] in read]
     raws, labels = [], []
     for session, path in found:
-        raw = read_file(path, subject, preload=preload)
+        raw = read[path]
         if source.stim_channel:
             events_from_stim(raw, source.stim_channel, subject=subject, file=path)
         raws.append(raw)
@@ -304,6 +341,8 @@ def load(
         "pattern": source.pattern,
         "stim_channel": source.stim_channel,
         "files": [str(p) for p in paths],
+        # later parts of FIFs split at 2 GB, read through their first part
+        "split_parts": sorted(str(p) for p in matched - set(paths)),
     }
     return Recording(raw=raw, subject=subject, event_id=event_id_for(list(events)),
                      runs=runs, metadata=metadata)

@@ -7,7 +7,11 @@ from brainmill.config import validate_config
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The default config, unless --configfile names others: Snakemake would merge a `configfile:`
+# with them, so a user's file would also run (and fail on) the default datasets.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 # pydantic gives the precise message (key path, closest valid name); the generated JSON schema

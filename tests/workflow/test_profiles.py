@@ -26,3 +26,32 @@ def test_slurm_profile_plans_the_dag(tmp_path, snakemake_run, tiny_config):
                          "--profile", str(ROOT / "profiles" / "slurm"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "load_eeg" in proc.stdout + proc.stderr
+
+
+def test_configfile_replaces_the_default_config(tmp_path, snakemake_run, tiny_config):
+    """--configfile FILE runs FILE's datasets only; the default config is not merged in."""
+    (tmp_path / "config").mkdir()
+    default = tiny_config(tmp_path / "config")  # config/config.yaml of the working directory
+    default.write_text(default.read_text().replace("  tiny:", "  defaultset:"))
+    mine = tiny_config(tmp_path)
+    proc = snakemake_run(tmp_path, mine, "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "reports/tiny/index.html" in out
+    assert "defaultset" not in out
+
+
+def test_without_configfile_the_default_config_is_read(tmp_path, tiny_config):
+    """No --configfile: config/config.yaml of the working directory, as before."""
+    import subprocess
+    import sys
+
+    (tmp_path / "config").mkdir()
+    default = tiny_config(tmp_path / "config")
+    assert default == tmp_path / "config" / "config.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+         "--directory", str(tmp_path), "--cores", "1", "--dry-run"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reports/tiny/index.html" in proc.stdout + proc.stderr

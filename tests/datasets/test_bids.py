@@ -101,3 +101,20 @@ def test_missing_configured_events(dataset):
 def test_root_absent(tmp_path):
     with pytest.raises(DataError, match="BIDS root folder does not exist"):
         bids.load(BIDSSource(root=str(tmp_path / "nope"), task="mi"), "01", EVENTS, seed=0)
+
+
+def test_truncated_edf_names_the_file_and_subject(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = mne.io.RawArray(rng.standard_normal((len(CH), int(9 * SFREQ))) * 10e-6,
+                          mne.create_info(CH, SFREQ, "eeg"), verbose="error")
+    raw.set_meas_date(1_000_000_000)
+    raw.set_annotations(mne.Annotations(ONSETS, [0.5] * len(ONSETS), LABELS))
+    path = mne_bids.BIDSPath(subject="01", task="mi", datatype="eeg", root=tmp_path)
+    mne_bids.write_raw_bids(raw, path, format="EDF", allow_preload=True, overwrite=True,
+                            verbose=False)
+    edf = path.copy().update(suffix="eeg", extension=".edf").fpath
+    data = edf.read_bytes()
+    edf.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated") as err:
+        bids.load(BIDSSource(root=str(tmp_path), task="mi"), "01", EVENTS, seed=0)
+    assert str(edf) in str(err.value) and "subject 01" in str(err.value)

@@ -70,6 +70,19 @@ def test_loads_fake_cache_from_mne_data(tmp_path, monkeypatch):
     assert rec.metadata["cache"] == str(tmp_path)
 
 
+def test_truncated_cache_file_is_an_error_not_a_shorter_run(tmp_path, monkeypatch):
+    _fake_run(tmp_path, 7, 4, seed=1)
+    (path,) = eegbci.expected_files(tmp_path, 7, [4])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    monkeypatch.setenv("MNE_DATA", str(tmp_path))
+    monkeypatch.setattr(mne.datasets.eegbci, "load_data", _no_network)
+    with pytest.raises(DataError, match="truncated") as err:
+        eegbci.load(EEGBCISource(runs=[4]), "7", EVENTS, seed=0)
+    assert str(path) in str(err.value) and "subject 7" in str(err.value)
+    assert "fetch it again" in str(err.value)
+
+
 def test_source_path_overrides_mne_data(tmp_path, monkeypatch):
     _fake_run(tmp_path / "cache", 2, 4, seed=3)
     monkeypatch.setenv("MNE_DATA", str(tmp_path / "elsewhere"))

@@ -208,6 +208,17 @@ def test_truncated_edf(tmp_path):
     _names_file_and_subject(err, path, "1")
 
 
+def test_brainvision_whose_eeg_file_lost_its_end(tmp_path):
+    """No header count to compare with: the events past the data's new end give it away."""
+    path = _write(_raw(), tmp_path / "s1.vhdr") if _has("pybv") else pytest.skip("needs pybv")
+    eeg = path.with_suffix(".eeg")
+    data = eeg.read_bytes()
+    eeg.write_bytes(data[: len(data) // 2])  # 4 of 8 s: the events at 4.0 and 5.5 s are lost
+    with pytest.raises(DataError, match="after the end of the data") as err:
+        files.load(_source(tmp_path, "s{subject}.vhdr"), "1", EVENTS, seed=0)
+    _names_file_and_subject(err, path, "1")
+
+
 def test_truncated_fif(tmp_path):
     data = _write(_raw(), tmp_path / "good" / "x_raw.fif").read_bytes()
     path = tmp_path / "s1_raw.fif"

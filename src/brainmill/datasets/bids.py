@@ -19,6 +19,7 @@ from mne_bids.config import reader as _BIDS_READERS
 from ..config import BIDSSource
 from ..errors import DataError
 from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
+from .integrity import checked_reading
 
 
 def _natural_key(text: str | None) -> list[Any]:
@@ -87,16 +88,17 @@ def find_recordings(source: BIDSSource, subject: str) -> list[mne_bids.BIDSPath]
 
 
 def _read(path: mne_bids.BIDSPath, subject: str) -> mne.io.BaseRaw:
-    try:
-        raw = mne_bids.read_raw_bids(path, verbose=False)
-        raw.load_data(verbose=False)
-    except Exception as err:  # mne-bids and MNE raise many types for a broken file
-        raise DataError(
-            f"mne-bids cannot read the recording: {type(err).__name__}: {err}",
-            subject=subject,
-            file=path.fpath,
-            hint="Check the dataset with the BIDS validator",
-        ) from err
+    with checked_reading(path.fpath, subject, "a complete recording"):
+        try:
+            raw = mne_bids.read_raw_bids(path, verbose=False)
+            raw.load_data(verbose=False)
+        except Exception as err:  # mne-bids and MNE raise many types for a broken file
+            raise DataError(
+                f"mne-bids cannot read the recording: {type(err).__name__}: {err}",
+                subject=subject,
+                file=path.fpath,
+                hint="Check the dataset with the BIDS validator",
+            ) from err
     return raw
 
 

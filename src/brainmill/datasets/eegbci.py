@@ -18,6 +18,7 @@ from ..config import EEGBCISource, mne_data_path
 from ..errors import DataError
 from ..montage import make_standard_montage
 from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
+from .integrity import checked_reading
 
 #: Sub-folders of the cache root that mirror the PhysioNet URL (``files/eegmmidb/1.0.0``).
 CACHE_SUBDIR = Path("MNE-eegbci-data", "files", "eegmmidb", "1.0.0")
@@ -92,15 +93,17 @@ def _fetch(source: EEGBCISource, subject: str, number: int) -> list[Path]:
 
 
 def _read_run(path: Path, subject: str) -> mne.io.BaseRaw:
-    try:
-        raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
-    except Exception as err:
-        raise DataError(
-            f"cannot read the EDF file: {type(err).__name__}: {err}",
-            subject=subject,
-            file=path,
-            hint="Delete it and fetch it again (download: true)",
-        ) from err
+    with checked_reading(path, subject, "a complete PhysioNet EDF run (delete it and fetch it "
+                                        "again with download: true)"):
+        try:
+            raw = mne.io.read_raw_edf(path, preload=True, verbose="warning")
+        except Exception as err:
+            raise DataError(
+                f"cannot read the EDF file: {type(err).__name__}: {err}",
+                subject=subject,
+                file=path,
+                hint="Delete it and fetch it again (download: true)",
+            ) from err
     mne.datasets.eegbci.standardize(raw)
     raw.set_montage(make_standard_montage(MONTAGE), on_missing="warn", verbose="error")
     return raw

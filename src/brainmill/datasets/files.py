@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from .base import (
     is_mark,
     rename_event_annotations,
 )
+from .integrity import checked_reading
 
 #: File endings read, longest first so ``.fif.gz`` wins over ``.gz``.
 EXTENSIONS = (".fif.gz", ".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set")
@@ -39,8 +39,6 @@ SIDECARS = {".fdt": (".set",), ".vmrk": (".vhdr",), ".eeg": (".vhdr",)}
 #: ``…_split-02_….fif`` (BIDS naming). Reading the first part reads them too.
 _NEUROMAG_PART = re.compile(r"^(?P<base>.+)-(?P<n>[1-9]\d*)(?P<ext>\.fif(?:\.gz)?)$", re.I)
 _BIDS_PART = re.compile(r"_split-(?P<n>\d+)", re.I)
-#: MNE warnings that mean the data read are not the data recorded.
-FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
 
 
 def _extension(path: Path) -> str | None:
@@ -212,8 +210,7 @@ def read_file(path: Path, subject: str, *, preload: bool = True) -> mne.io.BaseR
     if path.stat().st_size == 0:
         raise DataError("the file is empty (0 bytes)", subject=subject, file=path,
                         hint="Copy or export the recording again")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with checked_reading(path, subject, f"a complete {ext} recording"):
         try:
             raw = mne.io.read_raw(path, preload=preload, verbose="warning")
         except Exception as err:  # MNE raises many types for a corrupt file
@@ -224,18 +221,6 @@ def read_file(path: Path, subject: str, *, preload: bool = True) -> mne.io.BaseR
                 expected=f"a valid {ext} recording",
                 hint="The file is corrupt, truncated or not what its extension says",
             ) from err
-    for w in caught:
-        text = str(w.message)
-        if any(f in text for f in FATAL_WARNINGS):
-            raise DataError(
-                f"the file is truncated or corrupt: {text}",
-                subject=subject,
-                file=path,
-                expected=f"a complete {ext} recording",
-                hint="Copy or export the recording again",
-            )
-    for w in caught:  # the harmless ones, passed on
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return raw
 
 

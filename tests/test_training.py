@@ -487,26 +487,53 @@ def test_finished_run_returns_at_once_and_other_runs_are_refused(tmp_path):
         Trainer(cfg, tmp_path).fit(dropout_mlp(), noisy_mse, (X[:24], y[:24]))
 
 
-def test_compile_trains_through_the_compiled_module_and_saves_plain_keys(tmp_path, monkeypatch):
-    compiled = []
+class MethodLoss(nn.Module):
+    """A model whose training loss is a method of its own, not ``forward`` (as the tokenizer's
+    ``training_loss`` and the diffusion model's ``loss``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def loss(self, x, y):
+        return F.mse_loss(self.net(x), y)
+
+
+def test_compile_compiles_the_loss_so_methods_other_than_forward_are_compiled(tmp_path,
+                                                                            monkeypatch):
+    compiled, graphs = [], []
     real_compile = torch.compile
 
-    def eager_compile(model, **kwargs):  # dynamo without inductor: seconds, not minutes
-        compiled.append(model)
-        return real_compile(model, backend="eager")
+    def counting(gm, example_inputs):  # dynamo without inductor: seconds, not minutes
+        graphs.append(gm)
+        return gm.forward
+
+    def eager_compile(fn, **kwargs):
+        compiled.append(fn)
+        return real_compile(fn, backend=counting)
 
     monkeypatch.setattr(torch, "compile", eager_compile)
     X, y = regression_data(16)
-    model = dropout_mlp()
     seen = []
 
     def loss_fn(model, batch, generator):
         seen.append(type(model).__name__)
-        return mse(model, batch, generator)
+        return model.loss(*batch), {}
 
-    Trainer(quiet(max_epochs=1, batch_size=8, compile=True), tmp_path).fit(model, loss_fn, (X, y))
-    assert compiled == [model] and seen == ["OptimizedModule"] * 2
-    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["model"]
+    torch.manual_seed(0)
+    model = MethodLoss()
+    torch.manual_seed(0)
+    eager_model = MethodLoss()
+    cfg = dict(max_epochs=2, batch_size=8)
+    Trainer(quiet(**cfg, compile=True), tmp_path / "c").fit(model, loss_fn, (X, y))
+    assert compiled == [loss_fn] and graphs, "the loss (and the model's method) was compiled"
+    n_graphs = len(graphs)
+    Trainer(quiet(**cfg), tmp_path / "e").fit(eager_model, loss_fn, (X, y))
+    assert len(graphs) == n_graphs  # the eager run compiled nothing
+    assert set(seen) == {"MethodLoss"}  # the loss gets the module itself
+    for a, b in zip(model.parameters(), eager_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    saved = torch.load(tmp_path / "c" / CHECKPOINT_NAME, weights_only=True)["model"]
     assert list(saved) == list(model.state_dict()) and not any("_orig_mod" in k for k in saved)
 
 

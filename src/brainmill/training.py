@@ -140,7 +140,9 @@ class TrainConfig:
     precision : str
         ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast; also on CPU).
     compile : bool
-        Train through ``torch.compile(model)``. Default False.
+        Train through ``torch.compile`` of the loss function, so that what it calls on the
+        model (``forward`` or any other method, e.g. a model's own ``loss``) is compiled.
+        Default False.
     val_fraction : float
         When ``fit`` gets no ``val``, the fraction of the training rows held out for validation
         (0: no validation). Default 0.
@@ -834,7 +836,9 @@ class Trainer:
         def elapsed() -> float:
             return state.seconds + time.perf_counter() - t_start
 
-        train_model = torch.compile(model) if cfg.compile else model
+        # compile the loss, not the module: torch.compile(model) compiles forward only, and the
+        # losses call other methods (tokenizer.training_loss, diffusion.loss, mtp_loss)
+        step_loss = torch.compile(loss_fn) if cfg.compile else loss_fn
         params = [p for g in optimizer.param_groups for p in g["params"]]
         bar = _progress_bar(cfg.progress, total_steps, state.step)
         try:
@@ -853,7 +857,7 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     with self._autocast(device, precision):
-                        loss, logs = loss_fn(train_model, batch, generator)
+                        loss, logs = step_loss(model, batch, generator)
                     value = self._check_loss(loss, state.step, epoch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

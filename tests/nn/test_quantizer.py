@@ -255,3 +255,26 @@ def test_large_batches_and_disabled_restarts_do_not_warn():
                                   l2_normalize=True), batch=2048, updates=40)
         _train(EMAVectorQuantizer(64, 8, decay=0.9, dead_code_threshold=0.0,
                                   l2_normalize=True), batch=8, updates=40)
+
+
+def test_compiled_training_steps_do_not_recompile_at_every_update():
+    """The update count and dead-code count are Python values: inside a compiled graph,
+    torch.compile would guard on them and recompile at each step."""
+    torch._dynamo.reset()
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    vq = EMAVectorQuantizer(n_codes=16, dim=4, decay=0.5, dead_code_threshold=0.5)
+    step = torch.compile(lambda z: vq(z).quantized.sum(), backend=counting)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        step(torch.randn(8, 4, generator=g))
+    n_warm = len(graphs)
+    for _ in range(5):
+        step(torch.randn(8, 4, generator=g))
+    assert n_warm >= 1 and len(graphs) == n_warm
+    assert vq._updates == 7
+    torch._dynamo.reset()

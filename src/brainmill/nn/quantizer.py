@@ -200,6 +200,9 @@ class EMAVectorQuantizer(nn.Module):
         """Code vectors of ``indices`` ``(...)`` → ``(..., dim)``."""
         return F.embedding(indices, self.codebook)
 
+    # Python-side state (the update count, the dead-code count) would make torch.compile guard
+    # on its value and recompile at every step: the update runs eagerly, outside the graph
+    @torch.compiler.disable
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)

@@ -181,3 +181,54 @@ def test_diffusion_decoder_needs_a_backbone_and_known_subjects(raw_default):
         validate_config(raw_default)
     ds["diffusion"] = {**backbone, "subjects": [2]}
     assert validate_config(raw_default).datasets["synthetic"].diffusion_subjects == ["2"]
+
+
+def test_events_need_an_annotation_each_and_one_class_per_annotation(raw_default):
+    ds = raw_default["datasets"]["synthetic"]
+    ds["events"] = {"left_hand": [], "right_hand": ["right_hand"]}
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert "datasets.synthetic.events: class 'left_hand' has no annotation" in msg
+    ds["events"] = {"left_hand": ["left_hand"], "right_hand": ["left_hand", "right_hand"]}
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert ("annotation 'left_hand' is mapped to both classes 'left_hand' and 'right_hand'"
+            in msg)
+    # the JSON schema rejects the empty list too
+    ds["events"] = {"left_hand": [], "right_hand": ["right_hand"]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw_default, config_schema())
+
+
+@pytest.mark.parametrize("key", ["results_dir", "reports_dir", "logs_dir"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_output_folders_must_be_named(raw_default, key, value):
+    raw_default[key] = value
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert f"{key}: {key} is empty; name a folder" in msg
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw_default, config_schema())
+
+
+def _bonn(**dataset) -> dict:
+    return {"datasets": {"bonn": {
+        "source": {"kind": "bonn", "window_s": 5.0, "step_s": 2.5}, "subjects": ["all"],
+        "events": {"Z": "Z", "S": "S"},
+        "decoders": {"ts_lr": None, "csp_lda": None, "bandpower_lr": {}},
+        "evaluation": {"protocols": ["grouped_kfold"]}, **dataset}}}
+
+
+def test_within_session_is_refused_on_overlapping_bonn_windows():
+    validate_config(_bonn())
+    msg = str(pytest.raises(ConfigError, validate_config,
+                            _bonn(evaluation={"protocols": ["within_session"]})).value)
+    assert "datasets.bonn: evaluation.protocols asks for 'within_session'" in msg
+    assert "step_s 2.5 < window_s 5.0" in msg and "use 'grouped_kfold'" in msg
+    # a decoder's own protocols are checked too
+    own = _bonn(decoders={"ts_lr": None, "csp_lda": None, "bandpower_lr": {},
+                          "token_transformer": {"protocols": ["within_session"]}},
+                tokenizer={})
+    msg = str(pytest.raises(ConfigError, validate_config, own).value)
+    assert "decoders.token_transformer.protocols asks for 'within_session'" in msg
+    # windows that do not overlap may be split freely
+    apart = _bonn(evaluation={"protocols": ["within_session"]})
+    apart["datasets"]["bonn"]["source"]["step_s"] = 5.0
+    validate_config(apart)

@@ -73,3 +73,36 @@ def test_schema_accepts_fmri_and_rejects_what_pydantic_rejects():
             jsonschema.validate(bad, schema)
         with pytest.raises(ConfigError):
             validate_config(bad)
+
+
+def test_an_empty_subject_list_is_refused_with_a_clear_message():
+    with pytest.raises(ConfigError, match=r"datasets\.fm\.subjects: subjects is an empty list; "
+                                          r"list at least one subject label, or write 'all'"):
+        validate_config(_config(subjects=[]))
+
+
+def _files_source(kind: str, **fields) -> dict:
+    source = {"kind": kind, "root": "/data", "participants": "participants.tsv", **fields}
+    if kind == "roi_files":
+        source.setdefault("tr", 2.0)
+    else:
+        source.setdefault("atlas", "atlas.nii.gz")
+    return _config(source=source, subjects=["01", "02"])
+
+
+@pytest.mark.parametrize("kind,key", [("roi_files", "pattern"), ("nifti", "pattern"),
+                                      ("nifti", "confounds")])
+def test_per_subject_patterns_need_the_subject_placeholder(kind, key):
+    good = {"pattern": "sub-{subject}/bold.nii.gz"}
+    validate_config(_files_source(kind, **{**good, key: "sub-{subject}/x.tsv"}))
+    # without it every subject would silently read the same file
+    with pytest.raises(ConfigError, match=rf"source\.{key}: pattern 'sub-01/x.tsv' must "
+                                          r"contain '\{subject\}'; without it every subject"):
+        validate_config(_files_source(kind, **{**good, key: "sub-01/x.tsv"}))
+    # a typo used to be a bare KeyError when the path was built
+    with pytest.raises(ConfigError, match=r"must contain '\{subject\}' \(it has \{sub\}\)"):
+        validate_config(_files_source(kind, **{**good, key: "sub-{sub}/x.tsv"}))
+    with pytest.raises(ConfigError, match=r"placeholder\(s\) \{run\}; only '\{subject\}'"):
+        validate_config(_files_source(kind, **{**good, key: "sub-{subject}_{run}.tsv"}))
+    with pytest.raises(ConfigError, match="not a valid pattern"):
+        validate_config(_files_source(kind, **{**good, key: "sub-{subject/x.tsv"}))

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -35,6 +36,35 @@ from .errors import ConfigError
 SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9]+$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def is_subject_label(label: str) -> bool:
+    """True when ``label`` is a valid subject label: letters and digits only, as in BIDS."""
+    return bool(_NAME_RE.match(label))
+
+
+def _check_subject_pattern(value: str) -> str:
+    """A per-subject file pattern: a ``{subject}`` placeholder and no other one.
+
+    Without it every subject would read the same file; another placeholder (``{sub}``) would
+    fail with a bare KeyError when the path is built.
+    """
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+    except ValueError as err:  # an unmatched brace
+        raise ValueError(f"pattern {value!r} is not a valid pattern ({err}); write "
+                         "'{subject}' where the subject label goes") from None
+    others = sorted({"{" + f + "}" for f in fields if f != "subject"})
+    if "subject" not in fields:
+        found = f" (it has {', '.join(others)})" if others else ""
+        raise ValueError(f"pattern {value!r} must contain '{{subject}}'{found}; without it "
+                         "every subject would read the same file")
+    if others:
+        raise ValueError(f"pattern {value!r} has placeholder(s) {', '.join(others)}; only "
+                         "'{subject}' is filled in")
+    return value
 
 
 class StrictModel(BaseModel):
@@ -784,7 +814,13 @@ class DecodersConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    """Cross-validation protocols. Nothing fitted ever sees a test fold."""
+    """Cross-validation protocols.
+
+    Everything fitted inside a fold (reference means, filters, scalers, networks, classifiers)
+    sees that fold's training trials only. A model pretrained once per dataset without labels
+    (the tokenizer, the diffusion backbone) is outside the folds: see ``metrics.json``'s
+    description and ``saw_this_subject``.
+    """
 
     protocols: list[ProtocolName] = Field(
         default_factory=lambda: ["within_session", "cross_session"], min_length=1,
@@ -809,7 +845,7 @@ def _subjects_as_str(value: Any) -> Any:
 
 def _check_subject_labels(value: list[str]) -> list[str]:
     for sub in value:
-        if not _NAME_RE.match(sub):
+        if not is_subject_label(sub):
             raise ValueError(f"subject label '{sub}' must be letters and digits only (as in BIDS)")
     if len(set(value)) != len(value):
         raise ValueError(f"subjects are listed twice: {value}")
@@ -832,7 +868,8 @@ class DatasetConfig(StrictModel):
         dict[str, list[str]],
         WithJsonSchema({"type": "object", "minProperties": 2, "additionalProperties": {
             "anyOf": [{"type": ["string", "integer"]},
-                      {"type": "array", "items": {"type": ["string", "integer"]}}]}}),
+                      {"type": "array", "minItems": 1,
+                       "items": {"type": ["string", "integer"]}}]}}),
     ] = Field(
         ...,
         min_length=2,
@@ -868,6 +905,30 @@ class DatasetConfig(StrictModel):
                     for k, v in value.items()}
         return value
 
+    @field_validator("events")
+    @classmethod
+    def _one_class_per_annotation(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        owner: dict[str, str] = {}
+        for name, descriptions in value.items():
+            if not descriptions:
+                raise ValueError(f"class '{name}' has no annotation; list the annotation "
+                                 f"descriptions that mark it, e.g. {{{name}: [T1]}}")
+            for description in descriptions:
+                if owner.setdefault(description, name) != name:
+                    raise ValueError(f"annotation '{description}' is mapped to both classes "
+                                     f"'{owner[description]}' and '{name}'; an annotation can "
+                                     "mark one class only")
+        return value
+
+    def _protocol_lists(self) -> list[tuple[str, list[str]]]:
+        """``(key path, protocols)`` of the dataset and of each enabled decoder naming its own."""
+        lists = [("evaluation.protocols", list(self.evaluation.protocols))]
+        for name, params in self.decoders.enabled().items():
+            own = getattr(params, "protocols", None)
+            if own:
+                lists.append((f"decoders.{name}.protocols", list(own)))
+        return lists
+
     @model_validator(mode="after")
     def _combination(self) -> DatasetConfig:
         n_sessions = self.source.n_sessions_known
@@ -876,6 +937,15 @@ class DatasetConfig(StrictModel):
                 "evaluation.protocols asks for 'cross_session' but this source has a single "
                 "session; remove 'cross_session' or add sessions"
             )
+        source = self.source
+        if isinstance(source, BonnSource) and source.step_s < source.window_s:
+            for where, protocols in self._protocol_lists():
+                if "within_session" in protocols:
+                    raise ValueError(
+                        f"{where} asks for 'within_session', but the bonn source's windows "
+                        f"overlap (step_s {source.step_s} < window_s {source.window_s}): a "
+                        "k-fold over windows would test on parts of windows it trained on; "
+                        "use 'grouped_kfold', which keeps every segment whole in one fold")
         if isinstance(self.source, SyntheticSource):
             missing = set(self.events) - set(self.source.classes)
             if missing:
@@ -984,6 +1054,11 @@ class ROIFilesSource(StrictModel):
     id_column: str = "participant_id"
     roi_names: list[str] | None = Field(None, description="Default: the file's header.")
 
+    @field_validator("pattern")
+    @classmethod
+    def _has_subject(cls, value: str) -> str:
+        return _check_subject_pattern(value)
+
 
 class NiftiSource(StrictModel):
     """4-D NIfTI images reduced to ROI time series by a nilearn masker over an atlas."""
@@ -1003,6 +1078,11 @@ class NiftiSource(StrictModel):
     tr: float | None = Field(None, gt=0, description="Default: the image header's.")
     participants: str = Field(..., description="Participants table (TSV/CSV), relative to root.")
     id_column: str = "participant_id"
+
+    @field_validator("pattern", "confounds")
+    @classmethod
+    def _has_subject(cls, value: str | None) -> str | None:
+        return value if value is None else _check_subject_pattern(value)
 
 
 FMRISource = Annotated[
@@ -1118,7 +1198,12 @@ class FMRIDatasetConfig(StrictModel):
     @field_validator("subjects")
     @classmethod
     def _subject_labels(cls, value: list[str] | str) -> list[str] | str:
-        return value if value == "all" else _check_subject_labels(value)
+        if value == "all":
+            return value
+        if not value:
+            raise ValueError("subjects is an empty list; list at least one subject label, or "
+                             "write 'all' for every subject of the source")
+        return _check_subject_labels(value)
 
     @model_validator(mode="after")
     def _combination(self) -> FMRIDatasetConfig:
@@ -1159,14 +1244,27 @@ AnyDatasetConfig = Annotated[
 ]
 
 
+#: JSON schema of a folder name: at least one character that is not white space
+_NON_BLANK = {"minLength": 1, "pattern": r"\S"}
+
+
 class Config(StrictModel):
     """A whole brainmill run: one seed, output folders and the datasets to process."""
 
     seed: int = Field(42, description="Seed from which every random choice flows.")
-    results_dir: str = "results"
-    reports_dir: str = "reports"
-    logs_dir: str = "logs"
+    results_dir: str = Field("results", json_schema_extra=_NON_BLANK)
+    reports_dir: str = Field("reports", json_schema_extra=_NON_BLANK)
+    logs_dir: str = Field("logs", json_schema_extra=_NON_BLANK)
     datasets: dict[str, AnyDatasetConfig] = Field(..., min_length=1)
+
+    @field_validator("results_dir", "reports_dir", "logs_dir")
+    @classmethod
+    def _folder_named(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            default = cls.model_fields[info.field_name].default
+            raise ValueError(f"{info.field_name} is empty; name a folder (default "
+                             f"'{default}')")
+        return value
 
     @field_validator("datasets")
     @classmethod

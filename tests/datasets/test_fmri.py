@@ -293,6 +293,65 @@ def test_extract_maps_equals_nilearn(tmp_path):
     assert ts.roi_names == ["left", "right"]
 
 
+@pytest.mark.parametrize("name", ["bold.nii.gz", "bold.nii"])
+def test_truncated_or_foreign_image_names_the_file(tmp_path, name):
+    # nibabel reads lazily: a truncated file used to fail inside the masker with a bare
+    # EOFError (.nii.gz) or ValueError "Whoops, not enough data in file" (.nii)
+    bold, _ = _bold(tmp_path)
+    img = nib.load(bold)
+    whole = tmp_path / name
+    nib.save(img, whole)
+    raw = whole.read_bytes()
+    whole.write_bytes(raw[: len(raw) // 2])
+    atlas = tmp_path / "atlas.nii.gz"
+    nib.save(nib.Nifti1Image(_labels(), AFFINE), atlas)
+    with pytest.raises(DataError, match="cannot read the image") as err:
+        extract_roi_timeseries(whole, atlas, "06")
+    _assert_names(err, whole, "06")
+    assert "4-D NIfTI BOLD image" in str(err.value)
+    text = _write(tmp_path / "notes.nii.gz", "not an image\n")
+    with pytest.raises(DataError, match="cannot read the image") as err:
+        extract_roi_timeseries(text, atlas, "06")
+    _assert_names(err, text, "06")
+
+
+def test_atlas_problems_name_the_atlas(tmp_path):
+    bold, _ = _bold(tmp_path)
+    missing = tmp_path / "no_atlas.nii.gz"
+    with pytest.raises(DataError, match="file not found") as err:
+        extract_roi_timeseries(bold, missing, "08")
+    _assert_names(err, missing, "08")
+    assert str(bold) not in str(err.value)  # used to be reported as the BOLD image's fault
+    empty = tmp_path / "empty_atlas.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), AFFINE), empty)
+    with pytest.raises(DataError, match="the labels atlas has no region") as err:
+        extract_roi_timeseries(bold, empty, "08")
+    _assert_names(err, empty, "08")
+    # an atlas in another space: nilearn says "No label left after resampling" or raises a
+    # BoundingBoxError, depending on the geometry
+    plain = np.diag([3.0, 3.0, 3.0, 1.0])
+    image = tmp_path / "plain_bold.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(bold).dataobj), plain, nib.load(bold).header),
+             image)
+    for target, affine in ((image, plain), (bold, AFFINE)):
+        far = tmp_path / "far_atlas.nii.gz"
+        shifted = affine.copy()
+        shifted[:3, 3] += 500.0
+        nib.save(nib.Nifti1Image(_labels(), shifted), far)
+        with pytest.raises(DataError, match="no atlas region overlaps the image") as err:
+            extract_roi_timeseries(target, far, "08")
+        _assert_names(err, far, "08")
+        assert str(target) in str(err.value)
+    cut = tmp_path / "cut_atlas.nii.gz"
+    nib.save(nib.Nifti1Image(_labels(), AFFINE), cut)
+    raw = cut.read_bytes()
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="cannot read the image") as err:
+        extract_roi_timeseries(bold, cut, "08")
+    _assert_names(err, cut, "08")
+    assert "3-D NIfTI image of integer labels" in str(err.value)
+
+
 def test_parcellation_cut_coords_equals_nilearn():
     from nilearn.plotting import find_parcellation_cut_coords
 

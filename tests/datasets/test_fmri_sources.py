@@ -88,3 +88,32 @@ def test_synthetic_and_abide_subjects(tmp_path):
         ["1", "2", "3", "4", "5", "6"]
     with pytest.raises(DataError, match="participants.tsv"):
         dataset_subjects(_dataset({"kind": "abide", "path": str(tmp_path)}), 0)
+
+
+@pytest.mark.parametrize("bad,shown", [("", "''"), ("sub-NYU_01", "'sub-NYU_01'"),
+                                       ("n/a", "'n/a'")])
+def test_all_subjects_checks_the_ids_of_the_participants_table(tmp_path, bad, shown):
+    # a blank id used to crash the DAG with AttributeError; 'NYU_01' became a subject label
+    # the rules' wildcards cannot match (MissingInputException)
+    source = {"kind": "roi_files", "root": str(tmp_path), "pattern": "s{subject}.csv",
+              "tr": 1.5, "participants": "participants.tsv"}
+    _participants(tmp_path, ["sub-01", " 02 ", "03", "04"])
+    assert dataset_subjects(_dataset(source), 1) == ["01", "02", "03", "04"]
+    _participants(tmp_path, ["sub-01", "02", bad, "04"])
+    with pytest.raises(DataError) as err:
+        dataset_subjects(_dataset(source), 1)
+    text = str(err.value)
+    assert str(tmp_path / "participants.tsv") in text
+    assert f"1 id(s) in column 'participant_id' are not subject labels (data row 3: {shown})" \
+        in text
+    assert "(expected one subject label per row" in text
+
+
+def test_all_subjects_refuses_an_id_listed_twice(tmp_path):
+    _participants(tmp_path, ["sub-01", "02", "01", "04"])
+    ds = _dataset({"kind": "nifti", "root": str(tmp_path), "pattern": "sub-{subject}.nii.gz",
+                   "atlas": "atlas.nii.gz", "participants": "participants.tsv"})
+    with pytest.raises(DataError, match=r"subject 01, file .*participants.tsv: subject 01 is "
+                                        r"listed twice in column 'participant_id' \(data rows "
+                                        r"1 and 3\)"):
+        dataset_subjects(ds, 1)

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 from nilearn.connectome import ConnectivityMeasure, sym_matrix_to_vec
 from sklearn.base import clone
+from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 
+from brainmill.errors import DataError
 from brainmill.features.connectivity import (
+    ESTIMATORS,
     KINDS,
     ConnectivityFeatures,
     connectivity_matrix,
+    constant_rois,
     matrix_from_upper,
     n_rois_from_edges,
     upper_triangle,
@@ -97,3 +101,55 @@ def test_shape_errors():
         fitted.transform([np.ones((10, 3))])
     with pytest.raises(ValueError, match="not fitted"):
         ConnectivityFeatures().transform(TEST)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("kind", ["correlation", "partial correlation", "covariance",
+                                  "precision"])
+def test_constant_rois_have_zero_edges_and_leave_the_others_alone(kind, estimator):
+    # ABIDE has all-zero ROIs; cleaning keeps them constant. The empirical estimator used to
+    # give NaN (correlation) or a LinAlgError (partial correlation, precision).
+    x = SUBJECTS[0].copy()
+    x[:, 2] = 0.0
+    x[:, 4] = 3.5
+    assert constant_rois(x).tolist() == [False, False, True, False, True, False]
+    keep = [0, 1, 3, 5]
+    cov = (LedoitWolf(store_precision=False) if estimator == "ledoit_wolf"
+           else EmpiricalCovariance(store_precision=False))
+    rest = ConnectivityMeasure(cov_estimator=cov, kind=kind).fit_transform([x[:, keep]])[0]
+    matrix = connectivity_matrix(x, kind, estimator)
+    assert np.isfinite(matrix).all()
+    np.testing.assert_array_equal(matrix[np.ix_(keep, keep)], rest)
+    for roi in (2, 4):
+        others = np.delete(np.arange(6), roi)
+        assert np.all(matrix[roi, others] == 0) and np.all(matrix[others, roi] == 0)
+        assert matrix[roi, roi] == (1.0 if "correlation" in kind else 0.0)
+    # the transformer gives the same edges, and a subject without constant ROIs is unchanged
+    vectors = ConnectivityFeatures(kind, estimator).fit_transform([x, SUBJECTS[1]])
+    np.testing.assert_array_equal(vectors[0], sym_matrix_to_vec(matrix, discard_diagonal=True))
+    np.testing.assert_array_equal(
+        vectors[1], ConnectivityMeasure(cov_estimator=cov, kind=kind, vectorize=True,
+                                        discard_diagonal=True).fit_transform([SUBJECTS[1]])[0])
+
+
+def test_a_lone_non_constant_roi_and_an_all_constant_subject():
+    x = np.zeros((50, 3))
+    assert np.array_equal(connectivity_matrix(x, estimator="empirical"), np.eye(3))
+    x[:, 1] = np.random.default_rng(0).standard_normal(50)
+    np.testing.assert_allclose(connectivity_matrix(x, "covariance", "empirical"),
+                               np.diag([0.0, np.var(x[:, 1]), 0.0]), rtol=1e-12)
+
+
+def test_tangent_refuses_constant_rois_under_the_empirical_estimator():
+    with_constant = [s.copy() for s in TRAIN]
+    with_constant[3][:, 1] = 0.0
+    with pytest.raises(DataError, match=r"1 of 5 subjects have constant ROIs \(subject index "
+                                        r"3: ROI columns 1\).*ledoit_wolf"):
+        ConnectivityFeatures("tangent", "empirical").fit(with_constant)
+    fitted = ConnectivityFeatures("tangent", "empirical").fit(TRAIN)
+    with pytest.raises(DataError, match="constant ROIs"):
+        fitted.transform(with_constant[3:4])
+    # Ledoit-Wolf shrinkage keeps the covariance positive definite: nilearn's result
+    ours = ConnectivityFeatures("tangent").fit(with_constant).transform(TEST)
+    ref = ConnectivityMeasure(kind="tangent", vectorize=True, discard_diagonal=True)
+    np.testing.assert_array_equal(ours, ref.fit(with_constant).transform(TEST))

@@ -120,3 +120,25 @@ def test_constant_roi_is_reported():
     cleaned, qc = clean_timeseries(ts, CleanSettings(max_mean_fd=None))
     assert qc["constant_rois"] == ["c"]
     assert np.all(cleaned.data[:, 2] == 0)
+
+
+def test_constant_roi_cleans_to_exact_zeros_whatever_its_value():
+    # 3.1 is not a sum nilearn's mean removal undoes exactly: ~1e-32 residue used to survive
+    # the z-score, and its empirical correlation with the other ROIs was of order 1
+    from brainmill.features.connectivity import connectivity_matrix
+
+    ts = _ts()
+    ts.data[:, 2] = 3.1
+    cleaned, qc = clean_timeseries(ts, CleanSettings(max_mean_fd=None))
+    assert qc["constant_rois"] == ["c"]
+    assert np.all(cleaned.data[:, 2] == 0)
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(cleaned.data[:, others], signal.clean(
+        ts.data, detrend=True, standardize="zscore_sample", low_pass=0.1, high_pass=0.01,
+        t_r=2.0, confounds=ts.confounds)[:, others])
+    matrix = connectivity_matrix(cleaned.data, estimator="empirical")
+    assert np.isfinite(matrix).all() and np.all(matrix[2, others] == 0)
+    # without mean removal the ROI keeps its value, constant
+    kept, _ = clean_timeseries(ts, CleanSettings(detrend=False, standardize=False,
+                                                 high_pass=None, max_mean_fd=None))
+    assert np.all(kept.data[:, 2] == 3.1)

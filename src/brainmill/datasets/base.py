@@ -153,7 +153,8 @@ def concatenate_runs(
     ----------
     raws : list of mne.io.BaseRaw
         Loaded runs (preloaded unless ``preload`` is False), all with the same channels and
-        sampling frequency.
+        sampling frequency. A run whose channels are the first run's in another order is
+        reordered to the first run's order (a copy; the given raw is left alone).
     labels : list of (session, run, source)
         One tuple per raw.
     subject : str
@@ -168,6 +169,7 @@ def concatenate_runs(
         If the runs differ in sampling frequency or channel names.
     """
     first = raws[0]
+    aligned = [first]
     for raw, (_, _, src) in zip(raws[1:], labels[1:], strict=True):
         if raw.info["sfreq"] != first.info["sfreq"]:
             raise DataError(
@@ -181,13 +183,18 @@ def concatenate_runs(
         if raw.ch_names != first.ch_names:
             missing = sorted(set(first.ch_names) - set(raw.ch_names))
             extra = sorted(set(raw.ch_names) - set(first.ch_names))
-            raise DataError(
-                f"channels differ from the first run's ({labels[0][2]}): "
-                f"missing {missing[:10]}, extra {extra[:10]}",
-                subject=subject,
-                file=src,
-                expected="the same channels in every run",
-            )
+            if not missing and not extra:  # the same channels in another order
+                raw = raw.copy().reorder_channels(first.ch_names)
+            else:
+                raise DataError(
+                    f"channels differ from the first run's ({labels[0][2]}): "
+                    f"missing {missing[:10]}, extra {extra[:10]}",
+                    subject=subject,
+                    file=src,
+                    expected="the same channels in every run",
+                )
+        aligned.append(raw)
+    raws = aligned
     runs: list[RunInfo] = []
     t = 0.0
     sfreq = float(first.info["sfreq"])

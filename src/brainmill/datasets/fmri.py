@@ -459,6 +459,30 @@ def parcellation_cut_coords(atlas: Any) -> tuple[list[float], np.ndarray]:
     return [float(v) for v in values], coords
 
 
+def _read_nifti(img: Any, source: str, subject: str, expected: str) -> Any:
+    """Load a NIfTI image and read its voxels now, so that a broken file is a DataError.
+
+    nibabel reads lazily: without the read here a truncated file fails deep inside the
+    masker (``EOFError``, "Whoops, not enough data in file"). The voxels stay cached in the
+    image, so the masker does not read them again.
+    """
+    import zlib
+
+    from nibabel.filebasedimages import ImageFileError
+    from nilearn import image as nimage
+
+    if isinstance(img, (str, Path)) and not Path(img).is_file():
+        raise DataError("file not found", file=source, subject=subject, expected=expected)
+    try:
+        loaded = nimage.load_img(img)
+        nimage.get_data(loaded)
+    except (OSError, EOFError, ValueError, TypeError, zlib.error, ImageFileError) as err:
+        raise DataError(f"cannot read the image ({type(err).__name__}: {err}); the file may be "
+                        "truncated or not NIfTI", file=source, subject=subject,
+                        expected=expected) from err
+    return loaded
+
+
 def _label_coords(atlas_img: Any, region_ids: list[float]) -> np.ndarray:
     """Cut coordinates (MNI mm) of the given label values, shape (len(region_ids), 3)."""
     values, coords = parcellation_cut_coords(atlas_img)
@@ -526,23 +550,22 @@ def extract_roi_timeseries(
     Raises
     ------
     DataError
-        If ``labels`` does not have one name per atlas region, the image is not 4-D, the
-        header holds no TR (and ``tr`` is None), or the confounds have another number of
-        rows than the image has volumes.
+        If the image or the atlas is missing or cannot be read (truncated, not NIfTI; the
+        file at fault is named), ``labels`` does not have one name per atlas region, the
+        image is not 4-D, a labels atlas has no region or none of its regions overlaps the
+        image, the header holds no TR (and ``tr`` is None), or the confounds have another
+        number of rows than the image has volumes.
     """
-    from nilearn import image as nimage
     from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 
     source = str(img) if isinstance(img, (str, Path)) else "in-memory image"
     atlas_source = str(atlas) if isinstance(atlas, (str, Path)) else "in-memory atlas"
     if kind not in ("labels", "maps"):
         raise ValueError(f"kind must be 'labels' or 'maps', got {kind!r}")
-    try:
-        bold = nimage.load_img(img)
-        atlas_img = nimage.load_img(atlas)
-    except (OSError, ValueError, TypeError) as err:
-        raise DataError(f"cannot load the image or atlas ({err})", file=source,
-                        subject=subject, expected="NIfTI images") from err
+    atlas_expected = ("a 3-D NIfTI image of integer labels" if kind == "labels"
+                      else "a 4-D NIfTI image, one map per region")
+    bold = _read_nifti(img, source, subject, "a 4-D NIfTI BOLD image (x, y, z, time)")
+    atlas_img = _read_nifti(atlas, atlas_source, subject, atlas_expected)
     if bold.ndim != 4:
         raise DataError(f"the image is {bold.ndim}-D", file=source, subject=subject,
                         expected="a 4-D BOLD image (x, y, z, time)")
@@ -555,6 +578,10 @@ def extract_roi_timeseries(
                             subject=subject, expected="a 3-D image of integer labels")
         atlas_values = [float(v) for v in np.unique(np.asarray(atlas_img.dataobj)) if v != 0]
         n_regions = len(atlas_values)
+        if not n_regions:
+            raise DataError("the labels atlas has no region: every voxel is 0 (background)",
+                            file=atlas_source, subject=subject,
+                            expected="a 3-D image of integer labels, 0 = background")
         masker = NiftiLabelsMasker(labels_img=atlas_img, standardize=standardize_arg)
     else:
         if atlas_img.ndim != 4:
@@ -567,7 +594,18 @@ def extract_roi_timeseries(
                         file=atlas_source, subject=subject,
                         expected=f"one label per atlas region ({n_regions})")
 
-    data = masker.fit_transform(bold)
+    from nilearn.image.resampling import BoundingBoxError
+
+    try:
+        data = masker.fit_transform(bold)
+    except ValueError as err:
+        # the atlas resampled to the image grid holds no region, or nothing at all
+        if not (isinstance(err, BoundingBoxError) or "No label left" in str(err)):
+            raise
+        raise DataError(f"no atlas region overlaps the image {source} once the atlas is "
+                        f"resampled to its grid ({err})", file=atlas_source, subject=subject,
+                        expected="an atlas in the same space (e.g. MNI) as the image",
+                        hint="Check the atlas against the images' space and affine") from err
     if kind == "labels":
         # regions can vanish when the atlas is resampled; keep names aligned with columns
         present = [float(v) for k, v in masker.region_ids_.items() if k != "background"]

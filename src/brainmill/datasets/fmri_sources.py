@@ -17,6 +17,7 @@ from ..config import (
     NiftiSource,
     ROIFilesSource,
     SyntheticFMRISource,
+    is_subject_label,
     mne_data_path,
 )
 from ..errors import DataError
@@ -70,14 +71,45 @@ def _read_table(path: Path, **read_csv: object) -> pd.DataFrame:
 
 
 def _all_participant_ids(source: ROIFilesSource | NiftiSource) -> list[str]:
+    """Subject labels of every row of the participants table (``subjects: all``).
+
+    Ids are stripped and lose a ``sub-`` prefix; each must then be a subject label as the
+    config demands of listed subjects (letters and digits), and appear once.
+
+    Raises
+    ------
+    DataError
+        If the table is missing or lacks the id column, or an id is blank, not a subject
+        label or listed twice (the rows are named, numbered from 1 after the header).
+    """
     path = _table_path(source)
     if not path.is_file():
         raise DataError(f"participants table {path} does not exist (source.participants)")
-    table = _read_table(path, dtype=str)
+    table = _read_table(path, dtype=str, keep_default_na=False)
     if source.id_column not in table:
         raise DataError(f"participants table {path} has no column '{source.id_column}' "
                         f"(source.id_column); columns: {list(table.columns)}")
-    return [s.removeprefix("sub-") for s in table[source.id_column]]
+    expected = (f"one subject label per row in column '{source.id_column}': letters and "
+                "digits, optionally after 'sub-' (as in BIDS)")
+    labels = [str(s).strip().removeprefix("sub-") for s in table[source.id_column]]
+    bad = [(row, raw) for row, (raw, label) in
+           enumerate(zip(table[source.id_column], labels, strict=True), start=1)
+           if not is_subject_label(label)]
+    if bad:
+        rows = "; ".join(f"data row {row}: {raw!r}" for row, raw in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataError(f"{len(bad)} id(s) in column '{source.id_column}' are not subject "
+                        f"labels ({rows}{more})", file=path, expected=expected,
+                        hint="Fix the table, or list the subjects in the config instead of "
+                             "'all'")
+    seen: dict[str, int] = {}
+    for row, label in enumerate(labels, start=1):
+        if label in seen:
+            raise DataError(f"subject {label} is listed twice in column '{source.id_column}' "
+                            f"(data rows {seen[label]} and {row})", file=path, subject=label,
+                            expected="one row per subject")
+        seen[label] = row
+    return labels
 
 
 def dataset_subjects(ds_cfg: FMRIDatasetConfig, seed: int) -> list[str]:

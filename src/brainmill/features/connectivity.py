@@ -4,6 +4,12 @@ Edges are ordered as nilearn vectorises a symmetric matrix (``sym_matrix_to_vec`
 triangle row by row, i.e. the upper triangle column by column: (0, 1), (0, 2), (1, 2),
 (0, 3), …), so that :func:`upper_triangle` of a matrix and :class:`ConnectivityFeatures` line
 up edge for edge.
+
+A constant ROI (zero variance, e.g. outside the brain mask of a subject: cleaning leaves it
+all zeros) has no connectivity to estimate: its edges are 0 for every kind and estimator, and
+the other edges are those of the estimator applied to the remaining ROIs alone (the sample
+correlation of a constant is 0/0 and the empirical covariance is singular, so nilearn would
+give NaN or fail).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+
+from ..errors import DataError
 
 KINDS = ("correlation", "partial correlation", "tangent", "covariance", "precision")
 #: covariance estimators: nilearn's default (Ledoit-Wolf shrinkage) or the sample covariance
@@ -37,6 +45,48 @@ def _measure(kind: str, estimator: str, vectorize: bool):
            else EmpiricalCovariance(store_precision=False))
     return ConnectivityMeasure(cov_estimator=cov, kind=kind, vectorize=vectorize,
                                discard_diagonal=vectorize)
+
+
+#: kinds whose matrices have a unit diagonal (a constant ROI keeps its 1 there)
+_UNIT_DIAGONAL = ("correlation", "partial correlation")
+
+
+def constant_rois(data: np.ndarray) -> np.ndarray:
+    """Which ROIs (columns) of ``(n_timepoints, n_rois)`` data are constant.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rois,)
+        True where every timepoint holds the same value (zero variance).
+    """
+    data = np.asarray(data)
+    return np.ptp(data, axis=0) == 0 if len(data) else np.zeros(data.shape[1], dtype=bool)
+
+
+def _subject_connectivity(x: np.ndarray, kind: str, estimator: str,
+                          vectorize: bool) -> np.ndarray:
+    """One subject's matrix (or edge vector) of a per-subject kind; constant ROIs give 0.
+
+    Without a constant ROI this is nilearn's ``fit_transform([x])[0]`` itself. Otherwise the
+    kept ROIs' block is nilearn's result on those ROIs alone; the constant ROIs' edges are 0
+    and their diagonal is 1 for (partial) correlation, 0 for covariance and precision.
+    """
+    constant = constant_rois(x)
+    if not constant.any():
+        return _measure(kind, estimator, vectorize=vectorize).fit_transform([x])[0]
+    keep = np.flatnonzero(~constant)
+    matrix = np.zeros((x.shape[1], x.shape[1]))
+    if keep.size:
+        block = _measure(kind, estimator, vectorize=False).fit_transform([x[:, keep]])[0]
+        matrix[np.ix_(keep, keep)] = block
+    dropped = np.flatnonzero(constant)
+    matrix[dropped, dropped] = 1.0 if kind in _UNIT_DIAGONAL else 0.0
+    if not vectorize:
+        return matrix
+    from nilearn.connectome import sym_matrix_to_vec
+
+    # nilearn's own vectorisation, so that kept edges equal its vector on the kept ROIs
+    return sym_matrix_to_vec(matrix, discard_diagonal=True)
 
 
 def _check_subjects(X: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -73,11 +123,14 @@ def connectivity_matrix(
     Returns
     -------
     ndarray, shape (n_rois, n_rois)
-        Symmetric; ``ConnectivityMeasure(kind=kind).fit_transform([data])[0]``.
+        Symmetric; ``ConnectivityMeasure(kind=kind).fit_transform([data])[0]``. A constant
+        ROI (see :func:`constant_rois`) has zero edges, and 1 (correlation kinds) or 0
+        (covariance, precision) on the diagonal; the other entries are then those of the
+        same measure on the non-constant ROIs alone.
     """
     _check_kind(kind, allow_tangent=False)
     (x,) = _check_subjects([data])
-    return _measure(kind, estimator, vectorize=False).fit_transform([x])[0]
+    return _subject_connectivity(x, kind, estimator, vectorize=False)
 
 
 def upper_triangle(matrices: np.ndarray, k: int = 1) -> np.ndarray:
@@ -151,7 +204,11 @@ class ConnectivityFeatures(BaseEstimator, TransformerMixin):
     discard_diagonal=True)``. For ``kind="tangent"`` the group mean is estimated in
     :meth:`fit` only and :meth:`transform` projects new subjects at that mean, so the
     transformer can sit inside a cross-validated pipeline without leaking test subjects;
-    a single new subject can be transformed too (nilearn alone refuses that).
+    a single new subject can be transformed too (nilearn alone refuses that). The other kinds
+    are each subject's own matrix (nothing is fitted), with a constant ROI's edges 0 as in
+    :func:`connectivity_matrix`. The tangent space needs positive definite covariances,
+    which the ``"empirical"`` estimator cannot give a subject with a constant ROI: that is a
+    :class:`~brainmill.errors.DataError`.
 
     Parameters
     ----------
@@ -162,8 +219,9 @@ class ConnectivityFeatures(BaseEstimator, TransformerMixin):
 
     Attributes
     ----------
-    measure_ : nilearn ConnectivityMeasure
-        The fitted measure.
+    measure_ : nilearn ConnectivityMeasure or None
+        The measure fitted on the training subjects for ``kind="tangent"`` (its ``mean_`` is
+        the group mean); None for the other kinds.
     n_rois_ : int
     """
 
@@ -176,7 +234,11 @@ class ConnectivityFeatures(BaseEstimator, TransformerMixin):
         """Fit on a list of (n_timepoints_i, n_rois) arrays (tangent: the group mean)."""
         _check_kind(self.kind)
         subjects = _check_subjects(X)
-        self.measure_ = _measure(self.kind, self.estimator, vectorize=True).fit(subjects)
+        if self.kind == "tangent":
+            self._check_tangent(subjects)
+            self.measure_ = _measure(self.kind, self.estimator, vectorize=True).fit(subjects)
+        else:
+            self.measure_ = None
         self.n_rois_ = subjects[0].shape[1]
         return self
 
@@ -187,8 +249,28 @@ class ConnectivityFeatures(BaseEstimator, TransformerMixin):
         subjects = _check_subjects(X)
         if subjects[0].shape[1] != self.n_rois_:
             raise ValueError(f"fitted on {self.n_rois_} ROIs, got {subjects[0].shape[1]}")
-        if self.kind == "tangent" and len(subjects) == 1:
+        if self.kind != "tangent":
+            return np.stack([_subject_connectivity(x, self.kind, self.estimator, vectorize=True)
+                             for x in subjects])
+        self._check_tangent(subjects)
+        if len(subjects) == 1:
             # nilearn refuses to project a lone subject, although each subject is projected
             # on its own at the fitted mean; a duplicated pair gives the same row
             return self.measure_.transform(subjects * 2)[:1]
         return self.measure_.transform(subjects)
+
+    def _check_tangent(self, subjects: list[np.ndarray]) -> None:
+        """Refuse constant ROIs where the covariance would be singular (empirical)."""
+        if self.estimator != "empirical":
+            return  # Ledoit-Wolf shrinkage keeps every covariance positive definite
+        bad = {i: np.flatnonzero(constant_rois(x)) for i, x in enumerate(subjects)}
+        bad = {i: rois for i, rois in bad.items() if rois.size}
+        if bad:
+            first, rois = next(iter(bad.items()))
+            raise DataError(
+                f"{len(bad)} of {len(subjects)} subjects have constant ROIs (subject index "
+                f"{first}: ROI columns {', '.join(str(r) for r in rois[:10])}), whose "
+                "empirical covariance is singular",
+                expected="positive definite covariances for the tangent space",
+                hint="Use connectivity.estimator: ledoit_wolf, or another "
+                     "decoding.connectivity_kind")

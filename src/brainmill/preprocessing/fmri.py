@@ -108,7 +108,9 @@ def clean_timeseries(
         ``subject``, ``source``, ``n_timepoints_in``, ``n_timepoints_kept`` (0 when
         excluded), ``mean_fd``, ``excluded``, ``reason`` (None unless excluded), ``steps``
         (what was done, in order) and ``constant_rois`` (ROIs with zero variance in the input:
-        they come out as zeros and give zero connectivity).
+        they come out exactly constant, zeros when detrending, z-scoring or the high-pass
+        removes the mean, and have zero connectivity, see
+        :func:`brainmill.features.connectivity.connectivity_matrix`).
 
     Raises
     ------
@@ -199,6 +201,11 @@ def clean_timeseries(
         t_r=ts.tr,
         confounds=confounds,
     )
+    # a constant other than 0 leaves rounding residue (~1e-30) once its mean is removed,
+    # which z-scoring keeps and an empirical correlation would turn into full-size edges: a
+    # constant ROI stays exactly constant (0 when the mean is removed)
+    removes_mean = settings.detrend or settings.standardize or settings.high_pass is not None
+    cleaned[:, constant] = 0.0 if removes_mean else ts.data[:1, constant]
     qc["n_timepoints_kept"] = int(cleaned.shape[0])
     return ROITimeSeries(data=cleaned, tr=ts.tr, roi_names=list(ts.roi_names),
                          subject=ts.subject, source=ts.source,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 
 from brainmill.evaluation import cross_validate
@@ -148,3 +149,21 @@ def test_discriminative_tokens_rank_the_planted_code_first():
     assert b_rows[0]["share_in_class"] > b_rows[0]["share_elsewhere"]
     assert all(r["token"] != 7 for r in rows if r["class"] == "a")
     assert len(b_rows) == 3 and b_rows[0]["z"] >= b_rows[1]["z"] >= b_rows[2]["z"]
+
+
+def test_predict_proba_feeds_the_batches_to_the_networks_device(monkeypatch):
+    """The inputs follow the network's parameters; the probabilities come back on the CPU."""
+    from brainmill.classifier_training import predict_proba
+
+    moved = []
+    real_to = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        moved.append(args[0] if args else kwargs.get("device"))
+        return real_to(self, *args, **kwargs)
+
+    net = torch.nn.Linear(3, 2)
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    proba = predict_proba(net, torch.randn(5, 3), batch_size=2)
+    assert proba.shape == (5, 2) and proba.dtype == np.float64
+    assert moved.count(next(net.parameters()).device) == 3  # one move per batch

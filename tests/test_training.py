@@ -608,3 +608,59 @@ def test_import_needs_only_torch_and_numpy():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["[]", "True"]
     assert training.__doc__ and "AdamW" in training.__doc__
+
+
+# ------------------------------------------------------- CUDA-only logic, checked on the CPU
+
+
+def test_precision_auto_and_bf16_follow_the_training_devices_capability(monkeypatch):
+    """bf16 only where the card computes it natively (capability ≥ 8.0), asked of that card."""
+    asked = []
+
+    def capability(device):
+        asked.append(device)
+        return {0: (9, 0), 1: (7, 0)}[device.index]
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla V100")
+    assert training._resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+    assert training._resolve_precision("auto", torch.device("cuda", 1)) == "fp32"
+    with pytest.raises(ValueError, match="V100 does not compute in bfloat16 natively"):
+        training._resolve_precision("bf16", torch.device("cuda", 1))
+    assert [d.index for d in asked] == [0, 1, 1]
+    assert training._resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_fp32_on_cuda_turns_tf32_convolutions_off_and_restores_the_setting():
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        with Trainer._autocast(torch.device("cuda", 0), "fp32"):
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is True
+        with pytest.raises(RuntimeError), Trainer._autocast(torch.device("cuda", 0), "fp32"):
+            raise RuntimeError("inside")
+        assert torch.backends.cudnn.allow_tf32 is True
+        with Trainer._autocast(torch.device("cpu"), "fp32"):
+            assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+def test_cuda_rng_state_is_the_training_devices_only(monkeypatch):
+    """Saved and restored for the training card alone, so a run checkpointed with several
+    visible GPUs resumes with one; a checkpoint holding every card's state still loads."""
+    saved, restored = [], []
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device: saved.append(device) or torch.tensor([7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device: restored.append((state.tolist(), device)))
+    generator = torch.Generator()
+    device = torch.device("cuda", 1)
+    state = training._rng_state(device, generator)
+    assert saved == [device] and state["cuda"].tolist() == [7]
+    training._set_rng_state(state, device, generator)
+    old_format = {**state, "cuda": [torch.tensor([1], dtype=torch.uint8),
+                                    torch.tensor([2], dtype=torch.uint8)]}
+    training._set_rng_state(old_format, device, generator)
+    assert restored == [([7], device), ([2], device)]

@@ -84,7 +84,10 @@ def weights_by_index(class_weight: str | dict | None,
 
 
 def _logits(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([net(X[i:i + batch_size]).float() for i in range(0, len(X), batch_size)])
+    """Logits of ``X`` in batches on the network's device, returned on the CPU."""
+    device = next(net.parameters()).device
+    return torch.cat([net(X[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(X), batch_size)])
 
 
 def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dict | None,

@@ -332,14 +332,40 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def full_fp32_convolutions():
+    """cuDNN convolutions in full fp32 inside the block (torch lets them use TF32 by default).
+
+    ``precision="fp32"`` promises fp32 arithmetic; with TF32 (10-bit mantissa) every
+    ``Conv1d`` on an Ampere or newer GPU would run at lower precision than the linear layers.
+    The previous setting is restored after the block.
+    """
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
+def _native_bf16(device: torch.device) -> bool:
+    """Whether this CUDA device computes in bfloat16 natively (compute capability ≥ 8.0).
+
+    ``torch.cuda.is_bf16_supported()`` asks about the current device, not ``device``, and
+    counts emulation (a V100 or T4 would say yes and run bf16 slowly).
+    """
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def _resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if device.type == "cuda" and _native_bf16(device):
             return "bf16"
         return "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and device.type == "cuda" and not _native_bf16(device):
         raise ValueError(f"precision 'bf16' was asked for but {torch.cuda.get_device_name(device)} "
-                         "does not support bfloat16; use precision='fp32'")
+                         "does not compute in bfloat16 natively (compute capability below 8.0); "
+                         "use precision='fp32'")
     return precision
 
 
@@ -613,7 +639,9 @@ def _rng_state(device: torch.device, generator: torch.Generator) -> dict[str, An
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        # the training device's state only: a run resumed with fewer visible GPUs (a requeued
+        # cluster job) has no generator for the others
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         # numpy's keys as a tensor so the checkpoint loads with weights_only=True
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
@@ -626,7 +654,10 @@ def _set_rng_state(state: dict[str, Any], device: torch.device,
                    generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and state["cuda"] is not None:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda_state = state["cuda"]
+        if isinstance(cuda_state, (list, tuple)):  # written by brainmill ≤ 2026-12-05: all GPUs
+            cuda_state = cuda_state[device.index or 0]
+        torch.cuda.set_rng_state(cuda_state, device)
     np_state = state["numpy"]
     keys = np_state["keys"].numpy().astype(np.uint32)
     np.random.set_state((np_state["kind"], keys, np_state["pos"],  # noqa: NPY002
@@ -937,6 +968,8 @@ class Trainer:
     def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
         if precision == "bf16":
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if device.type == "cuda":
+            return full_fp32_convolutions()
         return contextlib.nullcontext()
 
     @staticmethod

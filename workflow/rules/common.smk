@@ -1,6 +1,8 @@
 # Helpers shared by the rules: target lists and per-stage parameters (rerun triggers).
 
 
+from pathlib import Path
+
 from snakemake.exceptions import WorkflowError
 
 from brainmill.config import FMRIDatasetConfig
@@ -28,6 +30,12 @@ def _trainer_threads():
 
 
 TRAINER_THREADS = _trainer_threads()
+
+
+# Whether this machine has an NVIDIA GPU (its driver's device node; importing torch here would
+# slow every job's start). Per-subject jobs that run on the GPU when there is one (tokenize)
+# then claim the `gpu` resource like the trainers; without one they run side by side.
+GPU_PRESENT = Path("/dev/nvidiactl").exists()
 
 
 EEG_DS = _names_regex([ds for ds in CFG.datasets if not is_fmri(ds)])

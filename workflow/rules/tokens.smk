@@ -41,6 +41,10 @@ rule tokenize:
         f"{RESULTS}/{{ds}}/sub-{{sub}}/features/tokens.npz",
     params:
         stage=stage_params("features", feature="tokens"),
+    resources:
+        # the tokenizer runs on the GPU when there is one: one such job at a time, like the
+        # trainers (each holds a CUDA context and ~1 GB of code-search scores)
+        gpu=1 if GPU_PRESENT else 0,
     priority: 20
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/features-tokens.log",

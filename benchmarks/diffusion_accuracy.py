@@ -20,8 +20,9 @@ Protocol (printed and written with every number):
   same size (15 epochs) is trained on (at most 1500 single-channel windows of) the training fold (labels used: 5 Bonn sets, PhysioNet left/right);
   for each class it generates windows (DDIM, 50 steps, clipped to the training data's range) that are compared with the **held-out
   test windows of that class**: log-spectral distance of mean Welch PSDs over 0.5-45 Hz, and
-  the classifier two-sample test (logistic regression on waveform descriptors, 5-fold CV;
-  0.5 = indistinguishable). Baselines: phase-randomised surrogates of the class's training
+  the classifier two-sample test (logistic regression on waveform descriptors, 5-fold CV
+  grouped by what each real window was cut from: the Bonn segment, else the epoch, so that
+  windows of one recording never sit on both sides of a split; 0.5 = indistinguishable). Baselines: phase-randomised surrogates of the class's training
   windows (same spectrum as the training data, by construction), and the class's training
   windows themselves (real vs real: the floor any generator can reach).
 - Scores: mean over folds per seed, then mean ± sd over seeds.
@@ -137,6 +138,9 @@ def generation(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
     y = next(iter(d["tasks"].values()))  # Bonn: the 5 sets; PhysioNet: left/right
     classes = np.unique(y)
     training = dict(BACKBONE_TRAINING, max_epochs=1 if quick else GENERATION_EPOCHS)
+    # two-sample test groups: what a window was cut from. Bonn's windows overlap within a
+    # segment (the segment); elsewhere the epoch (its channels are one group)
+    unit = np.asarray(d["groups"]) if name == "bonn" else np.arange(len(X))
     for seed in seeds:
         train, test = splits(d, seed)[0]
         windows, channels = single_channel_windows(X[train], names)
@@ -152,22 +156,30 @@ def generation(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
         t_train = time.perf_counter() - t0
         for c in classes:
             real_test = X[test][y[test] == c].reshape(-1, X.shape[-1])
+            test_groups = np.repeat(unit[test][y[test] == c], len(names))
             real_train = X[train][y[train] == c]
+            train_units = unit[train][y[train] == c]
             n_epochs = max(int(np.sum(y[test] == c)), -(-N_GENERATED // len(names)))
             if quick:
                 n_epochs = max(1, n_epochs // 8)
             picks = rng.choice(len(real_train), min(n_epochs, len(real_train)), replace=False)
             real_train = real_train[picks].reshape(-1, X.shape[-1])
+            train_groups = np.repeat(train_units[picks], len(names))
             t1 = time.perf_counter()
             gen = generate(model, names * len(picks), X.shape[-1], seed=seed,
                            labels=np.full(len(picks) * len(names), c))
             t_gen = time.perf_counter() - t1
-            candidates = {"diffusion (class-conditional)": gen,
-                          "phase-randomised training windows": phase_randomized(real_train,
-                                                                                seed),
-                          "real training windows (floor)": real_train}
-            for source, fake in candidates.items():
-                c2st = classifier_two_sample_test(real_test, fake, SFREQ, seed=seed)
+            # (windows, their groups): generated windows are independent draws; a surrogate
+            # keeps the group of the window it was made from
+            candidates = {"diffusion (class-conditional)": (gen, None),
+                          "phase-randomised training windows": (phase_randomized(real_train,
+                                                                                 seed),
+                                                                train_groups),
+                          "real training windows (floor)": (real_train, train_groups)}
+            for source, (fake, fake_groups) in candidates.items():
+                c2st = classifier_two_sample_test(real_test, fake, SFREQ, seed=seed,
+                                                  real_groups=test_groups,
+                                                  fake_groups=fake_groups)
                 rows.append({"dataset": name, "class": int(c), "seed": seed, "source": source,
                              "lsd_db": log_spectral_distance(fake, real_test, SFREQ),
                              "c2st_accuracy": c2st["accuracy"], "c2st_p": c2st["p_value"],

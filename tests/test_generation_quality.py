@@ -56,6 +56,54 @@ def test_phase_randomized_keeps_the_periodogram_and_gaussianises():
     np.testing.assert_array_equal(S, phase_randomized(X, seed=3))
 
 
+def recordings(n_recordings, windows_each, seed, length=400):
+    """Windows cut from recordings of one distribution, each with its own fingerprint (an
+    amplitude and a rhythm): windows of a recording resemble each other."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / SFREQ
+    X, groups = [], []
+    for r in range(n_recordings):
+        scale, freq = rng.uniform(0.5, 2.0), rng.uniform(5, 30)
+        for _ in range(windows_each):
+            X.append(scale * (rng.standard_normal(length)
+                              + np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))))
+            groups.append(f"rec{seed}-{r}")
+    return np.array(X), np.array(groups)
+
+
+def test_grouped_two_sample_test_keeps_each_recording_in_one_fold(monkeypatch):
+    """With groups, no recording has windows on both sides of a split, so the classifier
+    cannot score by recognising recordings; without, windows are split freely."""
+    import brainmill.generation_quality as gq
+
+    splits = []
+    real_cvp = gq.cross_val_predict
+
+    def spy(clf, X, y, cv, groups=None):
+        splits.append([(tr, te) for tr, te in cv.split(X, y, groups)])
+        return real_cvp(clf, X, y, cv=cv, groups=groups)
+
+    monkeypatch.setattr(gq, "cross_val_predict", spy)
+    a, ga = recordings(12, 10, seed=0)
+    b, gb = recordings(12, 10, seed=1)
+    grouped = classifier_two_sample_test(a, b, SFREQ, real_groups=ga, fake_groups=gb)
+    ungrouped = classifier_two_sample_test(a, b, SFREQ)
+    assert grouped["grouped"] and not ungrouped["grouped"]
+    # the windows in the order the test drew them (its own seed): recover each one's group
+    rng = np.random.default_rng(0)
+    pick_a, pick_b = rng.choice(len(a), len(a), replace=False), rng.choice(len(b), len(b),
+                                                                            replace=False)
+    labels = np.concatenate([ga[pick_a], gb[pick_b]])
+    for train, test in splits[0]:
+        assert not set(labels[train]) & set(labels[test])
+    assert any(set(labels[tr]) & set(labels[te]) for tr, te in splits[1])
+    assert sorted(np.concatenate([te for _, te in splits[0]])) == list(range(len(labels)))
+    with pytest.raises(ValueError, match="3 groups, fewer than n_folds=5"):
+        classifier_two_sample_test(a[:30], b[:30], SFREQ, real_groups=ga[:30])
+    with pytest.raises(ValueError, match="one group per window"):
+        classifier_two_sample_test(a, b, SFREQ, real_groups=ga[:5])
+
+
 def test_two_sample_test_at_chance_for_one_distribution_and_high_for_two():
     same = classifier_two_sample_test(noise(seed=0), noise(seed=1), SFREQ)
     assert 0.35 < same["accuracy"] < 0.65 and same["p_value"] > 0.01

@@ -157,10 +157,12 @@ def run_sample_diffusion(
            for g, idx in groups.items()}
     summary = {"lsd_db": lsd, "band_hz": list(band), "n_per_channel": n,
                "sampling_steps": settings.sampling_steps or model.config.n_steps}
-    if n * len(names) >= 10:
-        summary["c2st"] = classifier_two_sample_test(real.reshape(-1, real.shape[-1]),
-                                                     gen.reshape(-1, gen.shape[-1]), sfreq,
-                                                     seed=cfg.seed)
+    if len(np.unique(picks)) >= 5:  # the two-sample test's 5 folds need 5 real epochs
+        # the channels of one real epoch are one group (kept in one fold); generated
+        # windows are independent draws
+        summary["c2st"] = classifier_two_sample_test(
+            real.reshape(-1, real.shape[-1]), gen.reshape(-1, gen.shape[-1]), sfreq,
+            seed=cfg.seed, real_groups=np.tile(picks, len(names)))
     with atomic_path(out_path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, real=real, generated=gen, ch_names=np.array(names),
                             sfreq=np.array(sfreq))

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.signal import welch
 from scipy.stats import binomtest, kurtosis, skew
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -114,18 +114,33 @@ def window_descriptors(X: np.ndarray, sfreq: float) -> np.ndarray:
 
 
 def classifier_two_sample_test(real: np.ndarray, fake: np.ndarray, sfreq: float,
-                               n_folds: int = 5, seed: int = 0) -> dict[str, Any]:
+                               n_folds: int = 5, seed: int = 0, *,
+                               real_groups: np.ndarray | None = None,
+                               fake_groups: np.ndarray | None = None) -> dict[str, Any]:
     """Cross-validated accuracy of telling ``real`` from ``fake`` windows apart.
 
     Both sets are cut to the smaller size (drawn with ``seed``) so chance is 0.5; a
     standardised logistic regression on :func:`window_descriptors` is scored by stratified
     ``n_folds``-fold cross-validation (every window predicted once, out of fold).
 
+    Parameters
+    ----------
+    real, fake : ndarray, shape (n_windows, n_times)
+    sfreq : float
+    n_folds : int
+    seed : int
+    real_groups, fake_groups : ndarray, shape (n_windows,), optional
+        What each window was cut from (its epoch, or its segment when windows overlap):
+        windows of one group stay in one fold (``StratifiedGroupKFold``). Without groups
+        every window is its own, which suits independent draws (generated windows) only:
+        the channels of one epoch, or overlapping windows of one segment, on both sides of a
+        split would let the classifier recognise their recording rather than its realism.
+
     Returns
     -------
     dict
         ``accuracy``, ``p_value`` (one-sided binomial against 0.5 over all out-of-fold
-        predictions), ``n_per_set``.
+        predictions), ``n_per_set``, ``grouped`` (whether any groups were given).
     """
     real = _windows(real, "classifier_two_sample_test(real)")
     fake = _windows(fake, "classifier_two_sample_test(fake)")
@@ -134,17 +149,40 @@ def classifier_two_sample_test(real: np.ndarray, fake: np.ndarray, sfreq: float,
         raise ValueError(f"classifier_two_sample_test: {n} windows per set, fewer than "
                          f"n_folds={n_folds}")
     rng = np.random.default_rng(seed)
-    real = real[rng.choice(len(real), n, replace=False)]
-    fake = fake[rng.choice(len(fake), n, replace=False)]
-    X = window_descriptors(np.concatenate([real, fake]), sfreq)
+    pick_real = rng.choice(len(real), n, replace=False)
+    pick_fake = rng.choice(len(fake), n, replace=False)
+    X = window_descriptors(np.concatenate([real[pick_real], fake[pick_fake]]), sfreq)
     y = np.repeat([0, 1], n)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    pred = cross_val_predict(clf, X, y, cv=StratifiedKFold(n_folds, shuffle=True,
-                                                           random_state=seed))
+    grouped = real_groups is not None or fake_groups is not None
+    if grouped:
+        groups = np.concatenate([_group_codes(real_groups, len(real), "real")[pick_real],
+                                 _group_codes(fake_groups, len(fake), "fake")[pick_fake]
+                                 + len(real)])
+        for side, g in (("real", groups[:n]), ("fake", groups[n:])):
+            if len(np.unique(g)) < n_folds:
+                raise ValueError(f"classifier_two_sample_test: the {side} windows come from "
+                                 f"{len(np.unique(g))} groups, fewer than n_folds={n_folds}")
+        cv = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+        pred = cross_val_predict(clf, X, y, cv=cv, groups=groups)
+    else:
+        pred = cross_val_predict(clf, X, y, cv=StratifiedKFold(n_folds, shuffle=True,
+                                                               random_state=seed))
     correct = int((pred == y).sum())
     return {"accuracy": correct / len(y),
             "p_value": float(binomtest(correct, len(y), 0.5, alternative="greater").pvalue),
-            "n_per_set": int(n)}
+            "n_per_set": int(n), "grouped": bool(grouped)}
+
+
+def _group_codes(groups: np.ndarray | None, n: int, side: str) -> np.ndarray:
+    """Integer codes ``0..n-1`` of one side's groups (each window its own when None)."""
+    if groups is None:
+        return np.arange(n)
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"classifier_two_sample_test: {side}_groups has shape {groups.shape}; "
+                         f"expected ({n},), one group per window")
+    return np.unique(groups, return_inverse=True)[1]
 
 
 def phase_randomized(X: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -42,8 +42,11 @@ def backbone_html(info: dict[str, Any], summary: dict[str, Any] | None) -> str:
                  f"{summary['band_hz'][0]:g}-{summary['band_hz'][1]:g} Hz: {lsd}.")
         if "c2st" in summary:
             c = summary["c2st"]
+            folds = (", the channels of one real epoch kept in one fold" if c.get("grouped")
+                     else "")
             text += (f" A classifier tells them apart with cross-validated accuracy "
-                     f"{c['accuracy']:.2f} (0.5 = indistinguishable; p = {c['p_value']:.2g}).")
+                     f"{c['accuracy']:.2f} (0.5 = indistinguishable; p = {c['p_value']:.2g}"
+                     f"{folds}).")
         text += (" The real windows are drawn from the backbone's own training data, so this "
                  "is descriptive; held-out comparisons are in BENCHMARKS.md.</p>")
     return text

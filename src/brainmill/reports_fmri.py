@@ -422,7 +422,9 @@ def _vae_html(summary: dict[str, Any]) -> str:
         f"{html.escape(str(summary.get('group')))}; device "
         f"{html.escape(str(summary.get('device')))}; "
         f"{'–' if secs is None else f'{float(secs):.1f}'} s of training. Reconstruction RMSE "
-        f"{fmt(rec)} vs {fmt(base)} when predicting every subject by the mean connectome.</p>")
+        f"{fmt(rec)} vs {fmt(base)} when predicting every subject by the mean connectome, "
+        "in-sample: the same subjects trained the VAE (held-out scores are in the decoding "
+        "section).</p>")
 
 
 def _profile_text(profile: dict[str, Any]) -> str:
@@ -482,7 +484,8 @@ def _add_synthetic_sections(report: mne.Report, syn: dict[str, Any]) -> None:
     report.add_figure(fig, title=f"Group difference {a} − {b}", section="Synthetic data",
                       caption=f"Mean connectome of {a} minus that of {b}, real included "
                               f"subjects vs DemoVAE samples; correlation of the two maps "
-                              f"r = {corr:.3f}.")
+                              f"r = {corr:.3f}, in-sample: the VAE was trained on these "
+                              "subjects.")
     plt.close(fig)
 
 

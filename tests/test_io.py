@@ -42,3 +42,53 @@ def test_featureset_roundtrip(tmp_path):
     assert back.classes == ["a", "b"]
     assert list(back.session) == ["1", "1", "2", "2"]
     assert back.meta == {"k": [1, 2]}
+
+
+def _long_raw(seconds: float):
+    import mne
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3, int(seconds * 100))) * 1e-5
+    return mne.io.RawArray(data, mne.create_info(["C3", "Cz", "C4"], 100.0, "eeg"),
+                           verbose="error")
+
+
+def _visible(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_atomic_fif_moves_every_part_of_a_split_file(tmp_path):
+    """MNE names the next part inside each part: the parts keep their final names."""
+    import mne
+
+    from brainmill.io import atomic_fif
+
+    raw = _long_raw(10000.0)  # 12 MB as float32: 4 parts of at most 4 MB
+    out = tmp_path / "sub-1" / "raw.fif"
+    with atomic_fif(out) as tmp:
+        raw.save(tmp, split_size="4MB", verbose="error")
+    assert _visible(out.parent) == ["raw-1.fif", "raw-2.fif", "raw-3.fif", "raw.fif"]
+    back = mne.io.read_raw_fif(out, preload=True, verbose="error")
+    np.testing.assert_allclose(back.get_data(), raw.get_data(), rtol=1e-6, atol=1e-12)
+    # a smaller save of the same file: the parts it no longer has are gone
+    with atomic_fif(out) as tmp:
+        _long_raw(5000.0).save(tmp, split_size="4MB", verbose="error")
+    assert _visible(out.parent) == ["raw-1.fif", "raw.fif"]
+    assert mne.io.read_raw_fif(out, verbose="error").n_times == 500000
+
+
+def test_atomic_fif_leaves_nothing_on_error_and_tidies_dead_writers(tmp_path):
+    from brainmill.io import _HOST, atomic_fif
+
+    out = tmp_path / "raw.fif"
+    with pytest.raises(RuntimeError), atomic_fif(out) as tmp:
+        _long_raw(10.0).save(tmp, verbose="error")
+        raise RuntimeError("killed mid-way")
+    assert list(tmp_path.iterdir()) == []
+    # the hidden folder of a writer that died (pid 999999 is not running) is removed
+    dead = tmp_path / f".raw.fif.{_HOST}-999999.x.tmpdir"
+    dead.mkdir()
+    (dead / "raw.fif").write_bytes(b"partial")
+    with atomic_fif(out) as tmp:
+        _long_raw(10.0).save(tmp, verbose="error")
+    assert _visible(tmp_path) == ["raw.fif"]

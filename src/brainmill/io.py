@@ -53,7 +53,10 @@ def _remove_stale_temporaries(path: Path) -> list[Path]:
         m = pattern.match(leftover.name)
         if m is None or m["host"] != _HOST or _process_alive(int(m["pid"])):
             continue
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir():  # the folder of an atomic_fif
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
         removed.append(leftover)
     return removed
 
@@ -111,6 +114,51 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists() or tmp_path.is_symlink():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_fif(path: str | Path) -> Iterator[Path]:
+    """Yield the path to save a FIF file (raw or epochs) at; move it onto ``path`` on success.
+
+    MNE splits a FIF larger than 2 GB into ``name.fif``, ``name-1.fif``, … and writes each next
+    part's *name* into the part before, so the parts cannot be saved under a temporary name
+    and renamed (:func:`atomic_path` would rename the first part only, which then points at a
+    hidden temporary file). They are saved under their final names in a hidden temporary
+    folder next to ``path`` and moved out, the later parts first and ``path`` last, so ``path``
+    appears only once its parts are in place. Parts of an earlier, larger save are removed.
+
+    Raises
+    ------
+    WriteError
+        As :func:`atomic_path`; nothing is left in the destination folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(path)}{_HOST}-{os.getpid()}.",
+                                   suffix=".tmpdir", dir=path.parent))
+    first = folder / path.name
+    try:
+        yield first
+        parts = sorted(p for p in folder.iterdir() if p != first)
+        for stale in _split_parts(path):
+            stale.unlink()
+        for part in parts:
+            os.replace(part, path.parent / part.name)
+        os.replace(first, path)
+    except OSError as err:
+        if err.errno in _NO_ROOM:
+            raise WriteError(path, _NO_ROOM[err.errno]) from err
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _split_parts(path: Path) -> list[Path]:
+    """Later parts of a split FIF ``path`` in MNE's naming (``raw-1.fif`` for ``raw.fif``)."""
+    stem, suffix = path.name[: -len(path.suffix)], path.suffix
+    pattern = re.compile(re.escape(stem) + r"-[1-9]\d*" + re.escape(suffix) + "$")
+    return [p for p in path.parent.glob(f"{stem}-*{suffix}") if pattern.match(p.name)]
 
 
 def _json_default(obj: Any) -> Any:

@@ -15,14 +15,14 @@ from .config import Config
 from .datasets import load_recording
 from .datasets.base import Recording, RunInfo
 from .errors import DataError
-from .io import FeatureSet, atomic_path, read_json, write_json, write_npz
+from .io import FeatureSet, atomic_fif, atomic_path, read_json, write_json, write_npz
 
 logger = logging.getLogger("brainmill")
 
 
 def save_recording(recording: Recording, raw_path: str | Path, json_path: str | Path) -> None:
     """Write a recording as ``raw.fif`` plus its ``recording.json`` sidecar."""
-    with atomic_path(raw_path, suffix="_raw.fif") as tmp:
+    with atomic_fif(raw_path) as tmp:
         recording.raw.save(tmp, overwrite=True, verbose="error")
     write_json(json_path, recording.to_json())
 
@@ -66,7 +66,7 @@ def run_preprocess(
     ep = result.log.get("epochs", {})
     logger.info("epochs: kept %s of %s (drop reasons %s)", ep.get("n_kept"), ep.get("n_events"),
                 ep.get("drop_reasons"))
-    with atomic_path(epochs_path, suffix="-epo.fif") as tmp:
+    with atomic_fif(epochs_path) as tmp:
         result.epochs.save(tmp, overwrite=True, verbose="error")
     write_json(log_path, result.log)
     write_npz(qc_path, **result.qc)

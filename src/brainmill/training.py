@@ -32,10 +32,12 @@ token prediction, classification), the trainer owns everything else. The choices
   ``monitor``/``mode`` after ``patience`` epochs without a strict improvement; the best
   weights are loaded into the model at the end (the last weights when there is no validation).
 - **Checkpoints** (with a ``run_dir``): ``checkpoint.pt`` every ``checkpoint_every`` steps and at
-  every epoch end, written atomically, holding everything needed to continue bit-exactly:
-  weights, optimiser, step/epoch/position, all RNG states, early-stopping state, history. A
-  later ``fit`` with the same fingerprint resumes from it; ``history.csv`` and
-  ``training.json`` are rewritten every epoch.
+  every epoch end, written atomically, holding everything needed to continue bit-exactly on
+  the CPU: weights, optimiser, step/epoch/position, all RNG states, early-stopping state,
+  history. (On CUDA the continuation follows the same data and random draws, but not bit for
+  bit: ``index_add_``, ``bincount``, attention and cuDNN convolution backward passes are not
+  deterministic there.) A later ``fit`` with the same fingerprint resumes from it;
+  ``history.csv`` and ``training.json`` are rewritten every epoch.
 
 Only torch and numpy are imported (tqdm optionally, for the progress bar).
 """

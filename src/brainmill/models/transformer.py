@@ -147,7 +147,10 @@ class TokenTransformer(nn.Module):
             raise ValueError(f"TokenTransformer: {c} channels × {f} frames exceed max_channels="
                              f"{cfg.max_channels} / max_frames={cfg.max_frames}; raise them in "
                              "the config")
-        if ids.numel() and bool(((ids < 0) | (ids >= cfg.n_codes)).any()):
+        # the range check reads a value back from the device (a sync, and a graph break under
+        # torch.compile): done in eager mode only
+        if ids.numel() and not torch.compiler.is_compiling() and \
+                bool(((ids < 0) | (ids >= cfg.n_codes)).any()):
             raise ValueError(f"TokenTransformer: ids must be in [0, n_codes={cfg.n_codes}), got "
                              f"[{int(ids.min())}, {int(ids.max())}]")
 

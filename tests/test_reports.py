@@ -70,6 +70,7 @@ def test_dataset_report(stage_outputs, tmp_path):
                                   list(stage_outputs.metrics.values()), out_html, out_scores)
     _only(out_html.parent, ["index.html"])
     _only(out_scores.parent, ["scores.csv"])
+    assert "Transductive pretraining" not in out_html.read_text()  # classical decoders only
     csv = pd.read_csv(out_scores, dtype={"subject": str}, keep_default_na=False)
     assert len(csv) == len(scores) == 1 * 2 * 2  # subject × decoder × protocol
     assert {"accuracy_mean", "chance_level", "chance_threshold_p05"} <= set(csv.columns)

@@ -116,6 +116,7 @@ def test_reports_show_the_token_sections(token_outputs, stage_outputs, tmp_path)
                          tokenizer_info=paths["info"])
     page = index.read_text()
     assert "Codebook usage" in page and "never the labels" in page
+    assert "Transductive pretraining: token_transformer (its tokenizer)" in page
 
 
 def test_changed_parameters_discard_the_old_checkpoint(stage_outputs, tmp_path, caplog):

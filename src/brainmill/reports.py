@@ -373,6 +373,22 @@ def _scores_figure(scores: pd.DataFrame, protocol: str) -> plt.Figure:
     return fig
 
 
+def _pretraining_caption(metrics_paths: list[str | Path]) -> str:
+    """Names the decoders whose pretrained model saw the decoded subjects' signals."""
+    seen: dict[str, str] = {}
+    for path in metrics_paths:
+        metrics = read_json(path)
+        for key, model in (("tokenizer", "tokenizer"), ("backbone", "diffusion backbone")):
+            if metrics.get(key, {}).get("saw_this_subject"):
+                seen[str(metrics.get("decoder"))] = model
+    if not seen:
+        return ""
+    names = "; ".join(f"{d} (its {m})" for d, m in sorted(seen.items()))
+    return (f"Transductive pretraining: {names} was trained once for the dataset, without "
+            "labels, on signals that include the test trials of the subjects it decodes; the "
+            "other decoders fit everything inside each training fold.")
+
+
 def build_dataset_report(
     cfg: Config,
     ds: str,
@@ -400,7 +416,7 @@ def build_dataset_report(
         f"{cfg.seed}. Per-subject reports: "
         + ", ".join(f"<a href='sub-{s}.html'>sub-{s}</a>" for s in ds_cfg.subjects) + ".</p>",
         title="Dataset", section="Summary")
-    report.add_html(_table(_summary_table(scores)),
+    report.add_html(_table(_summary_table(scores), _pretraining_caption(metrics_paths)),
                     title="Decoders: mean ± sd of subject accuracies", section="Summary")
     for protocol in ds_cfg.evaluation.protocols:
         if (scores["protocol"] == protocol).any() and (scores["skipped"] == "").any():

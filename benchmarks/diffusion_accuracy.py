@@ -20,8 +20,9 @@ Protocol (printed and written with every number):
   same size (15 epochs) is trained on (at most 1500 single-channel windows of) the training fold (labels used: 5 Bonn sets, PhysioNet left/right);
   for each class it generates windows (DDIM, 50 steps, clipped to the training data's range) that are compared with the **held-out
   test windows of that class**: log-spectral distance of mean Welch PSDs over 0.5-45 Hz, and
-  the classifier two-sample test (logistic regression on waveform descriptors, 5-fold CV
-  grouped by what each real window was cut from: the Bonn segment, else the epoch, so that
+  the classifier two-sample test (logistic regression on waveform descriptors, 5-fold CV, or
+  one fold per epoch where a class has fewer than 5 test epochs, grouped by what each real
+  window was cut from: the Bonn segment, else the epoch, so that
   windows of one recording never sit on both sides of a split; 0.5 = indistinguishable). Baselines: phase-randomised surrogates of the class's training
   windows (same spectrum as the training data, by construction), and the class's training
   windows themselves (real vs real: the floor any generator can reach).
@@ -177,7 +178,11 @@ def generation(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
                                                                 train_groups),
                           "real training windows (floor)": (real_train, train_groups)}
             for source, (fake, fake_groups) in candidates.items():
-                c2st = classifier_two_sample_test(real_test, fake, SFREQ, seed=seed,
+                # PhysioNet's test fold holds 4-5 epochs of a class: as many folds as groups
+                n_groups = min(len(np.unique(g)) for g in (test_groups, fake_groups)
+                               if g is not None)
+                c2st = classifier_two_sample_test(real_test, fake, SFREQ,
+                                                  n_folds=min(5, n_groups), seed=seed,
                                                   real_groups=test_groups,
                                                   fake_groups=fake_groups)
                 rows.append({"dataset": name, "class": int(c), "seed": seed, "source": source,

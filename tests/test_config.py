@@ -92,6 +92,18 @@ def test_cross_session_on_single_session_source_is_rejected(raw_default):
     assert "cross_session" in msg and "single session" in msg
 
 
+def test_a_decoders_own_cross_session_on_a_single_session_source_is_rejected(raw_default):
+    ds = raw_default["datasets"]["synthetic"]
+    ds["source"]["n_sessions"] = 1
+    ds["evaluation"]["protocols"] = ["within_session"]  # the dataset's own list is fine
+    assert "cross_session" in ds["decoders"]["token_transformer"]["protocols"]
+    msg = str(pytest.raises(ConfigError, validate_config, raw_default).value)
+    assert "decoders.token_transformer.protocols asks for 'cross_session'" in msg
+    for name in ("token_transformer", "diffusion_lft"):
+        ds["decoders"][name]["protocols"] = ["within_session"]
+    validate_config(raw_default)
+
+
 def test_band_and_window_must_be_ordered(raw_default):
     bad = copy.deepcopy(raw_default)
     bad["datasets"]["synthetic"]["preprocessing"]["l_freq"] = 40

@@ -932,11 +932,12 @@ class DatasetConfig(StrictModel):
     @model_validator(mode="after")
     def _combination(self) -> DatasetConfig:
         n_sessions = self.source.n_sessions_known
-        if "cross_session" in self.evaluation.protocols and n_sessions == 1:
-            raise ValueError(
-                "evaluation.protocols asks for 'cross_session' but this source has a single "
-                "session; remove 'cross_session' or add sessions"
-            )
+        for where, protocols in self._protocol_lists():
+            if "cross_session" in protocols and n_sessions == 1:
+                raise ValueError(
+                    f"{where} asks for 'cross_session' but this source has a single "
+                    "session; remove 'cross_session' or add sessions"
+                )
         source = self.source
         if isinstance(source, BonnSource) and source.step_s < source.window_s:
             for where, protocols in self._protocol_lists():

@@ -1,5 +1,7 @@
 """Atomic writes and the FeatureSet format."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,29 @@ def test_atomic_fif_leaves_nothing_on_error_and_tidies_dead_writers(tmp_path):
     with atomic_fif(out) as tmp:
         _long_raw(10.0).save(tmp, verbose="error")
     assert _visible(tmp_path) == ["raw.fif"]
+
+
+def test_atomic_fif_interrupted_before_the_first_part_never_mixes_two_saves(tmp_path,
+                                                                          monkeypatch):
+    """Killed after moving the new later parts: the old first part is already gone, so no
+    file pairs the old beginning with the new parts."""
+    import mne
+
+    import brainmill.io as bio
+
+    out = tmp_path / "raw.fif"
+    with bio.atomic_fif(out) as tmp:
+        _long_raw(10000.0).save(tmp, split_size="4MB", verbose="error")
+    real_replace = bio.os.replace
+
+    def fail_on_first_part(src, dst):
+        if Path(dst) == out:
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(bio.os, "replace", fail_on_first_part)
+    doubled = mne.io.RawArray(_long_raw(10000.0).get_data() * 2, _long_raw(1.0).info,
+                              verbose="error")
+    with pytest.raises(KeyboardInterrupt), bio.atomic_fif(out) as tmp:
+        doubled.save(tmp, split_size="4MB", verbose="error")
+    assert not out.exists()

@@ -135,8 +135,8 @@ def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dic
         return loss, {"accuracy": float(acc)}
 
     def val_fn(m, arrays):
-        logits = _logits(m, arrays[0], batch_size)
-        loss = F.cross_entropy(logits, arrays[1], label_smoothing=smoothing)
+        logits = _logits(m, arrays[0], batch_size)  # on the CPU; the labels may be on a GPU
+        loss = F.cross_entropy(logits, arrays[1].cpu(), label_smoothing=smoothing)
         pred = logits.argmax(-1).cpu().numpy()
         true = arrays[1].cpu().numpy()
         return {"val_loss": float(loss), "val_kappa": kappa(true, pred),

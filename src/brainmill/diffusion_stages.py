@@ -220,7 +220,8 @@ def run_decode_diffusion(
     trained_on = [str(s) for s in info["subjects"]]
     metrics, predictions = run_decoder(
         "diffusion_lft", params, features, dataset.evaluation, cfg.seed, subject=subject,
-        dataset=ds, pretraining=pretraining_note("diffusion backbone", trained_on, subject))
+        dataset=ds, pretraining=pretraining_note("diffusion backbone", trained_on, subject,
+                                     "diffusion.subjects"))
     metrics["versions"]["torch"] = torch.__version__
     metrics["backbone"] = {"path": str(Path(model_info_path).with_name("model.pt")),
                            "subjects": trained_on, "labels_used": False,

@@ -354,7 +354,8 @@ def _summary(values: list[float | None]) -> dict[str, float | None] | None:
     return {"mean": float(np.mean(finite)), "sd": sd}
 
 
-def pretraining_note(model: str, subjects: Sequence[str], subject: str) -> str:
+def pretraining_note(model: str, subjects: Sequence[str], subject: str,
+                     setting: str = "the model's 'subjects'") -> str:
     """What a decoder's frozen, label-free pretrained model saw of the decoded subject.
 
     Parameters
@@ -365,6 +366,8 @@ def pretraining_note(model: str, subjects: Sequence[str], subject: str) -> str:
         The subjects whose signals trained it.
     subject : str
         The subject being decoded.
+    setting : str
+        The config key that lists the pretraining subjects, e.g. ``"tokenizer.subjects"``.
 
     Returns
     -------
@@ -378,7 +381,8 @@ def pretraining_note(model: str, subjects: Sequence[str], subject: str) -> str:
             f"the signals of {names}; this subject was among them, so the signals (never the "
             "labels) of its test trials shaped that model: transductive pretraining, which can "
             "favour these scores over pretraining on the training trials only. For scores free "
-            f"of it, list other subjects in the dataset's pretraining subjects."
+            f"of it, pretrain on other subjects ({setting} in the dataset's config) and read "
+            "theirs."
         )
     return (
         f"The frozen {model} it reads was trained without labels on other subjects only "

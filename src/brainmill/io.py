@@ -125,7 +125,8 @@ def atomic_fif(path: str | Path) -> Iterator[Path]:
     and renamed (:func:`atomic_path` would rename the first part only, which then points at a
     hidden temporary file). They are saved under their final names in a hidden temporary
     folder next to ``path`` and moved out, the later parts first and ``path`` last, so ``path``
-    appears only once its parts are in place. Parts of an earlier, larger save are removed.
+    appears only once its parts are in place. An earlier save of ``path`` (its first part first) and its parts
+    are removed before the new parts are moved in.
 
     Raises
     ------
@@ -141,6 +142,8 @@ def atomic_fif(path: str | Path) -> Iterator[Path]:
     try:
         yield first
         parts = sorted(p for p in folder.iterdir() if p != first)
+        # the old file goes first: an old first part must never point at new later parts
+        path.unlink(missing_ok=True)
         for stale in _split_parts(path):
             stale.unlink()
         for part in parts:

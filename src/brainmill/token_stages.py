@@ -144,7 +144,8 @@ def run_decode_transformer(
     metrics, predictions = run_decoder(
         "token_transformer", params, features, dataset.evaluation, cfg.seed, subject=subject,
         dataset=ds, estimator_params={"codebook": codebook},
-        pretraining=pretraining_note("TFM tokenizer", trained_on, subject))
+        pretraining=pretraining_note("TFM tokenizer", trained_on, subject,
+                                     "tokenizer.subjects"))
     metrics["versions"]["torch"] = torch.__version__
     metrics["tokenizer"] = {"path": str(model_path), "subjects": trained_on,
                             "labels_used": False,

@@ -874,6 +874,11 @@ class Trainer:
         step_loss = torch.compile(loss_fn) if cfg.compile else loss_fn
         params = [p for g in optimizer.param_groups for p in g["params"]]
         bar = _progress_bar(cfg.progress, total_steps, state.step)
+        # fp32 on CUDA: no TF32 in the convolutions, forward and backward (cuDNN reads the flag
+        # when the backward runs), restored when training ends
+        exact = full_fp32_convolutions() if device.type == "cuda" and precision == "fp32" \
+            else contextlib.nullcontext()
+        exact.__enter__()
         try:
             for epoch in range(state.epoch, cfg.max_epochs):
                 order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch])
@@ -938,6 +943,7 @@ class Trainer:
                                        elapsed())
                 self._write_logs(state, meta, elapsed())
         finally:
+            exact.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
 
@@ -970,7 +976,7 @@ class Trainer:
     def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
         if precision == "bf16":
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if device.type == "cuda":
+        if device.type == "cuda":  # validation outside fit's training loop, too
             return full_fp32_convolutions()
         return contextlib.nullcontext()
 

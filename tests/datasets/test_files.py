@@ -19,6 +19,8 @@ SFREQ = 100.0
 ONSETS = [1.0, 2.5, 4.0, 5.5]
 LABELS = ["left", "right", "left", "right"]
 EVENTS = {"left_hand": ["left"], "right_hand": ["right"]}
+#: the same events as MNE reads them from a BrainVision marker file (type "Comment")
+BV_EVENTS = {"left_hand": ["Comment/left"], "right_hand": ["Comment/right"]}
 
 
 def _raw(seed: int = 0, sfreq: float = SFREQ, ch: list[str] = CH, seconds: float = 8.0,
@@ -213,10 +215,23 @@ def test_brainvision_whose_eeg_file_lost_its_end(tmp_path):
     path = _write(_raw(), tmp_path / "s1.vhdr") if _has("pybv") else pytest.skip("needs pybv")
     eeg = path.with_suffix(".eeg")
     data = eeg.read_bytes()
-    eeg.write_bytes(data[: len(data) // 2])  # 4 of 8 s: the events at 4.0 and 5.5 s are lost
-    with pytest.raises(DataError, match="after the end of the data") as err:
-        files.load(_source(tmp_path, "s{subject}.vhdr"), "1", EVENTS, seed=0)
+    eeg.write_bytes(data[: len(data) // 2])  # 4 of 8 s: the event at 5.5 s is lost
+    with pytest.raises(DataError, match="1 of the 4 configured events in the marker file lie "
+                                        "after the end of the data") as err:
+        files.load(_source(tmp_path, "s{subject}.vhdr"), "1", BV_EVENTS, seed=0)
     _names_file_and_subject(err, path, "1")
+
+
+def test_brainvision_with_a_stray_marker_after_its_end_loads(tmp_path):
+    """A complete file whose marker file has an unconfigured comment past the last sample."""
+    path = _write(_raw(), tmp_path / "s1.vhdr") if _has("pybv") else pytest.skip("needs pybv")
+    vmrk = path.with_suffix(".vmrk")
+    n = vmrk.read_text().count("\nMk")
+    vmrk.write_text(vmrk.read_text().rstrip("\n") + f"\nMk{n + 1}=Comment,RecordingEnd,"
+                    f"{int(9 * SFREQ)},1,0\n")
+    with pytest.warns(RuntimeWarning, match="Omitted 1 annotation"):
+        rec = files.load(_source(tmp_path, "s{subject}.vhdr"), "1", BV_EVENTS, seed=0)
+    assert list(rec.raw.annotations.description).count("left_hand") == 2
 
 
 def test_truncated_fif(tmp_path):

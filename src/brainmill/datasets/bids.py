@@ -19,7 +19,7 @@ from mne_bids.config import reader as _BIDS_READERS
 from ..config import BIDSSource
 from ..errors import DataError
 from .base import Recording, concatenate_runs, event_id_for, rename_event_annotations
-from .integrity import checked_reading
+from .integrity import check_events_kept, checked_reading
 
 
 def _natural_key(text: str | None) -> list[Any]:
@@ -133,7 +133,10 @@ def load(
     """
     del seed
     paths = find_recordings(source, subject)
+    configured = {d for descs in events.values() for d in descs} | set(events)
     raws = [_read(p, subject) for p in paths]
+    for p, raw in zip(paths, raws, strict=True):
+        check_events_kept(raw, p.fpath, subject, configured)
     labels = [(p.session or "1", p.run or str(i + 1), str(p.fpath))
               for i, p in enumerate(paths)]
     raw, runs = concatenate_runs(raws, labels, subject=subject)

@@ -29,7 +29,7 @@ from .base import (
     is_mark,
     rename_event_annotations,
 )
-from .integrity import checked_reading
+from .integrity import check_events_kept, checked_reading
 
 #: File endings read, longest first so ``.fif.gz`` wins over ``.gz``.
 EXTENSIONS = (".fif.gz", ".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set")
@@ -282,6 +282,7 @@ def load(
     """
     del seed
     found = find_runs(source, subject)
+    configured = {d for descs in events.values() for d in descs} | set(events)
     matched = {p for _, p in found}
     parts = {p for p in matched if split_part_of(p, matched) is not None}
     read: dict[Path, mne.io.BaseRaw] = {}
@@ -291,6 +292,7 @@ def load(
         if path in covered:
             continue
         raw = read_file(path, subject, preload=preload)
+        check_events_kept(raw, path, subject, configured)
         covered.update(Path(f).resolve() for f in raw.filenames[1:] if f is not None)
         covered.update(p for p in matched if p.resolve() in covered)
         read[path] = raw

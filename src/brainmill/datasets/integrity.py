@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import mne
+
 from ..errors import DataError
 
 #: Warning texts that mean the file is truncated or corrupt.
 FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
-#: MNE drops annotations past the end of the data with this warning: the file lost its end,
-#: or its markers belong to a longer recording; either way the events are not all there.
+#: MNE drops annotations past the end of the data with this warning. It is passed on, not fatal:
+#: a complete file may carry a stray marker after its last sample; :func:`check_events_kept`
+#: decides for BrainVision, whose truncated ``.eeg`` gives no other sign.
 OMITTED_ANNOTATIONS = re.compile(r"Omitted (\d+) annotation\(s\) that were outside data range")
 
 
@@ -48,13 +51,45 @@ def checked_reading(path: Path | str, subject: str, expected: str) -> Iterator[N
             raise DataError(f"the file is truncated or corrupt: {text}", subject=subject,
                             file=path, expected=expected,
                             hint="Copy or export the recording again")
-        omitted = OMITTED_ANNOTATIONS.search(text)
-        if omitted:
-            raise DataError(
-                f"{omitted.group(1)} annotation(s) lie after the end of the data read: the file "
-                "is truncated (for BrainVision, the .eeg file lost its end), or its markers "
-                "belong to a longer recording",
-                subject=subject, file=path, expected=expected,
-                hint="Copy or export the recording again, with its marker file")
     for w in caught:  # the harmless ones, passed on
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def check_events_kept(raw: mne.io.BaseRaw, path: Path | str, subject: str,
+                      descriptions: set[str]) -> None:
+    """Raise if configured events of a BrainVision marker file lie beyond the data read.
+
+    A BrainVision header does not say how many samples the ``.eeg`` file holds, so a file that
+    lost its end reads as a shorter recording, and MNE drops the markers past the new end
+    with a warning only. The configured events of the marker file are counted against those
+    read; markers of other descriptions (a recording-end comment) do not matter. Other
+    formats are left alone (their truncation is caught by :func:`checked_reading`).
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        The recording as read, before its annotations are renamed.
+    path : path-like
+        The file read; only a ``.vhdr`` is checked.
+    subject : str
+    descriptions : set of str
+        The annotation descriptions the dataset's ``events`` map to classes.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".vhdr":
+        return
+    found = re.search(r"^MarkerFile=(.+?)\s*$", path.read_text(errors="replace"), re.M)
+    marker = path.with_name(found.group(1)) if found else path.with_suffix(".vmrk")
+    try:
+        written = mne.read_annotations(marker)
+    except Exception:  # an unreadable marker file is MNE's to report when it reads the raw
+        return
+    counted = [sum(d in descriptions for d in a.description) for a in (written, raw.annotations)]
+    lost = counted[0] - counted[1]
+    if lost > 0:
+        raise DataError(
+            f"{lost} of the {counted[0]} configured events in the marker file lie after the end "
+            "of the data read: the .eeg file is truncated, or the markers belong to a longer "
+            "recording",
+            subject=subject, file=path, expected="a complete BrainVision recording",
+            hint="Copy or export the recording again, with its .eeg and .vmrk files")

@@ -146,8 +146,8 @@ def test_unbalanced_classes_raise_the_threshold_above_the_majority_rate():
 
 def test_pretraining_note_replaces_the_no_leak_claim():
     X, y, session, run = _separable()
-    seen = pretraining_note("TFM tokenizer", ["1", "2"], "2")
-    unseen = pretraining_note("TFM tokenizer", ["1", "3"], "2")
+    seen = pretraining_note("TFM tokenizer", ["1", "2"], "2", "tokenizer.subjects")
+    unseen = pretraining_note("TFM tokenizer", ["1", "3"], "2", "tokenizer.subjects")
     assert "transductive" in seen and "sub-1, sub-2" in seen
     assert "other subjects only" in unseen and "transductive" not in unseen
     for note in (seen, unseen):

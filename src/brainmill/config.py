@@ -43,8 +43,8 @@ def is_subject_label(label: str) -> bool:
     return bool(_NAME_RE.match(label))
 
 
-def _check_subject_pattern(value: str) -> str:
-    """A per-subject file pattern: a ``{subject}`` placeholder and no other one.
+def _check_subject_pattern(value: str, also: tuple[str, ...] = ()) -> str:
+    """A per-subject file pattern: a ``{subject}`` placeholder, and no others but ``also``.
 
     Without it every subject would read the same file; another placeholder (``{sub}``) would
     fail with a bare KeyError when the path is built.
@@ -56,14 +56,15 @@ def _check_subject_pattern(value: str) -> str:
     except ValueError as err:  # an unmatched brace
         raise ValueError(f"pattern {value!r} is not a valid pattern ({err}); write "
                          "'{subject}' where the subject label goes") from None
-    others = sorted({"{" + f + "}" for f in fields if f != "subject"})
+    others = sorted({"{" + f + "}" for f in fields if f not in ("subject", *also)})
     if "subject" not in fields:
         found = f" (it has {', '.join(others)})" if others else ""
         raise ValueError(f"pattern {value!r} must contain '{{subject}}'{found}; without it "
                          "every subject would read the same file")
     if others:
+        allowed = " and ".join("'{" + f + "}'" for f in ("subject", *also))
         raise ValueError(f"pattern {value!r} has placeholder(s) {', '.join(others)}; only "
-                         "'{subject}' is filled in")
+                         f"{allowed} are filled in")
     return value
 
 
@@ -178,9 +179,7 @@ class FilesSource(StrictModel):
     @field_validator("pattern")
     @classmethod
     def _has_subject(cls, value: str) -> str:
-        if "{subject}" not in value:
-            raise ValueError("pattern must contain '{subject}'")
-        return value
+        return _check_subject_pattern(value, also=("session",))
 
     @property
     def n_sessions_known(self) -> int | None:
@@ -932,7 +931,8 @@ class DatasetConfig(StrictModel):
     @model_validator(mode="after")
     def _combination(self) -> DatasetConfig:
         n_sessions = self.source.n_sessions_known
-        for where, protocols in self._protocol_lists():
+        protocol_lists = self._protocol_lists()
+        for where, protocols in protocol_lists:
             if "cross_session" in protocols and n_sessions == 1:
                 raise ValueError(
                     f"{where} asks for 'cross_session' but this source has a single "
@@ -940,7 +940,7 @@ class DatasetConfig(StrictModel):
                 )
         source = self.source
         if isinstance(source, BonnSource) and source.step_s < source.window_s:
-            for where, protocols in self._protocol_lists():
+            for where, protocols in protocol_lists:
                 if "within_session" in protocols:
                     raise ValueError(
                         f"{where} asks for 'within_session', but the bonn source's windows "

@@ -354,8 +354,7 @@ def _summary(values: list[float | None]) -> dict[str, float | None] | None:
     return {"mean": float(np.mean(finite)), "sd": sd}
 
 
-def pretraining_note(model: str, subjects: Sequence[str], subject: str,
-                     setting: str = "the model's 'subjects'") -> str:
+def pretraining_note(model: str, subjects: Sequence[str], subject: str, setting: str) -> str:
     """What a decoder's frozen, label-free pretrained model saw of the decoded subject.
 
     Parameters
@@ -393,18 +392,14 @@ def pretraining_note(model: str, subjects: Sequence[str], subject: str,
 def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str], *,
               n_groups: int | None = None, n_epochs: int | None = None,
               pretraining: str | None = None) -> str:
-    if pretraining is None:
-        untouched = (
-            "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
-            "trials, so nothing fitted (no reference mean, spatial filter, scaler or "
-            "classifier) ever saw the test trials."
-        )
-    else:
-        untouched = (
-            "Every fold used a fresh copy of the decoder, fitted only on that fold's training "
-            "trials (no scaler, network or classifier of a fold saw its test trials). "
-            f"{pretraining}"
-        )
+    fitted = ("Every fold used a fresh copy of the decoder, fitted only on that fold's "
+              "training trials")
+    untouched = (
+        f"{fitted}, so nothing fitted (no reference mean, spatial filter, scaler or classifier) "
+        "ever saw the test trials." if pretraining is None else
+        f"{fitted} (no scaler, network or classifier of a fold saw its test trials). "
+        f"{pretraining}"
+    )
     pooled = (
         "The summary is the mean ± sample sd of the per-fold scores; the confusion matrix "
         "(rows = true class) sums the test predictions of every fold. chance_level is the "

@@ -72,6 +72,17 @@ def _process_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def _no_room_is_a_write_error(path: Path) -> Iterator[None]:
+    """Re-raise a disk-full, quota, file-size-limit or read-only ``OSError`` as WriteError."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in _NO_ROOM:
+            raise WriteError(path, _NO_ROOM[err.errno]) from err
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
@@ -105,12 +116,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except OSError as err:
-        if err.errno in _NO_ROOM:
-            raise WriteError(path, _NO_ROOM[err.errno]) from err
-        raise
+        with _no_room_is_a_write_error(path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists() or tmp_path.is_symlink():
             tmp_path.unlink()
@@ -125,8 +133,8 @@ def atomic_fif(path: str | Path) -> Iterator[Path]:
     and renamed (:func:`atomic_path` would rename the first part only, which then points at a
     hidden temporary file). They are saved under their final names in a hidden temporary
     folder next to ``path`` and moved out, the later parts first and ``path`` last, so ``path``
-    appears only once its parts are in place. An earlier save of ``path`` (its first part first) and its parts
-    are removed before the new parts are moved in.
+    appears only once its parts are in place. An earlier save of ``path`` (its first part
+    first) and its parts are removed before the new parts are moved in.
 
     Raises
     ------
@@ -140,19 +148,16 @@ def atomic_fif(path: str | Path) -> Iterator[Path]:
                                    suffix=".tmpdir", dir=path.parent))
     first = folder / path.name
     try:
-        yield first
-        parts = sorted(p for p in folder.iterdir() if p != first)
-        # the old file goes first: an old first part must never point at new later parts
-        path.unlink(missing_ok=True)
-        for stale in _split_parts(path):
-            stale.unlink()
-        for part in parts:
-            os.replace(part, path.parent / part.name)
-        os.replace(first, path)
-    except OSError as err:
-        if err.errno in _NO_ROOM:
-            raise WriteError(path, _NO_ROOM[err.errno]) from err
-        raise
+        with _no_room_is_a_write_error(path):
+            yield first
+            parts = sorted(p for p in folder.iterdir() if p != first)
+            # the old file goes first: an old first part must never point at new later parts
+            path.unlink(missing_ok=True)
+            for stale in _split_parts(path):
+                stale.unlink()
+            for part in parts:
+                os.replace(part, path.parent / part.name)
+            os.replace(first, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

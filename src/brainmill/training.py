@@ -875,10 +875,9 @@ class Trainer:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         bar = _progress_bar(cfg.progress, total_steps, state.step)
         # fp32 on CUDA: no TF32 in the convolutions, forward and backward (cuDNN reads the flag
-        # when the backward runs), restored when training ends
-        exact = full_fp32_convolutions() if device.type == "cuda" and precision == "fp32" \
-            else contextlib.nullcontext()
-        exact.__enter__()
+        # when the backward runs) and validation, restored when training ends
+        precision_scope = contextlib.ExitStack()
+        precision_scope.enter_context(self._fp32_scope(device, precision))
         try:
             for epoch in range(state.epoch, cfg.max_epochs):
                 order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch])
@@ -943,7 +942,7 @@ class Trainer:
                                        elapsed())
                 self._write_logs(state, meta, elapsed())
         finally:
-            exact.__exit__(None, None, None)
+            precision_scope.close()
             if bar is not None:
                 bar.close()
 
@@ -976,7 +975,12 @@ class Trainer:
     def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
         if precision == "bf16":
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if device.type == "cuda":  # validation outside fit's training loop, too
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def _fp32_scope(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+        """Full fp32 convolutions for fp32 on CUDA (:func:`full_fp32_convolutions`)."""
+        if device.type == "cuda" and precision == "fp32":
             return full_fp32_convolutions()
         return contextlib.nullcontext()
 

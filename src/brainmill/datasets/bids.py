@@ -133,10 +133,9 @@ def load(
     """
     del seed
     paths = find_recordings(source, subject)
-    configured = {d for descs in events.values() for d in descs} | set(events)
     raws = [_read(p, subject) for p in paths]
     for p, raw in zip(paths, raws, strict=True):
-        check_events_kept(raw, p.fpath, subject, configured)
+        check_events_kept(raw, p.fpath, subject, events)
     labels = [(p.session or "1", p.run or str(i + 1), str(p.fpath))
               for i, p in enumerate(paths)]
     raw, runs = concatenate_runs(raws, labels, subject=subject)

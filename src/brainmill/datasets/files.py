@@ -51,23 +51,22 @@ def _stem(path: Path) -> str:
     return path.name[: -len(ext)] if ext else path.stem
 
 
-def split_part_of(path: Path, matched: set[Path]) -> Path | None:
-    """The first part of the split FIF that ``path`` continues, if that part was matched too.
+def _first_split_part(path: Path) -> Path | None:
+    """The first part of the split FIF that ``path`` would continue, by name; else None.
 
-    Only a name test (MNE's two naming schemes); :func:`load` checks that the first part
-    really reads ``path`` before leaving it out.
+    MNE's two namings: ``name-1.fif`` continues ``name.fif``, ``…_split-02_…`` continues
+    ``…_split-01_…``. Only a name test: :func:`load` reads the first part and leaves ``path``
+    out only if that part really reads it.
     """
     if _extension(path) not in (".fif", ".fif.gz"):
         return None
     m = _NEUROMAG_PART.match(path.name)
-    if m and (first := path.with_name(m["base"] + m["ext"])) in matched:
-        return first
+    if m:
+        return path.with_name(m["base"] + m["ext"])
     m = _BIDS_PART.search(path.name)
     if m and int(m["n"]) > 1:
-        first = path.with_name(f"{path.name[:m.start()]}_split-{1:0{len(m['n'])}d}"
-                               f"{path.name[m.end():]}")
-        if first in matched:
-            return first
+        return path.with_name(f"{path.name[:m.start()]}_split-{1:0{len(m['n'])}d}"
+                              f"{path.name[m.end():]}")
     return None
 
 
@@ -282,19 +281,16 @@ def load(
     """
     del seed
     found = find_runs(source, subject)
-    configured = {d for descs in events.values() for d in descs} | set(events)
     matched = {p for _, p in found}
-    parts = {p for p in matched if split_part_of(p, matched) is not None}
+    parts = {p for p in matched if _first_split_part(p) in matched}
     read: dict[Path, mne.io.BaseRaw] = {}
     covered: set[Path] = set()  # later parts of split FIFs, read through their first part
-    for _, path in [sp for sp in found if sp[1] not in parts] + \
-            [sp for sp in found if sp[1] in parts]:  # first parts before later ones
-        if path in covered:
+    for _, path in sorted(found, key=lambda sp: sp[1] in parts):  # first parts first (stable)
+        if path.resolve() in covered:
             continue
         raw = read_file(path, subject, preload=preload)
-        check_events_kept(raw, path, subject, configured)
+        check_events_kept(raw, path, subject, events)
         covered.update(Path(f).resolve() for f in raw.filenames[1:] if f is not None)
-        covered.update(p for p in matched if p.resolve() in covered)
         read[path] = raw
     found = [sp for sp in found if sp[1] in read]
     raws, labels = [], []

@@ -2,9 +2,11 @@
 
 MNE reads a truncated EDF/BDF (its header promises more records than the file holds), a FIF cut
 short, or a BrainVision file whose ``.eeg`` lost its end, and only warns: the recording comes
-back shorter, with the events past its new end dropped. :func:`checked_reading` turns those
-warnings into a :class:`~brainmill.errors.DataError` naming the file and the subject, for every
-loader that reads files with MNE (files, BIDS, PhysioNet's cache).
+back shorter, with the events past its new end dropped. :func:`checked_reading` turns the
+truncation warnings into a :class:`~brainmill.errors.DataError` naming the file and the subject,
+for every loader that reads files with MNE (files, BIDS, PhysioNet's cache);
+:func:`check_events_kept` does the same for BrainVision, whose header gives nothing to compare
+with (MNE's "Omitted N annotation(s)" warning alone would also fire for a stray marker).
 """
 
 from __future__ import annotations
@@ -21,12 +23,6 @@ from ..errors import DataError
 
 #: Warning texts that mean the file is truncated or corrupt.
 FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
-#: MNE drops annotations past the end of the data with this warning. It is passed on, not fatal:
-#: a complete file may carry a stray marker after its last sample; :func:`check_events_kept`
-#: decides for BrainVision, whose truncated ``.eeg`` gives no other sign.
-OMITTED_ANNOTATIONS = re.compile(r"Omitted (\d+) annotation\(s\) that were outside data range")
-
-
 @contextmanager
 def checked_reading(path: Path | str, subject: str, expected: str) -> Iterator[None]:
     """Raise a :class:`DataError` for a truncation warning raised inside the block.
@@ -56,7 +52,7 @@ def checked_reading(path: Path | str, subject: str, expected: str) -> Iterator[N
 
 
 def check_events_kept(raw: mne.io.BaseRaw, path: Path | str, subject: str,
-                      descriptions: set[str]) -> None:
+                      events: dict[str, list[str]]) -> None:
     """Raise if configured events of a BrainVision marker file lie beyond the data read.
 
     A BrainVision header does not say how many samples the ``.eeg`` file holds, so a file that
@@ -72,12 +68,13 @@ def check_events_kept(raw: mne.io.BaseRaw, path: Path | str, subject: str,
     path : path-like
         The file read; only a ``.vhdr`` is checked.
     subject : str
-    descriptions : set of str
-        The annotation descriptions the dataset's ``events`` map to classes.
+    events : dict of str to list of str
+        The dataset's ``events``: class name → annotation descriptions.
     """
     path = Path(path)
     if path.suffix.lower() != ".vhdr":
         return
+    descriptions = {d for descs in events.values() for d in descs} | set(events)
     found = re.search(r"^MarkerFile=(.+?)\s*$", path.read_text(errors="replace"), re.M)
     marker = path.with_name(found.group(1)) if found else path.with_suffix(".vmrk")
     try:

@@ -263,10 +263,10 @@ class ConnectivityFeatures(BaseEstimator, TransformerMixin):
         """Refuse constant ROIs where the covariance would be singular (empirical)."""
         if self.estimator != "empirical":
             return  # Ledoit-Wolf shrinkage keeps every covariance positive definite
-        bad = {i: np.flatnonzero(constant_rois(x)) for i, x in enumerate(subjects)}
-        bad = {i: rois for i, rois in bad.items() if rois.size}
+        bad = [(i, rois) for i, x in enumerate(subjects)
+               if (rois := np.flatnonzero(constant_rois(x))).size]
         if bad:
-            first, rois = next(iter(bad.items()))
+            first, rois = bad[0]
             raise DataError(
                 f"{len(bad)} of {len(subjects)} subjects have constant ROIs (subject index "
                 f"{first}: ROI columns {', '.join(str(r) for r in rois[:10])}), whose "

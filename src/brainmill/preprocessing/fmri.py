@@ -14,6 +14,7 @@ import numpy as np
 
 from ..datasets.fmri import ROITimeSeries
 from ..errors import DataError
+from ..features.connectivity import constant_rois
 
 #: Butterworth order nilearn.signal.clean uses.
 FILTER_ORDER = 5
@@ -173,7 +174,7 @@ def clean_timeseries(
                         subject=ts.subject,
                         expected=f"at least {needed} timepoints ({why})")
 
-    constant = np.ptp(ts.data, axis=0) == 0
+    constant = constant_rois(ts.data)
     qc["constant_rois"] = [n for n, c in zip(ts.roi_names, constant, strict=True) if c]
 
     confounds = None

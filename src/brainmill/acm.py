@@ -249,15 +249,21 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         if len(valid) > 1 or len(params) > 1:
             splits = self._inner_splits(y)
             done: dict[tuple[int, int], np.ndarray] = {}
+            # every point's matrices in one buffer: each is scored, then overwritten
+            buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)
             for i, (o, lg) in enumerate(points):
                 if (o, lg) not in valid:
                     continue
                 key = (o, lg if o > 1 else 0)  # order 1 ignores the lag: same matrices
                 if key not in done:
-                    covs = products.covariances(o, lg, self.estimator)
+                    side = n_channels * o
+                    covs = products.covariances(
+                        o, lg, self.estimator,
+                        out=buffer[:n_epochs * side * side].reshape(n_epochs, side, side))
                     done[key] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
                 mean_scores[i] = done[key]
             mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen
+            del buffer, covs
             best = int(np.argmax(mean_scores))  # first of the ties, like GridSearchCV
             point, param = points[best // len(params)], params[best % len(params)]
         else:

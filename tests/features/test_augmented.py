@@ -6,6 +6,7 @@ from pyriemann.estimation import Covariances, TimeDelayCovariances
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from brainmill.features._acm_kernels import table_positions
 from brainmill.features.augmented import (
     LaggedProducts,
     augmented_covariances,
@@ -107,6 +108,54 @@ def test_grid_tables_shared_across_orders_give_the_single_point_matrices(estimat
         np.testing.assert_array_equal(covs, alone.covariances(order, lag, estimator),
                                       err_msg=f"order {order}, lag {lag}")
         assert max_rel_diff(covs, reference(X, order, lag, estimator)) <= 1e-10
+
+
+@pytest.mark.parametrize("estimator", ["cov", "oas", "lwf"])
+def test_grid_reusing_one_buffer_yields_the_same_matrices(estimator):
+    """``iter_grid(reuse=True)`` writes every point into one buffer (each overwrites the
+    last) and gives the same bits as a fresh array per point."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((5, 3, 150)) + 0.3
+    orders, lags = [1, 2, 5, 3], [2, 1]
+    fresh = LaggedProducts.for_grid(X, orders, lags).iter_grid(orders, lags, estimator)
+    reused = LaggedProducts.for_grid(X, orders, lags).iter_grid(orders, lags, estimator,
+                                                                reuse=True)
+    first = None
+    for (o, lg, a), (o2, lg2, b) in zip(fresh, reused, strict=True):
+        assert (o, lg) == (o2, lg2) and b.shape == (5, 3 * o, 3 * o)
+        np.testing.assert_array_equal(b, a, err_msg=f"order {o}, lag {lg}")
+        first = b if first is None else first
+        assert np.shares_memory(first, b)  # one buffer, as documented
+    assert max_rel_diff(b, reference(X, 3, 1, estimator)) <= 1e-10
+
+
+def test_tables_reused_across_lags_never_read_stale_slots():
+    """A lag's edge tables are written into the memory of the previous lag's tables, of
+    another size: poisoning that memory before each point's tables must not change a bit."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((4, 3, 150)) - 0.5
+    points = [(8, 1), (2, 1), (3, 20), (2, 20), (8, 7), (5, 7)]  # table orders 8, 3, 8
+    products = LaggedProducts.for_points(X, points)
+    alone = LaggedProducts(X, products._slot)  # same products, tables per point
+    for order, lag in points:
+        products._table_memory[:] = np.nan
+        products._tables = None  # rebuilt in the poisoned memory
+        np.testing.assert_array_equal(products.covariances(order, lag),
+                                      alone.covariances(order, lag),
+                                      err_msg=f"order {order}, lag {lag}")
+    n_values = 4 * 3 * 3 * sum(table_positions(8)[2:])
+    assert products._table_memory.size == n_values  # kept, sized for the largest tables
+
+
+def test_out_is_written_and_checked(signals):
+    products = LaggedProducts(signals, [0, 2, 4])
+    out = np.full((6, 12, 12), np.nan)
+    assert products.covariances(3, 2, "oas", out=out) is out
+    np.testing.assert_array_equal(out, augmented_covariances(signals, 3, 2, "oas"))
+    for bad in (np.empty((6, 12, 11)), np.empty((6, 12, 12), np.float32),
+                np.empty((6, 12, 24))[:, :, ::2]):
+        with pytest.raises(ValueError, match=r"out must be .* shape \(6, 12, 12\)"):
+            products.covariances(3, 2, out=bad)
 
 
 @pytest.mark.parametrize("order,lag", [(1, 1), (2, 3), (6, 2)])

@@ -32,7 +32,7 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     finally:
         sys.modules.pop(spec.name, None)
     result = json.loads(out.read_text())
-    for key in ("speedup_single", "speedup_grid", "speedup_nested"):
+    for key in ("speedup_single", "speedup_grid", "speedup_grid_reused", "speedup_nested"):
         assert result[key] > 0
     assert result["max_rel_diff"] <= 1e-10
     assert result["scores_equal"] is True

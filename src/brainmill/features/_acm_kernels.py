@@ -110,27 +110,46 @@ def _time_major_edges(head, tail, e, at, zt):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _add_lagged(src, lo, hi, d, acc):  # pragma: no cover - compiled
+    """``acc += Σ_{lo ≤ s < hi} src[s] src[s+d]ᵀ``, in ``s`` order, for ``src`` ``(S, C)``.
+
+    Four samples per pass over ``acc``, each element updated in the same order as one
+    sample at a time (so the same bits), with a quarter of the loads and stores of ``acc``:
+    the tables of a PhysioNet grid build 1.25× faster (one thread, throw-away timing).
+    """
+    c = src.shape[1]
+    s = lo
+    while s + 4 <= hi:
+        b0, b1, b2, b3 = src[s + d], src[s + d + 1], src[s + d + 2], src[s + d + 3]
+        for i in range(c):
+            a0, a1, a2, a3 = src[s, i], src[s + 1, i], src[s + 2, i], src[s + 3, i]
+            row = acc[i]
+            for j in range(c):
+                row[j] = (((row[j] + a0 * b0[j]) + a1 * b1[j]) + a2 * b2[j]) + a3 * b3[j]
+        s += 4
+    while s < hi:
+        b0 = src[s + d]
+        for i in range(c):
+            a0 = src[s, i]
+            row = acc[i]
+            for j in range(c):
+                row[j] += a0 * b0[j]
+        s += 1
+
+
+@njit(cache=True, nogil=True)
 def _epoch_tables(at, zt, order, lag, hpos, epos, H, E, acc):  # pragma: no cover - compiled
     """One epoch's head/tail tables from its time-major edges ``at``/``zt`` ``(P·τ, C)``."""
-    c = at.shape[1]
     for m in range(order):
         d = m * lag
         acc[:, :] = 0.0
         for k in range(order - 1 - m):
-            for s in range(k * lag, (k + 1) * lag):
-                for i in range(c):
-                    a = at[s, i]
-                    for j in range(c):
-                        acc[i, j] += a * at[s + d, j]
+            _add_lagged(at, k * lag, (k + 1) * lag, d, acc)
             H[hpos[m, k + 1]] = acc
         acc[:, :] = 0.0
         for jj in range(1, order - m + 1):
             lo = (order - m - jj) * lag
-            for u in range(lo, lo + lag):
-                for i in range(c):
-                    a = zt[u, i]
-                    for j in range(c):
-                        acc[i, j] += a * zt[u + d, j]
+            _add_lagged(zt, lo, lo + lag, d, acc)
             E[epos[m, jj]] = acc
 
 

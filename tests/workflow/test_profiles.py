@@ -55,3 +55,31 @@ def test_without_configfile_the_default_config_is_read(tmp_path, tiny_config):
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "reports/tiny/index.html" in proc.stdout + proc.stderr
+
+
+def test_tokenize_claims_a_gpu_only_when_its_jobs_run_on_this_machine(tmp_path, tiny_config):
+    """`tokenize` claims the `gpu` resource when this machine has a GPU and runs the jobs;
+    under a cluster executor (``local_exec`` false), a GPU on the machine that builds the DAG
+    (a login node) says nothing about the nodes: no claim, so Slurm is not asked for one."""
+    from types import SimpleNamespace
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    config = tiny_config(tmp_path)
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        workflow_api = api.workflow(
+            snakefile=ROOT / "Snakefile", workdir=tmp_path,
+            resource_settings=ResourceSettings(cores=2),
+            config_settings=ConfigSettings(configfiles=[config]))
+        workflow_api.dag()  # parses the Snakefile
+        workflow = workflow_api._workflow
+        claim = workflow.get_rule("tokenize").resources["gpu"]
+        seen = {}
+        for present in (False, True):
+            claim.__globals__["GPU_PRESENT"] = present
+            for local in (True, False):
+                workflow._executor_plugin = SimpleNamespace(
+                    common_settings=SimpleNamespace(local_exec=local))
+                seen[present, local] = claim(None)
+    assert seen == {(False, True): 0, (False, False): 0, (True, True): 1, (True, False): 0}

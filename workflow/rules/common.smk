@@ -38,6 +38,18 @@ TRAINER_THREADS = _trainer_threads()
 GPU_PRESENT = Path("/dev/nvidiactl").exists()
 
 
+def gpu_if_local(wildcards):
+    """The `gpu` claim of a job that uses a GPU only when one is there: 1 when jobs run on
+    this machine and it has one, else 0.
+
+    A callable, so that it is asked once the executor is known (the Snakefile is parsed
+    before): under a cluster executor the DAG is built on a login node, whose GPU says
+    nothing about the nodes that run the jobs, and a claim would make every such job ask
+    Slurm for a GPU in its CPU partition.
+    """
+    return 1 if GPU_PRESENT and workflow.local_exec else 0
+
+
 EEG_DS = _names_regex([ds for ds in CFG.datasets if not is_fmri(ds)])
 FMRI_DS = _names_regex([ds for ds in CFG.datasets if is_fmri(ds)])
 

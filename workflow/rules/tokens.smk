@@ -44,7 +44,7 @@ rule tokenize:
     resources:
         # the tokenizer runs on the GPU when there is one: one such job at a time, like the
         # trainers (each holds a CUDA context and ~1 GB of code-search scores)
-        gpu=1 if GPU_PRESENT else 0,
+        gpu=gpu_if_local,
     priority: 20
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/features-tokens.log",

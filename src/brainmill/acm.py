@@ -46,8 +46,8 @@ from sklearn.utils.validation import check_is_fitted
 from .features.augmented import (
     LaggedProducts,
     augmented_covariances,
-    check_embedding,
     check_signals,
+    feasible,
 )
 from .features.riemann import ThreadedTangentSpace
 from .scoring import inner_scorer
@@ -60,15 +60,6 @@ SELECTIONS = ("grid", "takens", "fixed")
 def default_scoring(n_classes: int) -> str:
     """MOABB's choice, used by the paper: ROC-AUC for two classes, accuracy otherwise."""
     return "roc_auc" if n_classes == 2 else "accuracy"
-
-
-def feasible(n_times: int, n_channels: int, order: int, lag: int, estimator: str) -> bool:
-    """Whether (order, lag) gives a valid embedding of epochs of this shape."""
-    try:
-        check_embedding(n_times, n_channels, order, lag, estimator)
-    except ValueError:
-        return False
-    return True
 
 
 class ACMClassifier(ClassifierMixin, BaseEstimator):

@@ -129,6 +129,39 @@ def test_grid_reusing_one_buffer_yields_the_same_matrices(estimator):
     assert max_rel_diff(b, reference(X, 3, 1, estimator)) <= 1e-10
 
 
+@pytest.mark.parametrize("lo,hi,d", [(0, 9, 0), (3, 14, 5), (2, 4, 1), (0, 0, 2), (7, 8, 3)])
+def test_table_accumulation_adds_one_sample_at_a_time_in_order(lo, hi, d):
+    """The tables' kernel adds four samples per pass over the accumulator but each element
+    in sample order, one product at a time: the bits of a plain loop (summing the four
+    products first would change them, and the grid/single-point tests cannot see that as
+    both paths share the kernel)."""
+    from brainmill.features._acm_kernels import _add_lagged
+
+    rng = np.random.default_rng(hi)
+    src = rng.standard_normal((20, 5)) * 10.0 ** rng.uniform(-3, 3, (20, 1))
+    acc = rng.standard_normal((5, 5))
+    expected = acc.copy()
+    for s in range(lo, hi):
+        for i in range(5):
+            for j in range(5):
+                expected[i, j] = expected[i, j] + src[s, i] * src[s + d, j]
+    _add_lagged(src, lo, hi, d, acc)
+    np.testing.assert_array_equal(acc, expected)
+
+
+def test_grid_reuse_checks_each_point_before_sizing_the_buffer():
+    """``reuse=True`` behaves as the default on empty and infeasible grids: nothing to
+    yield, or the valid points first and then the clear error (no huge buffer first)."""
+    X = np.random.default_rng(0).standard_normal((3, 2, 60))
+    products = LaggedProducts(X, [0, 1])
+    assert list(products.iter_grid([], [1], reuse=True)) == []
+    seen = []
+    with pytest.raises(ValueError, match="order·lag"):
+        for order, _, covs in products.iter_grid([1, 2, 10**6], [1], "oas", reuse=True):
+            seen.append((order, covs.shape))
+    assert seen == [(1, (3, 2, 2)), (2, (3, 4, 4))]
+
+
 def test_tables_reused_across_lags_never_read_stale_slots():
     """A lag's edge tables are written into the memory of the previous lag's tables, of
     another size: poisoning that memory before each point's tables must not change a bit."""
@@ -152,10 +185,14 @@ def test_out_is_written_and_checked(signals):
     out = np.full((6, 12, 12), np.nan)
     assert products.covariances(3, 2, "oas", out=out) is out
     np.testing.assert_array_equal(out, augmented_covariances(signals, 3, 2, "oas"))
+    read_only = np.empty((6, 12, 12))
+    read_only.flags.writeable = False
     for bad in (np.empty((6, 12, 11)), np.empty((6, 12, 12), np.float32),
-                np.empty((6, 12, 24))[:, :, ::2]):
+                np.empty((6, 12, 24))[:, :, ::2], read_only):
         with pytest.raises(ValueError, match=r"out must be .* shape \(6, 12, 12\)"):
             products.covariances(3, 2, out=bad)
+    with pytest.raises(ValueError, match="writeable: False"):
+        products.covariances(3, 2, out=read_only)
 
 
 @pytest.mark.parametrize("order,lag", [(1, 1), (2, 3), (6, 2)])

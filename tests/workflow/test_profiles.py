@@ -59,27 +59,41 @@ def test_without_configfile_the_default_config_is_read(tmp_path, tiny_config):
 
 def test_tokenize_claims_a_gpu_only_when_its_jobs_run_on_this_machine(tmp_path, tiny_config):
     """`tokenize` claims the `gpu` resource when this machine has a GPU and runs the jobs;
-    under a cluster executor (``local_exec`` false), a GPU on the machine that builds the DAG
-    (a login node) says nothing about the nodes: no claim, so Slurm is not asked for one."""
-    from types import SimpleNamespace
-
+    under a cluster executor, a GPU on the machine that builds the DAG (a login node) says
+    nothing about the nodes: no claim, so Slurm is not asked for one. The DAG is built as
+    ``snakemake`` builds it, after the executor plugin is set (a dry run would swap in the
+    dry-run executor, which is local)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm",
+                        reason="the Slurm executor plugin is not installed")
     from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        ResourceSettings,
+    )
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
-    config = tiny_config(tmp_path)
-    with SnakemakeApi(OutputSettings(quiet=True)) as api:
-        workflow_api = api.workflow(
-            snakefile=ROOT / "Snakefile", workdir=tmp_path,
-            resource_settings=ResourceSettings(cores=2),
-            config_settings=ConfigSettings(configfiles=[config]))
-        workflow_api.dag()  # parses the Snakefile
-        workflow = workflow_api._workflow
-        claim = workflow.get_rule("tokenize").resources["gpu"]
-        seen = {}
-        for present in (False, True):
-            claim.__globals__["GPU_PRESENT"] = present
-            for local in (True, False):
-                workflow._executor_plugin = SimpleNamespace(
-                    common_settings=SimpleNamespace(local_exec=local))
-                seen[present, local] = claim(None)
-    assert seen == {(False, True): 0, (False, False): 0, (True, True): 1, (True, False): 0}
+    config = tiny_config(tmp_path, tokenizer={}, decoders={"token_transformer": {}})
+    claims = {}
+    for gpu_present in (False, True):
+        for executor in ("local", "slurm"):
+            with SnakemakeApi(OutputSettings()) as api:
+                workflow_api = api.workflow(
+                    snakefile=ROOT / "Snakefile", workdir=tmp_path,
+                    resource_settings=ResourceSettings(cores=2),
+                    config_settings=ConfigSettings(configfiles=[config]))
+                workflow_api.dag(dag_settings=DAGSettings(
+                    targets={"results/tiny/sub-1/features/tokens.npz"}))  # parses
+                workflow = workflow_api._workflow
+                claim = workflow.get_rule("tokenize").resources["gpu"]
+                claim.__globals__["GPU_PRESENT"] = gpu_present  # CI has no GPU
+                workflow._executor_plugin = ExecutorPluginRegistry().get_plugin(executor)
+                workflow._prepare_dag(forceall=False, ignore_incomplete=True,
+                                      lock_warn_only=True, nolock=True)
+                workflow._build_dag()
+                jobs = [j for j in workflow.dag.jobs if j.rule.name == "tokenize"]
+                assert len(jobs) == 1
+                claims[gpu_present, executor] = jobs[0].resources["gpu"]
+    assert claims == {(False, "local"): 0, (False, "slurm"): 0,
+                      (True, "local"): 1, (True, "slurm"): 0}

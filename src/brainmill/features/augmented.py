@@ -105,6 +105,15 @@ def check_embedding(n_times: int, n_channels: int, order: int, lag: int, estimat
     return n
 
 
+def feasible(n_times: int, n_channels: int, order: int, lag: int, estimator: str) -> bool:
+    """Whether (order, lag) gives a valid embedding of epochs of this shape."""
+    try:
+        check_embedding(n_times, n_channels, order, lag, estimator)
+    except ValueError:
+        return False
+    return True
+
+
 def delay_embed(X: np.ndarray, order: int, lag: int) -> np.ndarray:
     """Delay embedding exactly as MOABB's ``AugmentedDataset`` (the reference, direct path).
 
@@ -203,8 +212,9 @@ class LaggedProducts:
         self._slot: dict[int, int] = {}
         self._max_orders = dict(max_orders or {})
         self._tables: tuple[int, int, np.ndarray, np.ndarray] | None = None  # lag, order, H, E
-        # the tables' memory, kept from lag to lag: fresh pages for every lag's tables cost
-        # the kernel's page faults (about 5 ms of a 0.2-s PhysioNet grid)
+        # the tables' memory, kept from lag to lag: fresh arrays for every lag's tables cost
+        # about 10 ms of page faults over a PhysioNet grid's 10 lags (one thread). So one
+        # instance must not build tables from two threads at once (nothing here does).
         self._table_memory = np.empty(0)
         self._rank_checked = False
         self.add_delays(delays)
@@ -364,6 +374,7 @@ class LaggedProducts:
         self._tables = None  # one lag at a time: the next lag's tables reuse the memory
         size = n * (nh + ne) * c * c
         if self._table_memory.size < size:
+            self._table_memory = np.empty(0)  # free the smaller one first
             self._table_memory = np.empty(size)
         H = self._table_memory[:n * nh * c * c].reshape(n, nh, c, c)
         E = self._table_memory[n * nh * c * c:size].reshape(n, ne, c, c)
@@ -484,19 +495,18 @@ class LaggedProducts:
         With ``reuse=True`` every point is written into one buffer, sized for the largest
         order, and yielded as a view of it: **the next point overwrites it** (copy what you
         keep). A consumer that uses each point and drops it, as a grid search does, then
-        avoids a fresh allocation per point, whose new pages cost 5–10 % of a 10 × 10
-        PhysioNet grid (670 MB of matrices in all).
+        avoids a fresh allocation per point, whose new pages cost about 3–9 % (15 % in one
+        run) of a 10 × 10 PhysioNet grid (670 MB of matrices in all).
         """
-        buffer = None
-        if reuse:
-            n, c, _ = self.shape
-            buffer = np.empty(n * (c * max(orders)) ** 2)
+        n, c, t = self.shape
+        fitting = [o for lg in lags for o in orders if feasible(t, c, o, lg, estimator)]
+        # sized for the largest point that fits: one that does not raises in its turn below
+        buffer = np.empty(n * (c * max(fitting)) ** 2 if reuse and fitting else 0)
         for lag in lags:
             for order in orders:
-                out = None
-                if buffer is not None:
-                    side = self.shape[1] * order
-                    out = buffer[:self.shape[0] * side * side].reshape(-1, side, side)
+                size = n * (c * order) ** 2
+                out = buffer[:size].reshape(n, c * order, c * order) \
+                    if buffer.size >= size else None
                 yield order, lag, self.covariances(order, lag, estimator, out=out)
 
 
@@ -507,7 +517,8 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     if out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous \
             or not out.flags.writeable:
         raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}; "
-                         f"got {out.dtype} {out.shape} (C-contiguous: {out.flags.c_contiguous})")
+                         f"got {out.dtype} {out.shape} (C-contiguous: {out.flags.c_contiguous}, "
+                         f"writeable: {out.flags.writeable})")
     return out
 
 

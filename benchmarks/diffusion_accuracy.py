@@ -6,7 +6,10 @@ Protocol (printed and written with every number):
   same ``splits(d, seed)``), so the token Transformer rows of BENCHMARKS.md are on the same
   folds: Bonn 5-class / 3-class / seizure vs rest (stratified group 5-fold, segment = group,
   one set of folds for the three tasks), DREAMS W/N1/N2/N3 leave-one-excerpt-out, PhysioNet
-  S001 imagined left vs right fist (64 channels, 8-35 Hz, 0-3 s, stratified 5-fold).
+  S001 imagined left vs right fist (64 channels, 8-35 Hz, 0-3 s, stratified 5-fold). The
+  latent fusion classifier's validation split (early stopping) holds whole groups where the
+  outer folds are grouped (since 2026-12-06; the Bonn and DREAMS decoding rows measured
+  before split the windows of one recording between training and validation).
 - **Signals** are resampled to 100 Hz for the diffusion model (Bonn is band-limited to 40 Hz,
   DREAMS is scored on 0.3-35 Hz, PhysioNet filtered to 35 Hz).
 - **Decoding, per outer fold, training fold only**: the diffusion backbone is pretrained on
@@ -46,7 +49,16 @@ import torch
 from sklearn.base import clone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tokens_accuracy import ROOT, bonn, dreams, physionet, scores, splits, summarise  # noqa: E402
+from tokens_accuracy import (  # noqa: E402
+    ROOT,
+    bonn,
+    dreams,
+    inner_groups,
+    physionet,
+    scores,
+    splits,
+    summarise,
+)
 
 from brainmill.decoding import make_decoder  # noqa: E402
 from brainmill.diffusion_decoding import (  # noqa: E402
@@ -88,8 +100,8 @@ def _names(d: dict) -> list[str]:
     return d.get("ch_names") or [f"ch{i}" for i in range(d["X"].shape[1])]
 
 
-def _fit_predict(est, Xtr, ytr, Xte):
-    est.fit(Xtr, ytr)
+def _fit_predict(est, Xtr, ytr, Xte, groups=None):
+    est.fit(Xtr, ytr) if groups is None else est.fit(Xtr, ytr, groups=groups)
     return est.predict(Xte), est.predict_proba(Xte)
 
 
@@ -109,7 +121,8 @@ def decoding(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
             for task, y in d["tasks"].items():
                 t1 = time.perf_counter()
                 clf = LatentFusionClassifier(model=LFT, training=lft_training, seed=seed)
-                pred, proba = _fit_predict(clf, F[train], y[train], F[test])
+                pred, proba = _fit_predict(clf, F[train], y[train], F[test],
+                                           inner_groups(d, train))
                 base = {"dataset": name, "task": task, "seed": seed, "fold": k,
                         "n_train": int(len(train)), "n_test": int(len(test))}
                 rows.append({**base, "pipeline": "diffusion + latent fusion",

@@ -19,7 +19,11 @@ Protocol (printed and written with every number):
   windows and 2 encoder outputs per code: Bonn 128, DREAMS 32, PhysioNet 256), then the token
   Transformer is fine-tuned on the training fold's tokens (class-balanced loss, batch 16, up
   to 100 epochs) with early stopping and model selection on a stratified 20 % validation
-  split of the training fold. The test fold is touched once, for the predictions.
+  split of the training fold. The test fold is touched once, for the predictions. Where the
+  outer folds are grouped (Bonn segments, DREAMS excerpts) the tokenizer's and the
+  Transformer's validation splits hold whole groups too (``inner_groups``; since
+  2026-12-06: earlier runs split the windows of one recording between training and
+  validation, which made early stopping's scores optimistic).
 - **Bag of tokens** (diagnostic of what the tokens carry, without the Transformer): the share
   of each code among an epoch's tokens, log(share + 1e-3), standardised, logistic regression
   (C = 1, as the band-power baseline), fitted on the training fold's tokens from the same tokenizer.
@@ -194,8 +198,14 @@ def splits(d: dict, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 # ------------------------------------------------------------------------------ pipelines
 
 
-def _fit_predict(est, Xtr, ytr, Xte):
-    est.fit(Xtr, ytr)
+def inner_groups(d: dict, train: np.ndarray) -> np.ndarray | None:
+    """The outer CV's groups (recordings) of the training rows, for the validation splits
+    inside a fold: windows of one recording never sit on both sides of early stopping."""
+    return None if d["groups"] is None else np.asarray(d["groups"])[train]
+
+
+def _fit_predict(est, Xtr, ytr, Xte, groups=None):
+    est.fit(Xtr, ytr) if groups is None else est.fit(Xtr, ytr, groups=groups)
     proba = est.predict_proba(Xte) if hasattr(est, "predict_proba") else None
     return est.predict(Xte), proba
 
@@ -230,7 +240,7 @@ def run_dataset(name: str, d: dict, seeds: list[int], quick: bool,
                                               tokenizer_frames(d["X"].shape[-1], d["sfreq"]),
                                               quick)
             tokens = TFMTokens(sfreq=d["sfreq"], tokenizer=TOKENIZER, training=tok_training,
-                               seed=seed).fit(d["X"][train])
+                               seed=seed).fit(d["X"][train], groups=inner_groups(d, train))
             ids = tokens.transform(d["X"])
             usage = np.bincount(ids[train].ravel(), minlength=TOKENIZER["n_codes"])
             t_tok = time.perf_counter() - t0
@@ -241,7 +251,8 @@ def run_dataset(name: str, d: dict, seeds: list[int], quick: bool,
                 clf = TokenTransformerClassifier(codebook=tokens.codebook_, model=TRANSFORMER,
                                                  training=tr_training,
                                                  class_weight=class_weight, seed=seed)
-                pred, proba = _fit_predict(clf, ids[train], y[train], ids[test])
+                pred, proba = _fit_predict(clf, ids[train], y[train], ids[test],
+                                           inner_groups(d, train))
                 base = {"dataset": name, "task": task, "seed": seed, "fold": k,
                         "n_train": int(len(train)), "n_test": int(len(test))}
                 rows.append({**base, "pipeline": "TFM tokens + Transformer",

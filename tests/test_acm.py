@@ -79,6 +79,39 @@ def test_grid_selection_equals_gridsearchcv(data):
             assert ours.fit_info_["inner_scores"][i][j] == pytest.approx(best, abs=1e-12)
 
 
+def test_grouped_inner_cv_equals_gridsearchcv_with_a_group_splitter(data):
+    """``fit(X, y, groups)``: the inner CV keeps each recording in one inner fold, as
+    ``GridSearchCV(cv=StratifiedGroupKFold).fit(X, y, groups=groups)``."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    X, y = data
+    groups = np.arange(len(y)) // 3  # 16 recordings of 3 epochs, one class each
+    ref = reference_search(GRID, "cov")
+    ref.set_params(cv=StratifiedGroupKFold(3, shuffle=True, random_state=7))
+    ref.fit(X, y, groups=groups)
+    ours = ACMClassifier(random_state=7, **GRID).fit(X, y, groups=groups)
+    chosen = ref.best_params_
+    assert (ours.order_, ours.lag_) == (chosen["augment__order"], chosen["augment__lag"])
+    assert ours.params_ == {"C": chosen["svc__C"], "kernel": chosen["svc__kernel"]}
+    best = np.max(ref.cv_results_["mean_test_score"])
+    assert np.nanmax(np.array(ours.fit_info_["inner_scores"], dtype=float)) == pytest.approx(
+        best, abs=1e-12)
+    for train, test in ours._inner_splits(y, groups):
+        assert not set(groups[train]) & set(groups[test])
+    # the ungrouped search scores differently on these data: the groups are used
+    plain = ACMClassifier(random_state=7, **GRID).fit(X, y)
+    assert plain.fit_info_["inner_scores"] != ours.fit_info_["inner_scores"]
+
+
+def test_grouped_inner_cv_needs_enough_groups_per_class(data):
+    X, y = data
+    with pytest.raises(ValueError, match="only 2 group"):
+        ACMClassifier(**GRID).fit(X, y, groups=np.where(np.arange(len(y)) % 24 < 12, 0, 1)
+                                  + 2 * y)
+    with pytest.raises(ValueError, match="one group label per epoch"):
+        ACMClassifier(**GRID).fit(X, y, groups=np.zeros(len(y) - 1))
+
+
 def test_mdm_grid_equals_gridsearchcv(data):
     X, y = data
     ref = GridSearchCV(

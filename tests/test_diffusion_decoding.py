@@ -181,3 +181,34 @@ def test_pretraining_killed_mid_run_resumes_to_the_same_weights(tmp_path):
     for (name, a), b in zip(resumed.state_dict().items(), reference.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), name
+
+
+def test_classifier_groups_keep_each_recording_whole_in_the_validation_split(monkeypatch):
+    """With ``groups`` the early-stopping split holds whole recordings (windows of one
+    recording are near duplicates); the default stratified split cuts them apart."""
+    import brainmill.training as training
+
+    calls, original = [], training.validation_split
+
+    def recorded(n, fraction, seed, y=None, groups=None):
+        train, val = original(n, fraction, seed, y=y, groups=groups)
+        calls.append((groups, val))
+        return train, val
+
+    monkeypatch.setattr(training, "validation_split", recorded)
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((40, 2, 3, 8, 2)).astype(np.float32)
+    y = np.repeat([0, 1], 20)
+    recording = np.arange(40) // 4
+    for groups in (recording, None):
+        LatentFusionClassifier(model=TINY_LFT, training={**LFT_TRAINING, "max_epochs": 1}
+                               ).fit(F, y, groups=groups)
+    (given, val), (default, val_default) = calls
+    np.testing.assert_array_equal(given, recording)
+    assert default is None
+
+    def whole(val):
+        held = np.isin(np.arange(40), val)
+        return all(len(set(held[recording == g])) == 1 for g in range(10))
+
+    assert whole(val) and not whole(val_default)

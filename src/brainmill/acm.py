@@ -36,7 +36,7 @@ import numpy as np
 from pyriemann.classification import MDM
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.utils._available_if import available_if
@@ -153,9 +153,15 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             return MDM(metric={"mean": self.metric, "distance": self.metric})
         return SVC(C=params["C"], kernel=params["kernel"])
 
-    def _inner_splits(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        cv = StratifiedKFold(self.inner_folds, shuffle=True, random_state=self.random_state)
-        return list(cv.split(np.zeros((len(y), 1)), y))
+    def _inner_splits(self, y: np.ndarray, groups: np.ndarray | None = None
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The inner CV: stratified k-fold, or stratified group k-fold with ``groups``."""
+        if groups is None:
+            cv = StratifiedKFold(self.inner_folds, shuffle=True, random_state=self.random_state)
+            return list(cv.split(np.zeros((len(y), 1)), y))
+        cv = StratifiedGroupKFold(self.inner_folds, shuffle=True,
+                                  random_state=self.random_state)
+        return list(cv.split(np.zeros((len(y), 1)), y, groups))
 
     def _score_point(
         self, covs: np.ndarray, y: np.ndarray, splits, scorer
@@ -183,13 +189,19 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         return scores
 
     # ------------------------------------------------------------------------ selection
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ACMClassifier:
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> ACMClassifier:
         """Choose (order, lag, C, kernel) on ``X, y`` only, then refit on all of it.
 
         Parameters
         ----------
         X : ndarray, shape (n_epochs, n_channels, n_times)
         y : ndarray, shape (n_epochs,)
+        groups : ndarray, shape (n_epochs,), optional
+            Recording (segment, run) of each epoch: the inner CV then keeps each group in one
+            inner fold (``StratifiedGroupKFold``), as ``GridSearchCV.fit(..., groups=)`` with
+            a group splitter. Use it for windows cut from one recording, which are near
+            duplicates of each other: split apart, they make the inner scores optimistic.
         """
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {self.classifier!r}")
@@ -204,6 +216,16 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                 f"the smallest class has {counts.min()} training epochs, fewer than the "
                 f"{self.inner_folds} inner folds; lower inner_folds or n_folds, or add epochs"
             )
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != y.shape:
+                raise ValueError(f"groups has shape {groups.shape}; expected {y.shape}, one "
+                                 "group label per epoch")
+            per_class = min(len(np.unique(groups[y == c])) for c in self.classes_)
+            if per_class < self.inner_folds:
+                raise ValueError(
+                    f"a class occurs in only {per_class} group(s), fewer than the "
+                    f"{self.inner_folds} inner folds; lower inner_folds or pass no groups")
         n_epochs, n_channels, n_times = X.shape
         info: dict[str, Any] = {"selection": self.selection, "classifier": self.classifier}
         if self.selection == "takens":
@@ -238,7 +260,7 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             products.release_signals(max(o * lg for o, lg in valid))
         mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen
         if len(valid) > 1 or len(params) > 1:
-            splits = self._inner_splits(y)
+            splits = self._inner_splits(y, groups)
             done: dict[tuple[int, int], np.ndarray] = {}
             # every point's matrices in one buffer: each is scored, then overwritten
             buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)

@@ -93,7 +93,8 @@ def _logits(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
 def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dict | None,
                    monitor: str, label_smoothing: float, seed: int, batch_size: int,
                    run_dir: str | None = None,
-                   class_weight: str | dict | None = None) -> TrainResult:
+                   class_weight: str | dict | None = None,
+                   groups: np.ndarray | None = None) -> TrainResult:
     """Train ``net`` in place on ``(X, y)``; the selected epoch's weights stay in ``net``.
 
     Parameters
@@ -117,6 +118,11 @@ def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dic
     class_weight : {"balanced"}, dict or None
         Weights of the training loss per class, from ``y`` (see :func:`class_weights`). The
         validation loss stays unweighted; κ and balanced accuracy do not depend on it.
+    groups : ndarray, shape (n,), optional
+        Recording (segment, run) of each row: the carved validation split then holds whole
+        groups only, stratified as far as whole groups allow
+        (:func:`~brainmill.training.validation_split`). Windows of one recording split
+        between training and validation make the selected epoch's score optimistic.
     """
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {MONITORS}, got {monitor!r}")
@@ -144,7 +150,7 @@ def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dic
 
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
     return Trainer(config, run_dir).fit(net, loss_fn, (X, labels), val_fn=val_fn,
-                                        stratify=np.asarray(y))
+                                        stratify=np.asarray(y), groups=groups)
 
 
 def predict_proba(net: nn.Module, X: torch.Tensor, batch_size: int) -> np.ndarray:

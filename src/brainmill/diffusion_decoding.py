@@ -286,7 +286,10 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.batch_size = batch_size
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LatentFusionClassifier:
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> LatentFusionClassifier:
+        """Train on representations ``X``; ``groups`` (one label per epoch, optional) keeps
+        each recording whole on one side of the validation split."""
         name = type(self).__name__
         X = _check_representations(X, name)
         self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
@@ -302,7 +305,8 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
         net = LatentFusionTransformer(cfg)
         result = fit_classifier(net, torch.from_numpy(X), y_idx, self.training, self.monitor,
                                 self.label_smoothing, self.seed, self.batch_size,
-                                class_weight=weights_by_index(self.class_weight, self.classes_))
+                                class_weight=weights_by_index(self.class_weight, self.classes_),
+                                groups=groups)
         self.model_ = net.cpu().eval()
         self.fit_info_ = {"n_parameters": int(sum(p.numel() for p in net.parameters())),
                           "training": result.summary()}

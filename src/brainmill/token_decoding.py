@@ -103,7 +103,10 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
             return int(np.asarray(self.codebook).shape[0])
         return int(self.n_codes) if self.n_codes is not None else int(X.max()) + 1
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> TokenTransformerClassifier:
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> TokenTransformerClassifier:
+        """Train on token ids ``(n_epochs, n_channels, n_frames)``; ``groups`` (one label per
+        epoch, optional) keeps each recording whole on one side of the validation splits."""
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
         name = type(self).__name__
@@ -126,11 +129,13 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         info: dict[str, Any] = {"n_parameters": int(sum(p.numel() for p in net.parameters()))}
         if self.pretraining is not None:
             pre = Trainer(TrainConfig(**{**self.pretraining, "seed": self.seed}))
-            res = pre.fit(net, lambda m, batch, gen: m.mtp_loss(batch[0], gen), (ids,))
+            res = pre.fit(net, lambda m, batch, gen: m.mtp_loss(batch[0], gen), (ids,),
+                          groups=groups)
             info["pretraining"] = res.summary()
         res = fit_classifier(net, ids, y_idx, self.training, self.monitor,
                              self.label_smoothing, self.seed, self.batch_size,
-                             class_weight=weights_by_index(self.class_weight, self.classes_))
+                             class_weight=weights_by_index(self.class_weight, self.classes_),
+                             groups=groups)
         info["training"] = res.summary()
         self.model_ = net.cpu().eval()
         self.fit_info_ = info
@@ -181,15 +186,20 @@ class TokenPipelineClassifier(ClassifierMixin, BaseEstimator):
         self.monitor = monitor
         self.seed = seed
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> TokenPipelineClassifier:
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> TokenPipelineClassifier:
+        """Fit the tokenizer, then the Transformer, on ``X, y`` only; ``groups`` (one label
+        per epoch, optional) keeps each recording whole on one side of every validation
+        split."""
         self.tokens_ = TFMTokens(sfreq=self.sfreq, tokenizer=self.tokenizer,
-                                 training=self.tokenizer_training, seed=self.seed).fit(X)
+                                 training=self.tokenizer_training, seed=self.seed
+                                 ).fit(X, groups=groups)
         ids = self.tokens_.transform(X)
         self.classifier_ = TokenTransformerClassifier(
             codebook=self.tokens_.codebook_, model=self.model, pretraining=self.pretraining,
             training=self.training, label_smoothing=self.label_smoothing,
             class_weight=self.class_weight, monitor=self.monitor, seed=self.seed,
-        ).fit(ids, y)
+        ).fit(ids, y, groups=groups)
         self.classes_ = self.classifier_.classes_
         self.fit_info_ = {"tokenizer": self.tokens_.training_,
                           **self.classifier_.fit_info_}

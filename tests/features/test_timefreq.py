@@ -137,3 +137,9 @@ def test_short_epochs_are_a_clear_error():
 def test_token_counts():
     ids = np.array([[[0, 1, 1]], [[3, 3, 3]]])
     np.testing.assert_array_equal(token_counts(ids, 5), [1, 2, 0, 3, 0])
+
+
+def test_tokens_groups_need_one_label_per_epoch():
+    X = sines([8.0, 12.0, 20.0])
+    with pytest.raises(ValueError, match="one group label per epoch"):
+        TFMTokens(sfreq=100.0, tokenizer=TINY, training=QUICK).fit(X, groups=np.zeros(len(X) + 1))

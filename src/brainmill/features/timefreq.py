@@ -171,20 +171,33 @@ class TFMTokens(TransformerMixin, BaseEstimator):
                 f"(n_fft={cfg.n_fft}); use longer epochs or a smaller n_fft")
         return Xr
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> TFMTokens:
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> TFMTokens:
+        """Train the tokenizer on every channel of every epoch (``y`` is ignored).
+
+        ``groups`` (one label per epoch, optional): the validation split holds whole groups
+        (recordings) instead of whole epochs; the channels of one epoch always stay together.
+        """
         Xr = self._windows(X)
         n, c, t = Xr.shape
         torch.manual_seed(self.seed)  # the initial weights and codebook
         model = TFMTokenizer(TokenizerConfig(**(self.tokenizer or {})))
         trainer = Trainer(TrainConfig(**{**(self.training or {}), "seed": self.seed}),
                           run_dir=self.run_dir)
-        # channels of one epoch stay on one side of the validation split
-        groups = np.repeat(np.arange(n), c)
+        # channels of one epoch (of one group) stay on one side of the validation split
+        if groups is None:
+            rows = np.repeat(np.arange(n), c)
+        else:
+            groups = np.asarray(groups)
+            if groups.shape != (n,):
+                raise ValueError(f"TFMTokens: groups has shape {groups.shape}; expected "
+                                 f"({n},), one group label per epoch")
+            rows = np.repeat(np.unique(groups, return_inverse=True)[1], c)
         result = trainer.fit(
             model,
             lambda m, batch, gen: m.training_loss(batch[0], gen),
             (torch.from_numpy(Xr.reshape(n * c, 1, t)),),
-            groups=groups,
+            groups=rows,
         )
         self.tokenizer_ = model.cpu().eval()
         self.training_ = result.summary()

@@ -6,10 +6,10 @@ Protocol (printed and written with every number):
   same ``splits(d, seed)``), so the token Transformer rows of BENCHMARKS.md are on the same
   folds: Bonn 5-class / 3-class / seizure vs rest (stratified group 5-fold, segment = group,
   one set of folds for the three tasks), DREAMS W/N1/N2/N3 leave-one-excerpt-out, PhysioNet
-  S001 imagined left vs right fist (64 channels, 8-35 Hz, 0-3 s, stratified 5-fold). The
-  latent fusion classifier's validation split (early stopping) holds whole groups where the
-  outer folds are grouped (since 2026-12-06; the Bonn and DREAMS decoding rows measured
-  before split the windows of one recording between training and validation).
+  S001 imagined left vs right fist (64 channels, 8-35 Hz, 0-3 s, stratified 5-fold). On
+  Bonn the latent fusion classifier's validation split (early stopping) holds whole
+  segments (since 2026-12-06; the Bonn decoding rows measured before split the overlapping
+  windows of one segment between training and validation).
 - **Signals** are resampled to 100 Hz for the diffusion model (Bonn is band-limited to 40 Hz,
   DREAMS is scored on 0.3-35 Hz, PhysioNet filtered to 35 Hz).
 - **Decoding, per outer fold, training fold only**: the diffusion backbone is pretrained on

@@ -19,11 +19,10 @@ Protocol (printed and written with every number):
   windows and 2 encoder outputs per code: Bonn 128, DREAMS 32, PhysioNet 256), then the token
   Transformer is fine-tuned on the training fold's tokens (class-balanced loss, batch 16, up
   to 100 epochs) with early stopping and model selection on a stratified 20 % validation
-  split of the training fold. The test fold is touched once, for the predictions. Where the
-  outer folds are grouped (Bonn segments, DREAMS excerpts) the tokenizer's and the
-  Transformer's validation splits hold whole groups too (``inner_groups``; since
-  2026-12-06: earlier runs split the windows of one recording between training and
-  validation, which made early stopping's scores optimistic).
+  split of the training fold. The test fold is touched once, for the predictions. On Bonn
+  the tokenizer's and the Transformer's validation splits hold whole segments
+  (``inner_groups``; since 2026-12-06: earlier runs split the overlapping windows of one
+  segment between training and validation, which made early stopping's scores optimistic).
 - **Bag of tokens** (diagnostic of what the tokens carry, without the Transformer): the share
   of each code among an epoch's tokens, log(share + 1e-3), standardised, logistic regression
   (C = 1, as the band-power baseline), fitted on the training fold's tokens from the same tokenizer.
@@ -152,7 +151,8 @@ def bonn(data: Path) -> dict:
     bp = compute_bandpower(epochs, ds.features.bandpower, ds.class_names).X
     return {"X": X, "sfreq": float(epochs.info["sfreq"]), "tasks": tasks, "bandpower": bp,
             "groups": run, "stratify": y5, "n_folds": 5, "folds": "stratified group 5-fold "
-            "(segment = group), shuffled by the seed"}
+            "(segment = group), shuffled by the seed",
+            "inner_groups": run}  # overlapping windows: validation of whole segments
 
 
 def dreams(data: Path) -> dict:
@@ -199,9 +199,12 @@ def splits(d: dict, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def inner_groups(d: dict, train: np.ndarray) -> np.ndarray | None:
-    """The outer CV's groups (recordings) of the training rows, for the validation splits
-    inside a fold: windows of one recording never sit on both sides of early stopping."""
-    return None if d["groups"] is None else np.asarray(d["groups"])[train]
+    """Groups of the training rows for the validation splits inside a fold: Bonn's segments,
+    whose overlapping windows must not sit on both sides of early stopping. DREAMS's 30-s
+    epochs do not overlap, and its five training excerpts would make whole-excerpt
+    validation sets of 16-23 % that often lack a sleep stage: none there (nor PhysioNet)."""
+    groups = d.get("inner_groups")
+    return None if groups is None else np.asarray(groups)[train]
 
 
 def _fit_predict(est, Xtr, ytr, Xte, groups=None):

@@ -110,6 +110,17 @@ def test_grouped_inner_cv_needs_enough_groups_per_class(data):
                                   + 2 * y)
     with pytest.raises(ValueError, match="one group label per epoch"):
         ACMClassifier(**GRID).fit(X, y, groups=np.zeros(len(y) - 1))
+    # groups holding both classes: enough groups per class, yet one inner fold has no
+    # class-1 epoch (every point would score NaN and the first be chosen): refused
+    mixed = np.array([3, 1, 0, 0, 2, 0, 2, 1, 3, 3, 0, 2, 0, 0, 3, 3, 0, 2, 0, 1, 1, 0, 1, 2,
+                      4, 2, 3, 2, 2, 5, 5, 4, 4, 4, 6, 2, 3, 5, 4, 3, 2, 3, 3, 4, 2, 4, 3, 3])
+    with pytest.raises(ValueError, match="inner fold .* has no epoch of class"):
+        ACMClassifier(random_state=7, **GRID).fit(X, y, groups=mixed)
+    # no inner CV (one point, one C, one kernel): groups are not needed and not checked
+    fixed = ACMClassifier(selection="fixed", order=2, lag=1, Cs=[1.0], kernels=["linear"])
+    assert "inner_cv" not in fixed.fit(X, y, groups=y).fit_info_
+    assert ACMClassifier(random_state=7, **GRID).fit(
+        X, y, groups=np.arange(len(y)) // 3).fit_info_["inner_cv"] == "stratified group k-fold"
 
 
 def test_mdm_grid_equals_gridsearchcv(data):

@@ -212,3 +212,6 @@ def test_classifier_groups_keep_each_recording_whole_in_the_validation_split(mon
         return all(len(set(held[recording == g])) == 1 for g in range(10))
 
     assert whole(val) and not whole(val_default)
+    with pytest.raises(ValueError, match="one group label per epoch"):  # even unused
+        LatentFusionClassifier(model=TINY_LFT, training={"max_epochs": 1, "progress": False}
+                               ).fit(F, y, groups=[1, 2])

@@ -224,3 +224,8 @@ def test_groups_keep_each_recording_whole_in_the_validation_split(monkeypatch):
     assert _whole_groups(tok_groups, tok_val)
     np.testing.assert_array_equal(clf_groups, np.arange(24) // 3)
     assert _whole_groups(clf_groups, clf_val)
+    # a wrong length is an error even when no validation split is carved
+    with pytest.raises(ValueError, match="one group label per epoch"):
+        TokenTransformerClassifier(n_codes=8, model=MODEL,
+                                   training={"max_epochs": 1, "progress": False}
+                                   ).fit(ids, y, groups=np.zeros(3))

@@ -163,6 +163,26 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                                   random_state=self.random_state)
         return list(cv.split(np.zeros((len(y), 1)), y, groups))
 
+    def _grouped_splits(self, y: np.ndarray, groups: np.ndarray
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The grouped inner CV, refused where it cannot score every class in every fold."""
+        per_class = min(len(np.unique(groups[y == c])) for c in self.classes_)
+        if per_class < self.inner_folds:
+            raise ValueError(
+                f"a class occurs in only {per_class} group(s), fewer than the "
+                f"{self.inner_folds} inner folds; lower inner_folds or pass no groups")
+        splits = self._inner_splits(y, groups)
+        for k, (_, test) in enumerate(splits):
+            missing = np.setdiff1d(self.classes_, y[test])
+            if len(missing):
+                # recordings holding several classes cannot always be stratified: a fold
+                # without a class has no ROC-AUC, and every point would score NaN
+                raise ValueError(
+                    f"inner fold {k} of the grouped inner CV has no epoch of class(es) "
+                    f"{missing.tolist()} (groups that hold several classes cannot always be "
+                    "stratified); lower inner_folds, or pass groups that each hold one class")
+        return splits
+
     def _score_point(
         self, covs: np.ndarray, y: np.ndarray, splits, scorer
     ) -> np.ndarray:
@@ -221,11 +241,6 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             if groups.shape != y.shape:
                 raise ValueError(f"groups has shape {groups.shape}; expected {y.shape}, one "
                                  "group label per epoch")
-            per_class = min(len(np.unique(groups[y == c])) for c in self.classes_)
-            if per_class < self.inner_folds:
-                raise ValueError(
-                    f"a class occurs in only {per_class} group(s), fewer than the "
-                    f"{self.inner_folds} inner folds; lower inner_folds or pass no groups")
         n_epochs, n_channels, n_times = X.shape
         info: dict[str, Any] = {"selection": self.selection, "classifier": self.classifier}
         if self.selection == "takens":
@@ -260,7 +275,10 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             products.release_signals(max(o * lg for o, lg in valid))
         mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen
         if len(valid) > 1 or len(params) > 1:
-            splits = self._inner_splits(y, groups)
+            splits = self._grouped_splits(y, groups) if groups is not None \
+                else self._inner_splits(y)
+            info["inner_cv"] = ("stratified group k-fold" if groups is not None
+                                else "stratified k-fold")
             done: dict[tuple[int, int], np.ndarray] = {}
             # every point's matrices in one buffer: each is scored, then overwritten
             buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)

@@ -90,6 +90,18 @@ def _logits(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
                       for i in range(0, len(X), batch_size)])
 
 
+def check_groups(groups: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """``groups`` as an array of one label per row, or None; a clear error otherwise (also
+    when no validation split will be carved, so a mistake never goes unnoticed)."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"{name}: groups has shape {groups.shape}; expected ({n},), one "
+                         "group label per epoch")
+    return groups
+
+
 def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dict | None,
                    monitor: str, label_smoothing: float, seed: int, batch_size: int,
                    run_dir: str | None = None,
@@ -126,6 +138,7 @@ def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dic
     """
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {MONITORS}, got {monitor!r}")
+    groups = check_groups(groups, len(y), "fit_classifier")
     config = TrainConfig(**{**(training or {}), "seed": seed, "monitor": f"val_{monitor}",
                             "mode": "min" if monitor == "loss" else "max"})
     smoothing = float(label_smoothing)

@@ -43,6 +43,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted
 
+from .evaluation import check_groups
 from .features.augmented import (
     LaggedProducts,
     augmented_covariances,
@@ -155,23 +156,19 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
 
     def _inner_splits(self, y: np.ndarray, groups: np.ndarray | None = None
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The inner CV: stratified k-fold, or stratified group k-fold with ``groups``."""
+        """The inner CV: stratified k-fold, or with ``groups`` stratified group k-fold,
+        refused where it cannot score every class in every fold."""
         if groups is None:
             cv = StratifiedKFold(self.inner_folds, shuffle=True, random_state=self.random_state)
             return list(cv.split(np.zeros((len(y), 1)), y))
-        cv = StratifiedGroupKFold(self.inner_folds, shuffle=True,
-                                  random_state=self.random_state)
-        return list(cv.split(np.zeros((len(y), 1)), y, groups))
-
-    def _grouped_splits(self, y: np.ndarray, groups: np.ndarray
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The grouped inner CV, refused where it cannot score every class in every fold."""
         per_class = min(len(np.unique(groups[y == c])) for c in self.classes_)
         if per_class < self.inner_folds:
             raise ValueError(
                 f"a class occurs in only {per_class} group(s), fewer than the "
                 f"{self.inner_folds} inner folds; lower inner_folds or pass no groups")
-        splits = self._inner_splits(y, groups)
+        cv = StratifiedGroupKFold(self.inner_folds, shuffle=True,
+                                  random_state=self.random_state)
+        splits = list(cv.split(np.zeros((len(y), 1)), y, groups))
         for k, (_, test) in enumerate(splits):
             missing = np.setdiff1d(self.classes_, y[test])
             if len(missing):
@@ -236,11 +233,7 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                 f"the smallest class has {counts.min()} training epochs, fewer than the "
                 f"{self.inner_folds} inner folds; lower inner_folds or n_folds, or add epochs"
             )
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != y.shape:
-                raise ValueError(f"groups has shape {groups.shape}; expected {y.shape}, one "
-                                 "group label per epoch")
+        groups = check_groups(groups, len(y), type(self).__name__)
         n_epochs, n_channels, n_times = X.shape
         info: dict[str, Any] = {"selection": self.selection, "classifier": self.classifier}
         if self.selection == "takens":
@@ -275,10 +268,9 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             products.release_signals(max(o * lg for o, lg in valid))
         mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen
         if len(valid) > 1 or len(params) > 1:
-            splits = self._grouped_splits(y, groups) if groups is not None \
-                else self._inner_splits(y)
-            info["inner_cv"] = ("stratified group k-fold" if groups is not None
-                                else "stratified k-fold")
+            splits = self._inner_splits(y, groups)
+            info["inner_cv"] = ("stratified k-fold" if groups is None
+                                else "stratified group k-fold")
             done: dict[tuple[int, int], np.ndarray] = {}
             # every point's matrices in one buffer: each is scored, then overwritten
             buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)
@@ -287,10 +279,7 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                     continue
                 key = (o, lg if o > 1 else 0)  # order 1 ignores the lag: same matrices
                 if key not in done:
-                    side = n_channels * o
-                    covs = products.covariances(
-                        o, lg, self.estimator,
-                        out=buffer[:n_epochs * side * side].reshape(n_epochs, side, side))
+                    covs = products.covariances(o, lg, self.estimator, out=buffer)
                     done[key] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
                 mean_scores[i] = done[key]
             mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen

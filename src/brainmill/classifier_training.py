@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
 from torch import nn
 
+from .evaluation import check_groups
 from .training import TrainConfig, Trainer, TrainResult
 
 __all__ = ["MONITORS", "class_weights", "fit_classifier", "kappa", "predict_proba",
@@ -88,18 +89,6 @@ def _logits(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
     device = next(net.parameters()).device
     return torch.cat([net(X[i:i + batch_size].to(device)).float().cpu()
                       for i in range(0, len(X), batch_size)])
-
-
-def check_groups(groups: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
-    """``groups`` as an array of one label per row, or None; a clear error otherwise (also
-    when no validation split will be carved, so a mistake never goes unnoticed)."""
-    if groups is None:
-        return None
-    groups = np.asarray(groups)
-    if groups.shape != (n,):
-        raise ValueError(f"{name}: groups has shape {groups.shape}; expected ({n},), one "
-                         "group label per epoch")
-    return groups
 
 
 def fit_classifier(net: nn.Module, X: torch.Tensor, y: np.ndarray, training: dict | None,

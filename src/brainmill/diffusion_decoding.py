@@ -24,7 +24,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .classifier_training import check_groups, fit_classifier, predict_proba, weights_by_index
+from .classifier_training import fit_classifier, predict_proba, weights_by_index
 from .features.timefreq import resample_signals
 from .models.diffusion import DiffusionConfig, EEGDiffusion
 from .models.latent_fusion import LatentFusionConfig, LatentFusionTransformer
@@ -292,7 +292,6 @@ class LatentFusionClassifier(ClassifierMixin, BaseEstimator):
         each recording whole on one side of the validation split."""
         name = type(self).__name__
         X = _check_representations(X, name)
-        groups = check_groups(groups, len(X), name)
         self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"{name}: need at least two classes, got {self.classes_}")

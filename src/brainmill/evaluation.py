@@ -180,6 +180,21 @@ def cross_session_splits(y: np.ndarray, session: np.ndarray) -> list[Split]:
     return splits
 
 
+def check_groups(groups: Any, n: int, name: str) -> np.ndarray | None:
+    """``groups`` (e.g. the recording of each epoch) as an array of ``n`` labels, or None.
+
+    Estimators that keep groups whole inside a training fold call it on entry, so a wrong
+    length is an error even where no split ends up using the groups.
+    """
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"{name}: groups has shape {groups.shape}; expected ({n},), one "
+                         "group label per epoch")
+    return groups
+
+
 def run_groups(session: np.ndarray, run: np.ndarray) -> np.ndarray:
     """Group code of each epoch: one per distinct (session, run) pair, in order of appearance."""
     keys = [f"{s}\x1f{r}" for s, r in zip(np.asarray(session, dtype=str),

@@ -19,13 +19,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .classifier_training import (
-    MONITORS,
-    check_groups,
-    fit_classifier,
-    predict_proba,
-    weights_by_index,
-)
+from .classifier_training import MONITORS, fit_classifier, predict_proba, weights_by_index
+from .evaluation import check_groups
 from .features.timefreq import TFMTokens
 from .models.transformer import TokenTransformer, TokenTransformerConfig
 from .training import TrainConfig, Trainer
@@ -120,7 +115,7 @@ class TokenTransformerClassifier(ClassifierMixin, BaseEstimator):
         n_codes = self._vocabulary(X)
         X = _check_ids(X, n_codes, name)
         y = np.asarray(y)
-        groups = check_groups(groups, len(X), name)
+        groups = check_groups(groups, len(X), name)  # before the pretraining uses them
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"{name}: need at least two classes, got {self.classes_}")

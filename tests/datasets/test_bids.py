@@ -118,3 +118,29 @@ def test_truncated_edf_names_the_file_and_subject(tmp_path):
     with pytest.raises(DataError, match="truncated") as err:
         bids.load(BIDSSource(root=str(tmp_path), task="mi"), "01", EVENTS, seed=0)
     assert str(edf) in str(err.value) and "subject 01" in str(err.value)
+
+
+def test_curated_events_tsv_is_not_taken_for_a_truncated_recording(tmp_path):
+    """mne-bids takes the events from ``events.tsv``, not the BrainVision marker file: an
+    events table with fewer rows than the markers is a curated table, not lost data; a row
+    past the end of the data read is lost data."""
+    rng = np.random.default_rng(0)
+    raw = mne.io.RawArray(rng.standard_normal((len(CH), int(9 * SFREQ))) * 10e-6,
+                          mne.create_info(CH, SFREQ, "eeg"), verbose="error")
+    raw.set_meas_date(1_000_000_000)
+    raw.set_annotations(mne.Annotations(ONSETS, [0.5] * len(ONSETS), LABELS))
+    path = mne_bids.BIDSPath(subject="01", task="mi", datatype="eeg", root=tmp_path)
+    mne_bids.write_raw_bids(raw, path, format="BrainVision", allow_preload=True,
+                            overwrite=True, verbose=False)
+    tsv = path.copy().update(suffix="events", extension=".tsv").fpath
+    table = tsv.read_text().splitlines()
+    tsv.write_text("\n".join(table[:2] + table[3:]) + "\n")  # drop the first 'right' row
+    rec = bids.load(BIDSSource(root=str(tmp_path), task="mi"), "01", EVENTS, seed=0)
+    desc = list(rec.raw.annotations.description)
+    assert desc.count("left_hand") == 2 and desc.count("right_hand") == 1
+
+    late = table[1].split("\t")
+    late[0] = "20.0"  # a configured event after the 9 s of data
+    tsv.write_text("\n".join(table + ["\t".join(late)]) + "\n")
+    with pytest.raises(DataError, match=r"subject 01.*configured events .* lie after the end"):
+        bids.load(BIDSSource(root=str(tmp_path), task="mi"), "01", EVENTS, seed=0)

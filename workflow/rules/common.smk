@@ -33,8 +33,9 @@ TRAINER_THREADS = _trainer_threads()
 
 
 # Whether this machine has an NVIDIA GPU (its driver's device node; importing torch here would
-# slow every job's start). Per-subject jobs that run on the GPU when there is one (tokenize)
-# then claim the `gpu` resource like the trainers; without one they run side by side.
+# slow every job's start). Per-subject jobs that run on the GPU when there is one (tokenize,
+# diffusion_features) then claim the `gpu` resource like the trainers (`gpu_if_local`);
+# without one they run side by side.
 GPU_PRESENT = Path("/dev/nvidiactl").exists()
 
 

@@ -59,7 +59,7 @@ rule diffusion_features:
     params:
         stage=stage_params("features", feature="diffusion"),
     resources:
-        gpu=1,  # one backbone pass per window: the GPU when there is one
+        gpu=gpu_if_local,  # one backbone pass per window: the GPU when there is one
     priority: 15
     log:
         f"{LOGS}/{{ds}}/sub-{{sub}}/features-diffusion.log",

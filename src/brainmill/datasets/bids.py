@@ -14,6 +14,7 @@ from typing import Any
 
 import mne
 import mne_bids
+import pandas as pd
 from mne_bids.config import reader as _BIDS_READERS
 
 from ..config import BIDSSource
@@ -87,6 +88,18 @@ def find_recordings(source: BIDSSource, subject: str) -> list[mne_bids.BIDSPath]
     return paths
 
 
+def _events_tsv_descriptions(path: mne_bids.BIDSPath) -> list[str] | None:
+    """``trial_type`` of each timed row of the recording's ``events.tsv`` (None without one):
+    mne-bids replaces the file's own markers with these when it reads the recording."""
+    tsv = path.copy().update(suffix="events", extension=".tsv").fpath
+    if not tsv.is_file():
+        return None
+    table = pd.read_csv(tsv, sep="\t", na_values="n/a", keep_default_na=False, dtype=str)
+    if "trial_type" not in table or "onset" not in table:
+        return None
+    return table.loc[table["onset"].notna(), "trial_type"].dropna().tolist()
+
+
 def _read(path: mne_bids.BIDSPath, subject: str) -> mne.io.BaseRaw:
     with checked_reading(path.fpath, subject, "a complete recording"):
         try:
@@ -135,7 +148,7 @@ def load(
     paths = find_recordings(source, subject)
     raws = [_read(p, subject) for p in paths]
     for p, raw in zip(paths, raws, strict=True):
-        check_events_kept(raw, p.fpath, subject, events)
+        check_events_kept(raw, p.fpath, subject, events, _events_tsv_descriptions(p))
     labels = [(p.session or "1", p.run or str(i + 1), str(p.fpath))
               for i, p in enumerate(paths)]
     raw, runs = concatenate_runs(raws, labels, subject=subject)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,7 +52,8 @@ def checked_reading(path: Path | str, subject: str, expected: str) -> Iterator[N
 
 
 def check_events_kept(raw: mne.io.BaseRaw, path: Path | str, subject: str,
-                      events: dict[str, list[str]]) -> None:
+                      events: dict[str, list[str]],
+                      written: Sequence[str] | None = None) -> None:
     """Raise if configured events of a BrainVision marker file lie beyond the data read.
 
     A BrainVision header does not say how many samples the ``.eeg`` file holds, so a file that
@@ -70,18 +71,22 @@ def check_events_kept(raw: mne.io.BaseRaw, path: Path | str, subject: str,
     subject : str
     events : dict of str to list of str
         The dataset's ``events``: class name → annotation descriptions.
+    written : sequence of str, optional
+        The descriptions of the events the annotations were read from, when that is not the
+        marker file: BIDS replaces them with its ``events.tsv``.
     """
     path = Path(path)
     if path.suffix.lower() != ".vhdr":
         return
     descriptions = {d for descs in events.values() for d in descs} | set(events)
-    found = re.search(r"^MarkerFile=(.+?)\s*$", path.read_text(errors="replace"), re.M)
-    marker = path.with_name(found.group(1)) if found else path.with_suffix(".vmrk")
-    try:
-        written = mne.read_annotations(marker)
-    except Exception:  # an unreadable marker file is MNE's to report when it reads the raw
-        return
-    counted = [sum(d in descriptions for d in a.description) for a in (written, raw.annotations)]
+    if written is None:
+        found = re.search(r"^MarkerFile=(.+?)\s*$", path.read_text(errors="replace"), re.M)
+        marker = path.with_name(found.group(1)) if found else path.with_suffix(".vmrk")
+        try:
+            written = mne.read_annotations(marker).description
+        except Exception:  # an unreadable marker file is MNE's to report when it reads it
+            return
+    counted = [sum(d in descriptions for d in a) for a in (written, raw.annotations.description)]
     lost = counted[0] - counted[1]
     if lost > 0:
         raise DataError(

@@ -134,11 +134,9 @@ def delay_embed(X: np.ndarray, order: int, lag: int) -> np.ndarray:
     )
 
 
-def _oas_shrink(emp: np.ndarray, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Oracle-approximating shrinkage of a stack of 1/N empirical covariances (sklearn's OAS).
-
-    ``out`` (may be ``emp`` itself) receives the result.
-    """
+def _oas_shrink(emp: np.ndarray, n_samples: int) -> np.ndarray:
+    """Oracle-approximating shrinkage (sklearn's OAS) of a stack of 1/N empirical
+    covariances, in place."""
     p = emp.shape[-1]
     alpha = np.mean(emp**2, axis=(-2, -1))
     mu = np.trace(emp, axis1=-2, axis2=-1) / p
@@ -146,23 +144,20 @@ def _oas_shrink(emp: np.ndarray, n_samples: int, out: np.ndarray | None = None) 
     den = (n_samples + 1) * (alpha - mu**2 / p)
     with np.errstate(divide="ignore", invalid="ignore"):
         shrinkage = np.where(den == 0, 1.0, np.minimum(num / np.where(den == 0, 1, den), 1.0))
-    return _shrunk(emp, shrinkage, mu, out)
+    return _shrunk(emp, shrinkage, mu)
 
 
-def _shrunk(emp: np.ndarray, shrinkage: np.ndarray, mu: np.ndarray,
-            out: np.ndarray | None = None) -> np.ndarray:
-    out = np.multiply((1.0 - shrinkage)[:, None, None], emp, out=out)
+def _shrunk(emp: np.ndarray, shrinkage: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``(1 − s)·emp + s·mu·I`` per matrix, written over ``emp``."""
+    np.multiply((1.0 - shrinkage)[:, None, None], emp, out=emp)
     idx = np.arange(emp.shape[-1])
-    out[:, idx, idx] += (shrinkage * mu)[:, None]
-    return out
+    emp[:, idx, idx] += (shrinkage * mu)[:, None]
+    return emp
 
 
-def _lwf_shrink(emp: np.ndarray, n_samples: int, sq_norm_sum: np.ndarray,
-                out: np.ndarray | None = None) -> np.ndarray:
-    """Ledoit-Wolf shrinkage (sklearn's formula) from 1/N covariances and Σ_t ‖x_t‖⁴.
-
-    ``out`` (may be ``emp`` itself) receives the result.
-    """
+def _lwf_shrink(emp: np.ndarray, n_samples: int, sq_norm_sum: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrinkage (sklearn's formula) from 1/N covariances and Σ_t ‖x_t‖⁴, in
+    place."""
     p = emp.shape[-1]
     trace = np.trace(emp, axis1=-2, axis2=-1)
     mu = trace / p
@@ -172,7 +167,7 @@ def _lwf_shrink(emp: np.ndarray, n_samples: int, sq_norm_sum: np.ndarray,
     beta = np.minimum(beta, delta)
     with np.errstate(divide="ignore", invalid="ignore"):
         shrinkage = np.where(delta == 0, 0.0, beta / np.where(delta == 0, 1, delta))
-    return _shrunk(emp, shrinkage, mu, out)
+    return _shrunk(emp, shrinkage, mu)
 
 
 class LaggedProducts:
@@ -396,7 +391,7 @@ class LaggedProducts:
         (:mod:`brainmill.features._acm_kernels`): built per epoch in cache for a single
         (order, lag), or once per lag for a grid (``max_orders``) and shared by its orders.
 
-        ``out``, optional: a C-contiguous float64 array of the scatter's shape to write into.
+        ``out``, optional: where to write the scatter (see :func:`covariances`).
 
         Returns
         -------
@@ -449,7 +444,9 @@ class LaggedProducts:
         ``cov``: unbiased empirical covariance (``np.cov``, the paper's estimator);
         ``oas``/``lwf``: scikit-learn's OAS / Ledoit-Wolf shrinkage of the 1/N covariance
         (pyriemann's ``Covariances("oas")``/``("lwf")``). ``out``, optional: a C-contiguous
-        float64 array of that shape to write the matrices into (returned).
+        float64 array of that shape to write the matrices into, or a flat float64 buffer of
+        at least that many values, whose start is used; the matrices are returned (a view of
+        the buffer).
         """
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
@@ -460,8 +457,8 @@ class LaggedProducts:
             return self.scatter(order, lag, scale=1.0 / (n - 1), out=out)[0]
         emp, means, _ = self.scatter(order, lag, scale=1.0 / n, out=out)
         if estimator == "oas":  # shrunk in place: emp is ``out`` or our own new array
-            return _oas_shrink(emp, n, emp)
-        return _lwf_shrink(emp, n, self._sum_sq_norms_squared(order, lag, means, n), emp)
+            return _oas_shrink(emp, n)
+        return _lwf_shrink(emp, n, self._sum_sq_norms_squared(order, lag, means, n))
 
     def check_full_rank(self, rtol: float = 1e-10) -> None:
         """Raise if an epoch's channel covariance is singular (then every ACM of it is).
@@ -493,27 +490,29 @@ class LaggedProducts:
         ``augment__order``), so that the edge tables of one lag serve all its orders.
 
         With ``reuse=True`` every point is written into one buffer, sized for the largest
-        order, and yielded as a view of it: **the next point overwrites it** (copy what you
-        keep). A consumer that uses each point and drops it, as a grid search does, then
+        point that fits, and yielded as a view of it: **the next point overwrites it** (copy
+        what you keep). A consumer that uses each point and drops it, as a grid search does, then
         avoids a fresh allocation per point, whose new pages cost about 3–9 % (15 % in one
         run) of a 10 × 10 PhysioNet grid (670 MB of matrices in all).
         """
-        n, c, t = self.shape
-        fitting = [o for lg in lags for o in orders if feasible(t, c, o, lg, estimator)]
-        # sized for the largest point that fits: one that does not raises in its turn below
-        buffer = np.empty(n * (c * max(fitting)) ** 2 if reuse and fitting else 0)
+        buffer = None
+        if reuse:  # a point that does not fit raises in its turn, before using the buffer
+            n, c, t = self.shape
+            fitting = [o for lg in lags for o in orders if feasible(t, c, o, lg, estimator)]
+            buffer = np.empty(n * (c * max(fitting, default=0)) ** 2)
         for lag in lags:
             for order in orders:
-                size = n * (c * order) ** 2
-                out = buffer[:size].reshape(n, c * order, c * order) \
-                    if buffer.size >= size else None
-                yield order, lag, self.covariances(order, lag, estimator, out=out)
+                yield order, lag, self.covariances(order, lag, estimator, out=buffer)
 
 
 def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-    """``out`` checked for the compiled kernels (shape, float64, C order), or a new array."""
+    """``out`` checked for the compiled kernels (shape, float64, C order), the start of a
+    flat buffer ``out`` viewed as ``shape``, or a new array."""
     if out is None:
         return np.empty(shape)
+    size = int(np.prod(shape))
+    if out.ndim == 1 and out.size >= size:
+        out = out[:size].reshape(shape)
     if out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous \
             or not out.flags.writeable:
         raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}; "

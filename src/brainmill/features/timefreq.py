@@ -23,6 +23,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..evaluation import check_groups
 from ..models.frontend import robust_scale, stft_magnitude
 from ..models.tokenizer import TFMTokenizer, TokenizerConfig
 from ..training import TrainConfig, Trainer, full_fp32_convolutions
@@ -185,14 +186,9 @@ class TFMTokens(TransformerMixin, BaseEstimator):
         trainer = Trainer(TrainConfig(**{**(self.training or {}), "seed": self.seed}),
                           run_dir=self.run_dir)
         # channels of one epoch (of one group) stay on one side of the validation split
-        if groups is None:
-            rows = np.repeat(np.arange(n), c)
-        else:
-            groups = np.asarray(groups)
-            if groups.shape != (n,):
-                raise ValueError(f"TFMTokens: groups has shape {groups.shape}; expected "
-                                 f"({n},), one group label per epoch")
-            rows = np.repeat(np.unique(groups, return_inverse=True)[1], c)
+        groups = check_groups(groups, n, "TFMTokens")
+        epoch_groups = np.arange(n) if groups is None else groups
+        rows = np.repeat(epoch_groups, c)
         result = trainer.fit(
             model,
             lambda m, batch, gen: m.training_loss(batch[0], gen),

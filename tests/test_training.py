@@ -209,6 +209,19 @@ def test_tiny_regression_learns_and_writes_its_logs(tmp_path):
     assert len(summary["history"]) == 25
 
 
+def test_validation_split_weighs_a_rare_class_as_much_as_a_common_one():
+    # recordings that each hold many "common" rows and, in three of ten, a few "rare" ones (a
+    # sleep stage seen in a few excerpts): a fifth of the common rows is two whole recordings,
+    # and picking those by raw counts left the rare class out of validation altogether
+    rare = [0, 0, 0, 0, 0, 0, 0, 6, 6, 6]
+    groups = np.concatenate([np.full(30 + r, g) for g, r in enumerate(rare)])
+    y = np.concatenate([np.r_[np.zeros(30), np.ones(r)] for r in rare])
+    for seed in range(6):
+        train, val = validation_split(len(y), 0.2, seed, y=y, groups=groups)
+        assert set(groups[train]).isdisjoint(groups[val])
+        assert (y[val] == 0).sum() == 60 and (y[val] == 1).sum() == 6  # the best whole-group split
+
+
 def test_same_seed_bit_identical_weights_other_seed_differs():
     X, y = regression_data(40)
 

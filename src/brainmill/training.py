@@ -500,10 +500,12 @@ def validation_split(
 
     - neither ``y`` nor ``groups``: a random ``round(fraction·n)`` rows;
     - ``y``: the same fraction of every class, ``round(fraction·n_c)`` rows of class ``c``;
-    - ``groups``: whole groups only. Groups are visited in a random order and a group joins the
-      validation set when that brings its per-class row counts (one class when ``y`` is None)
-      closer in L1 to ``fraction`` times the totals; so class proportions are kept as far as
-      whole groups allow.
+    - ``groups``: whole groups only, chosen greedily: at each step the group that brings the
+      validation set's per-class row counts (one class when ``y`` is None) closest to
+      ``fraction`` times the class totals, the distance being the sum over classes of each
+      class's deviation as a share of its total, so a rare class weighs as much as a common
+      one. It stops when no group brings it closer. Ties go to the first group of a random
+      order drawn from ``seed``; so class proportions are kept as far as whole groups allow.
 
     Parameters
     ----------
@@ -558,19 +560,24 @@ def validation_split(
                    else np.unique(np.asarray(y), return_inverse=True)[1])
         counts = np.zeros((n_groups, y_codes.max() + 1))
         np.add.at(counts, (g_codes, y_codes), 1.0)
-        target = fraction * counts.sum(axis=0)
-        chosen = np.zeros(n_groups, dtype=bool)
-        current = np.zeros_like(target)
-        order = rng.permutation(n_groups)
-        for g in order:
-            if np.abs(current + counts[g] - target).sum() < np.abs(current - target).sum():
-                current += counts[g]
-                chosen[g] = True
-        if not chosen.any():  # every group alone overshoots: take the one closest to the target
-            chosen[order[np.argmin([np.abs(counts[g] - target).sum() for g in order])]] = True
-        if chosen.all():
-            chosen[order[-1]] = False
-        val = np.flatnonzero(chosen[g_codes])
+        totals = counts.sum(axis=0)
+        target, weight = fraction * totals, 1.0 / totals
+        order = rng.permutation(n_groups)  # ties go to the first in this order
+        pool = counts[order]
+        taken = np.zeros(n_groups, dtype=bool)  # in ``order``'s positions
+        current, distance = np.zeros_like(target), fraction * len(totals)
+        last = -1
+        while not taken.all():
+            after = np.abs(current + pool - target) @ weight
+            after[taken] = np.inf
+            best = int(np.argmin(after))
+            if after[best] >= distance and taken.any():
+                break  # the first group is taken even if it overshoots: val must not be empty
+            taken[best], last = True, best
+            current, distance = current + pool[best], after[best]
+        if taken.all():
+            taken[last] = False
+        val = np.flatnonzero(np.isin(g_codes, order[taken]))
     val = np.sort(val).astype(np.int64)
     if len(val) == 0 or len(val) == n:
         raise ValueError(f"validation_split: fraction = {fraction} of {n} rows leaves "

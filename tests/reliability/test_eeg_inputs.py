@@ -36,7 +36,7 @@ def test_truncated_edf(eeg):
     path = _broken_edf(eeg, lambda data: data[: len(data) // 2])
     outcome = eeg.run(BROKEN)
     outcome.assert_rejected("load", "DataError", path, f"subject {BROKEN}", "truncated",
-                            "expected a complete .edf recording")
+                            "expected a complete, valid .edf recording")
     eeg.assert_nothing_after(outcome)
 
 
@@ -44,7 +44,7 @@ def test_edf_with_corrupted_header(eeg):
     path = _broken_edf(eeg, lambda data: b"\xff" * 256 + data[256:])
     outcome = eeg.run(BROKEN)
     outcome.assert_rejected("load", "DataError", path, f"subject {BROKEN}",
-                            "MNE cannot read the file", "expected a valid .edf recording")
+                            "MNE cannot read the file", "expected a complete, valid .edf recording")
     eeg.assert_nothing_after(outcome)
 
 

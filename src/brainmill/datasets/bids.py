@@ -101,17 +101,10 @@ def _events_tsv_descriptions(path: mne_bids.BIDSPath) -> list[str] | None:
 
 
 def _read(path: mne_bids.BIDSPath, subject: str) -> mne.io.BaseRaw:
-    with checked_reading(path.fpath, subject, "a complete recording"):
-        try:
-            raw = mne_bids.read_raw_bids(path, verbose=False)
-            raw.load_data(verbose=False)
-        except Exception as err:  # mne-bids and MNE raise many types for a broken file
-            raise DataError(
-                f"mne-bids cannot read the recording: {type(err).__name__}: {err}",
-                subject=subject,
-                file=path.fpath,
-                hint="Check the dataset with the BIDS validator",
-            ) from err
+    with checked_reading(path.fpath, subject, "a complete recording", reader="mne-bids",
+                         hint="Check the dataset with the BIDS validator"):
+        raw = mne_bids.read_raw_bids(path, verbose=False)
+        raw.load_data(verbose=False)
     return raw
 
 

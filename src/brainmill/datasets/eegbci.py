@@ -93,17 +93,9 @@ def _fetch(source: EEGBCISource, subject: str, number: int) -> list[Path]:
 
 
 def _read_run(path: Path, subject: str) -> mne.io.BaseRaw:
-    with checked_reading(path, subject, "a complete PhysioNet EDF run (delete it and fetch it "
-                                        "again with download: true)"):
-        try:
-            raw = mne.io.read_raw_edf(path, preload=True, verbose="warning")
-        except Exception as err:
-            raise DataError(
-                f"cannot read the EDF file: {type(err).__name__}: {err}",
-                subject=subject,
-                file=path,
-                hint="Delete it and fetch it again (download: true)",
-            ) from err
+    with checked_reading(path, subject, "a complete PhysioNet EDF run",
+                         hint="Delete it and fetch it again (download: true)"):
+        raw = mne.io.read_raw_edf(path, preload=True, verbose="warning")
     mne.datasets.eegbci.standardize(raw)
     raw.set_montage(make_standard_montage(MONTAGE), on_missing="warn", verbose="error")
     return raw

@@ -209,18 +209,8 @@ def read_file(path: Path, subject: str, *, preload: bool = True) -> mne.io.BaseR
     if path.stat().st_size == 0:
         raise DataError("the file is empty (0 bytes)", subject=subject, file=path,
                         hint="Copy or export the recording again")
-    with checked_reading(path, subject, f"a complete {ext} recording"):
-        try:
-            raw = mne.io.read_raw(path, preload=preload, verbose="warning")
-        except Exception as err:  # MNE raises many types for a corrupt file
-            raise DataError(
-                f"MNE cannot read the file: {type(err).__name__}: {err}".rstrip(": "),
-                subject=subject,
-                file=path,
-                expected=f"a valid {ext} recording",
-                hint="The file is corrupt, truncated or not what its extension says",
-            ) from err
-    return raw
+    with checked_reading(path, subject, f"a complete, valid {ext} recording"):
+        return mne.io.read_raw(path, preload=preload, verbose="warning")
 
 
 def events_from_stim(raw: mne.io.BaseRaw, stim_channel: str, *, subject: str,

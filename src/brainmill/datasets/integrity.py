@@ -24,10 +24,15 @@ from ..errors import DataError
 #: Warning texts that mean the file is truncated or corrupt.
 FATAL_WARNINGS = ("does not match the file size", "Invalid tag with only")
 @contextmanager
-def checked_reading(path: Path | str, subject: str, expected: str) -> Iterator[None]:
-    """Raise a :class:`DataError` for a truncation warning raised inside the block.
+def checked_reading(path: Path | str, subject: str, expected: str, *, reader: str = "MNE",
+                    hint: str = "The file is corrupt, truncated or not what its extension "
+                                "says; copy or export the recording again") -> Iterator[None]:
+    """Read a recording inside the block; any failure becomes a :class:`DataError`.
 
-    Other warnings are passed on unchanged once the block ends.
+    An exception raised in the block (readers raise many types for a broken file) and a
+    truncation warning (:data:`FATAL_WARNINGS`, for which MNE returns a shorter recording) are
+    both raised as a :class:`DataError` naming the file and the subject. Other warnings are
+    passed on unchanged once the block ends.
 
     Parameters
     ----------
@@ -37,16 +42,26 @@ def checked_reading(path: Path | str, subject: str, expected: str) -> Iterator[N
         The subject it belongs to (named in the error).
     expected : str
         What the file should have been, e.g. ``"a complete .edf recording"``.
+    reader : str
+        Who reads it, for the message: ``"<reader> cannot read the file: …"``.
+    hint : str
+        What to do about it.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        yield
+        try:
+            yield
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(f"{reader} cannot read the file: {type(err).__name__}: "
+                            f"{err}".rstrip(": "), subject=subject, file=path,
+                            expected=expected, hint=hint) from err
     for w in caught:
         text = str(w.message)
         if any(f in text for f in FATAL_WARNINGS):
             raise DataError(f"the file is truncated or corrupt: {text}", subject=subject,
-                            file=path, expected=expected,
-                            hint="Copy or export the recording again")
+                            file=path, expected=expected, hint=hint)
     for w in caught:  # the harmless ones, passed on
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 

@@ -123,3 +123,21 @@ def test_metrics_rows_keeps_skipped_reason():
     assert within["skipped"] == "" and within["accuracy_mean"] == 0.8
     assert within["roc_auc_mean"] is None and within["n_folds"] == 3
     assert within["chance_level"] == 0.5 and within["chance_threshold_p05"] == 0.7
+
+
+def test_the_pretraining_caption_names_only_decoders_whose_model_saw_the_subject(stage_outputs):
+    from brainmill.evaluation import pretraining_record
+    from brainmill.reports import pretraining_caption
+
+    classical = read_json(stage_outputs.metrics["ts_lr"])
+    seen, unseen = dict(classical), dict(classical)
+    seen["decoder"], unseen["decoder"] = "token_transformer", "diffusion_lft"
+    seen["tokenizer"] = pretraining_record("tokenizer", "m.pt", ["1", "2"], "1")
+    unseen["backbone"] = pretraining_record("diffusion backbone", "b.pt", ["2"], "1")
+    assert seen["tokenizer"]["saw_this_subject"] and not unseen["backbone"]["saw_this_subject"]
+    scores = pd.DataFrame([row for m in (classical, seen, unseen) for row in metrics_rows(m)])
+    assert set(scores["transductive_pretraining"]) == {"", "tokenizer"}
+    caption = pretraining_caption(scores)
+    assert caption.startswith("Transductive pretraining: token_transformer (its tokenizer) was")
+    assert "diffusion_lft" not in caption and "ts_lr" not in caption
+    assert pretraining_caption(scores[scores["decoder"] != "token_transformer"]) == ""

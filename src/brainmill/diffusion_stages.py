@@ -30,7 +30,7 @@ from .diffusion_decoding import (
     train_diffusion,
 )
 from .errors import DataError
-from .evaluation import pretraining_note
+from .evaluation import pretraining_note, pretraining_record
 from .features.epochs import epochs_arrays
 from .generation_quality import channel_groups, classifier_two_sample_test, log_spectral_distance
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
@@ -217,16 +217,14 @@ def run_decode_diffusion(
     params = dataset.decoders.enabled()["diffusion_lft"]
     features = FeatureSet.load(features_path)
     info = read_json(model_info_path)
-    trained_on = [str(s) for s in info["subjects"]]
+    trained_on = info["subjects"]
     metrics, predictions = run_decoder(
         "diffusion_lft", params, features, dataset.evaluation, cfg.seed, subject=subject,
         dataset=ds, pretraining=pretraining_note("diffusion backbone", trained_on, subject,
-                                     "diffusion.subjects"))
+                                                 "diffusion.subjects"))
     metrics["versions"]["torch"] = torch.__version__
-    metrics["backbone"] = {"path": str(Path(model_info_path).with_name("model.pt")),
-                           "subjects": trained_on, "labels_used": False,
-                           # its signals (test folds included, never labels) trained it
-                           "saw_this_subject": str(subject) in trained_on}
+    metrics["backbone"] = pretraining_record(
+        "diffusion backbone", Path(model_info_path).with_name("model.pt"), trained_on, subject)
     write_json(metrics_path, metrics)
     with atomic_path(predictions_path, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -369,6 +370,11 @@ def _summary(values: list[float | None]) -> dict[str, float | None] | None:
     return {"mean": float(np.mean(finite)), "sd": sd}
 
 
+def saw_subject(subjects: Sequence[str], subject: str) -> bool:
+    """Whether ``subject`` is among the pretraining ``subjects`` (compared as strings)."""
+    return str(subject) in {str(s) for s in subjects}
+
+
 def pretraining_note(model: str, subjects: Sequence[str], subject: str, setting: str) -> str:
     """What a decoder's frozen, label-free pretrained model saw of the decoded subject.
 
@@ -389,7 +395,7 @@ def pretraining_note(model: str, subjects: Sequence[str], subject: str, setting:
         One or two sentences for the protocol description of ``metrics.json``.
     """
     names = ", ".join(f"sub-{s}" for s in subjects)
-    if str(subject) in {str(s) for s in subjects}:
+    if saw_subject(subjects, subject):
         return (
             f"The frozen {model} it reads was trained once for the dataset, without labels, on "
             f"the signals of {names}; this subject was among them, so the signals (never the "
@@ -402,6 +408,21 @@ def pretraining_note(model: str, subjects: Sequence[str], subject: str, setting:
         f"The frozen {model} it reads was trained without labels on other subjects only "
         f"({names}): none of this subject's trials."
     )
+
+
+def pretraining_record(model: str, path: str | Path, subjects: Sequence[str], subject: str
+                       ) -> dict[str, Any]:
+    """The ``metrics.json`` entry of a decoder's pretrained model.
+
+    Returns
+    -------
+    dict
+        ``model``, ``path``, ``subjects`` (as strings), ``labels_used`` (always False: the
+        pretraining is label-free) and ``saw_this_subject`` (its signals, test trials
+        included, trained the model; the dataset report names such decoders).
+    """
+    return {"model": model, "path": str(path), "subjects": [str(s) for s in subjects],
+            "labels_used": False, "saw_this_subject": saw_subject(subjects, subject)}
 
 
 def _describe(protocol: str, n_folds: int, shuffle: bool, sessions: list[str], *,

@@ -127,6 +127,8 @@ def metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             "decoder": metrics["decoder"],
             "protocol": protocol,
             "n_epochs": metrics.get("n_epochs"),
+            # the pretrained model whose training saw this subject's signals, if any
+            "transductive_pretraining": _transductive_model(metrics),
         }
         if "summary" not in res:
             row["skipped"] = res.get("skipped", "")
@@ -373,17 +375,25 @@ def _scores_figure(scores: pd.DataFrame, protocol: str) -> plt.Figure:
     return fig
 
 
-def _pretraining_caption(metrics_paths: list[str | Path]) -> str:
-    """Names the decoders whose pretrained model saw the decoded subjects' signals."""
-    seen: dict[str, str] = {}
-    for path in metrics_paths:
-        metrics = read_json(path)
-        for key, model in (("tokenizer", "tokenizer"), ("backbone", "diffusion backbone")):
-            if metrics.get(key, {}).get("saw_this_subject"):
-                seen[str(metrics.get("decoder"))] = model
-    if not seen:
+def _transductive_model(metrics: dict[str, Any]) -> str:
+    """The pretrained model (:func:`~brainmill.evaluation.pretraining_record`) of a decoder
+    whose training saw the decoded subject's signals; "" if none did."""
+    for key in ("tokenizer", "backbone"):
+        record = metrics.get(key, {})
+        if record.get("saw_this_subject"):
+            return str(record.get("model", key))
+    return ""
+
+
+def pretraining_caption(scores: pd.DataFrame) -> str:
+    """Names the decoders of a score table whose pretrained model saw the decoded subjects."""
+    if scores.empty or "transductive_pretraining" not in scores:
         return ""
-    names = "; ".join(f"{d} (its {m})" for d, m in sorted(seen.items()))
+    seen = scores.loc[scores["transductive_pretraining"] != "",
+                      ["decoder", "transductive_pretraining"]].drop_duplicates()
+    if seen.empty:
+        return ""
+    names = "; ".join(f"{d} (its {m})" for d, m in sorted(seen.itertuples(index=False)))
     return (f"Transductive pretraining: {names} was trained once for the dataset, without "
             "labels, on signals that include the test trials of the subjects it decodes; the "
             "other decoders fit everything inside each training fold.")
@@ -416,7 +426,7 @@ def build_dataset_report(
         f"{cfg.seed}. Per-subject reports: "
         + ", ".join(f"<a href='sub-{s}.html'>sub-{s}</a>" for s in ds_cfg.subjects) + ".</p>",
         title="Dataset", section="Summary")
-    report.add_html(_table(_summary_table(scores), _pretraining_caption(metrics_paths)),
+    report.add_html(_table(_summary_table(scores), pretraining_caption(scores)),
                     title="Decoders: mean ± sd of subject accuracies", section="Summary")
     for protocol in ds_cfg.evaluation.protocols:
         if (scores["protocol"] == protocol).any() and (scores["skipped"] == "").any():

@@ -31,7 +31,14 @@ import pandas as pd  # noqa: E402
 
 from .config import Config, DatasetConfig, FMRIDatasetConfig  # noqa: E402
 from .io import read_json  # noqa: E402
-from .reports import _save, _scores_figure, _summary_table, _table, score_table  # noqa: E402
+from .reports import (  # noqa: E402
+    _save,
+    _scores_figure,
+    _summary_table,
+    _table,
+    pretraining_caption,
+    score_table,
+)
 
 #: The line :func:`brainmill.joblog.job_logging` writes for a failed job.
 FAILED_LINE = re.compile(r" FAILED (?P<job>.+?): (?P<error>[A-Za-z_][\w.]*): (?P<message>.*)$")
@@ -250,7 +257,7 @@ def _add_eeg_scores(report: mne.Report, cfg: Config, ds: str, ds_cfg: DatasetCon
         report.add_html("<p>No subject finished.</p>", title="Scores", section="Scores")
         return
     scores = score_table(paths)
-    report.add_html(_table(_summary_table(scores)),
+    report.add_html(_table(_summary_table(scores), pretraining_caption(scores)),
                     title=f"Decoders over the {len(finished)} finished subject(s)",
                     section="Summary")
     for protocol in ds_cfg.evaluation.protocols:

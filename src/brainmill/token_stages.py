@@ -22,7 +22,7 @@ import torch
 
 from .config import Config
 from .errors import DataError
-from .evaluation import pretraining_note
+from .evaluation import pretraining_note, pretraining_record
 from .features.epochs import epochs_arrays
 from .features.timefreq import TFMTokens, token_counts, tokenize
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
@@ -140,17 +140,14 @@ def run_decode_transformer(
     tokenizer = load_model(model_path)
     codebook = tokenizer.codebook.detach().cpu().numpy()
     features = FeatureSet.load(tokens_path)
-    trained_on = [str(s) for s in dataset.tokenizer_subjects]
+    trained_on = dataset.tokenizer_subjects
     metrics, predictions = run_decoder(
         "token_transformer", params, features, dataset.evaluation, cfg.seed, subject=subject,
         dataset=ds, estimator_params={"codebook": codebook},
         pretraining=pretraining_note("TFM tokenizer", trained_on, subject,
                                      "tokenizer.subjects"))
     metrics["versions"]["torch"] = torch.__version__
-    metrics["tokenizer"] = {"path": str(model_path), "subjects": trained_on,
-                            "labels_used": False,
-                            # its signals (test folds included, never labels) trained it
-                            "saw_this_subject": str(subject) in trained_on}
+    metrics["tokenizer"] = pretraining_record("tokenizer", model_path, trained_on, subject)
     write_json(metrics_path, metrics)
     with atomic_path(predictions_path, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)

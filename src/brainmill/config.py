@@ -94,7 +94,27 @@ class StrictModel(BaseModel):
 # --------------------------------------------------------------------------------- sources
 
 
-class SyntheticSource(StrictModel):
+class EEGSourceModel(StrictModel):
+    """What every EEG source tells the dataset's validation about itself."""
+
+    @property
+    def n_sessions_known(self) -> int | None:
+        """Sessions per subject when the config alone says (None: found when loading)."""
+        return None
+
+    def refused_protocols(self) -> dict[str, str]:
+        """Evaluation protocols this source cannot run honestly: name → why, and what to do.
+
+        ``cross_session`` needs two sessions; sources override this to add their own (Bonn's
+        overlapping windows refuse ``within_session``).
+        """
+        if self.n_sessions_known == 1:
+            return {"cross_session": "this source has a single session; remove "
+                                     "'cross_session' or add sessions"}
+        return {}
+
+
+class SyntheticSource(EEGSourceModel):
     """The embedded synthetic motor-imagery dataset (no download).
 
     See :mod:`brainmill.datasets.synthetic` for the generative model and its ground truth.
@@ -129,7 +149,7 @@ class SyntheticSource(StrictModel):
         return self.n_sessions
 
 
-class EEGBCISource(StrictModel):
+class EEGBCISource(EEGSourceModel):
     """PhysioNet EEG Motor Movement/Imagery through :func:`mne.datasets.eegbci.load_data`."""
 
     kind: Literal["eegbci"] = "eegbci"
@@ -158,7 +178,7 @@ class EEGBCISource(StrictModel):
         return 1
 
 
-class FilesSource(StrictModel):
+class FilesSource(EEGSourceModel):
     """Any recording MNE reads (EDF/BDF/GDF/FIF/BrainVision/EEGLAB), found by a pattern."""
 
     kind: Literal["files"] = "files"
@@ -186,7 +206,7 @@ class FilesSource(StrictModel):
         return None if "{session}" in self.pattern else 1
 
 
-class BIDSSource(StrictModel):
+class BIDSSource(EEGSourceModel):
     """A BIDS dataset read with mne-bids."""
 
     kind: Literal["bids"] = "bids"
@@ -201,7 +221,7 @@ class BIDSSource(StrictModel):
         return None if self.sessions is None else len(self.sessions)
 
 
-class MOABBSource(StrictModel):
+class MOABBSource(EEGSourceModel):
     """A MOABB dataset (``pip install "brainmill[moabb]"``), read from its local cache."""
 
     kind: Literal["moabb"] = "moabb"
@@ -217,10 +237,6 @@ class MOABBSource(StrictModel):
         False, description="Allow a download when the subject is not in the cache."
     )
 
-    @property
-    def n_sessions_known(self) -> int | None:
-        return None
-
 
 #: Bonn sets: Z, O healthy (eyes open, closed), N, F interictal, S ictal.
 BONN_SETS = ("Z", "O", "N", "F", "S")
@@ -228,7 +244,7 @@ BONN_SETS = ("Z", "O", "N", "F", "S")
 BONN_SEGMENT_S = 4097 / 173.61
 
 
-class BonnSource(StrictModel):
+class BonnSource(EEGSourceModel):
     """Bonn University epilepsy EEG (Andrzejak et al. 2001), single-channel segments.
 
     One pooled subject: every segment of ``sets`` is one run of session ``"1"``; windows of
@@ -284,8 +300,17 @@ class BonnSource(StrictModel):
     def n_sessions_known(self) -> int | None:
         return 1
 
+    def refused_protocols(self) -> dict[str, str]:
+        refused = super().refused_protocols()
+        if self.step_s < self.window_s:
+            refused["within_session"] = (
+                f"the bonn source's windows overlap (step_s {self.step_s} < window_s "
+                f"{self.window_s}): a k-fold over windows would test on parts of windows it "
+                "trained on; use 'grouped_kfold', which keeps every segment whole in one fold")
+        return refused
 
-class DreamsSource(StrictModel):
+
+class DreamsSource(EEGSourceModel):
     """DREAMS Sleep Spindles database (Devuyst et al., Univ. Mons): 30-min single-channel
     excerpts with 5-s hypnograms.
 
@@ -930,23 +955,11 @@ class DatasetConfig(StrictModel):
 
     @model_validator(mode="after")
     def _combination(self) -> DatasetConfig:
-        n_sessions = self.source.n_sessions_known
-        protocol_lists = self._protocol_lists()
-        for where, protocols in protocol_lists:
-            if "cross_session" in protocols and n_sessions == 1:
-                raise ValueError(
-                    f"{where} asks for 'cross_session' but this source has a single "
-                    "session; remove 'cross_session' or add sessions"
-                )
-        source = self.source
-        if isinstance(source, BonnSource) and source.step_s < source.window_s:
-            for where, protocols in protocol_lists:
-                if "within_session" in protocols:
-                    raise ValueError(
-                        f"{where} asks for 'within_session', but the bonn source's windows "
-                        f"overlap (step_s {source.step_s} < window_s {source.window_s}): a "
-                        "k-fold over windows would test on parts of windows it trained on; "
-                        "use 'grouped_kfold', which keeps every segment whole in one fold")
+        refused = self.source.refused_protocols()
+        for where, protocols in self._protocol_lists():
+            for protocol in protocols:
+                if protocol in refused:
+                    raise ValueError(f"{where} asks for '{protocol}', but {refused[protocol]}")
         if isinstance(self.source, SyntheticSource):
             missing = set(self.events) - set(self.source.classes)
             if missing:

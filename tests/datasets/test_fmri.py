@@ -402,3 +402,14 @@ def test_read_participants_errors(tmp_path):
     with pytest.raises(DataError, match="column 'age' is empty for subject.s. 002") as err:
         read_participants(path, ["002"], ["age", "sex"])
     _assert_names(err, path, "002")
+
+
+def test_read_participants_refuses_one_subject_under_two_ids(tmp_path):
+    # "01" and "sub-01" are the same subject label; the first used to win silently
+    path = tmp_path / "participants.tsv"
+    pd.DataFrame({"participant_id": ["01", "02", "sub-01"], "age": [30, 40, 50]}).to_csv(
+        path, sep="\t", index=False)
+    with pytest.raises(DataError, match=r"subject 01 is listed twice in column "
+                                        r"'participant_id' \(data rows 1 and 3\)") as err:
+        read_participants(path, ["02"], ["age"])
+    _assert_names(err, path, "01")

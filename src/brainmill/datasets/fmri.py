@@ -632,6 +632,28 @@ def extract_roi_timeseries(
 # ----------------------------------------------------------------------- participants
 
 
+def participant_labels(ids: pd.Series, path: str | Path, id_column: str) -> list[str]:
+    """Subject labels of a participants table's id column, one per row, each once.
+
+    An id is stripped and loses a BIDS ``sub-`` prefix (``sub-01`` is subject ``01``).
+
+    Raises
+    ------
+    DataError
+        If two rows give the same label (``01`` and ``sub-01`` included); the data rows are
+        named, numbered from 1 after the header.
+    """
+    labels = [str(s).strip().removeprefix("sub-") for s in ids]
+    seen: dict[str, int] = {}
+    for row, label in enumerate(labels, start=1):
+        if label in seen:
+            raise DataError(f"subject {label} is listed twice in column '{id_column}' "
+                            f"(data rows {seen[label]} and {row})", file=path, subject=label,
+                            expected="one row per subject")
+        seen[label] = row
+    return labels
+
+
 def read_participants(
     path: str | Path,
     subjects: list[str],
@@ -681,16 +703,12 @@ def read_participants(
         raise DataError(f"column(s) {', '.join(missing_cols)} not found; the file has "
                         f"{', '.join(map(str, table.columns))}", file=path,
                         expected=f"columns {', '.join([id_column, *columns])}")
-    ids = table[id_column].astype(str).str.strip()
-    duplicated = sorted(set(ids[ids.duplicated()]))
-    if duplicated:
-        raise DataError(f"id(s) {', '.join(duplicated[:10])} listed more than once", file=path,
-                        expected="one row per subject")
-    row_of = {i: n for n, i in enumerate(ids)}
+    row_of = {label: n for n, label in
+              enumerate(participant_labels(table[id_column], path, id_column))}
     rows, missing = [], []
     for subject in subjects:
         subject = str(subject)
-        n = row_of.get(subject, row_of.get(f"sub-{subject}"))
+        n = row_of.get(subject.removeprefix("sub-"))
         if n is None:
             missing.append(subject)
         rows.append(n)

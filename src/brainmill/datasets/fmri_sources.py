@@ -21,7 +21,7 @@ from ..config import (
     mne_data_path,
 )
 from ..errors import DataError
-from .fmri import ROITimeSeries
+from .fmri import ROITimeSeries, participant_labels
 
 ABIDE_FOLDER = "abide-cc200"
 
@@ -91,7 +91,7 @@ def _all_participant_ids(source: ROIFilesSource | NiftiSource) -> list[str]:
                         f"(source.id_column); columns: {list(table.columns)}")
     expected = (f"one subject label per row in column '{source.id_column}': letters and "
                 "digits, optionally after 'sub-' (as in BIDS)")
-    labels = [str(s).strip().removeprefix("sub-") for s in table[source.id_column]]
+    labels = participant_labels(table[source.id_column], path, source.id_column)
     bad = [(row, raw) for row, (raw, label) in
            enumerate(zip(table[source.id_column], labels, strict=True), start=1)
            if not is_subject_label(label)]
@@ -102,13 +102,6 @@ def _all_participant_ids(source: ROIFilesSource | NiftiSource) -> list[str]:
                         f"labels ({rows}{more})", file=path, expected=expected,
                         hint="Fix the table, or list the subjects in the config instead of "
                              "'all'")
-    seen: dict[str, int] = {}
-    for row, label in enumerate(labels, start=1):
-        if label in seen:
-            raise DataError(f"subject {label} is listed twice in column '{source.id_column}' "
-                            f"(data rows {seen[label]} and {row})", file=path, subject=label,
-                            expected="one row per subject")
-        seen[label] = row
     return labels
 
 

@@ -70,6 +70,7 @@ from brainmill.diffusion_decoding import (  # noqa: E402
 )
 from brainmill.features.timefreq import resample_signals  # noqa: E402
 from brainmill.generation_quality import (  # noqa: E402
+    C2ST_FOLDS,
     classifier_two_sample_test,
     log_spectral_distance,
     phase_randomized,
@@ -198,7 +199,7 @@ def generation(name: str, d: dict, seeds: list[int], quick: bool) -> list[dict]:
                     c2st = {"accuracy": float("nan"), "p_value": float("nan"), "n_per_set": 0}
                 else:
                     c2st = classifier_two_sample_test(real_test, fake, SFREQ,
-                                                      n_folds=min(5, n_groups), seed=seed,
+                                                      n_folds=min(C2ST_FOLDS, n_groups), seed=seed,
                                                       real_groups=test_groups,
                                                       fake_groups=fake_groups)
                 rows.append({"dataset": name, "class": int(c), "seed": seed, "source": source,

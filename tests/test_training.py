@@ -29,6 +29,7 @@ from brainmill.training import (
     Trainer,
     count_parameters,
     ema_decay_at,
+    fp32_scope,
     lr_at,
     parameter_groups,
     resolve_device,
@@ -648,13 +649,13 @@ def test_fp32_on_cuda_turns_tf32_convolutions_off_and_restores_the_setting():
     before = torch.backends.cudnn.allow_tf32
     try:
         torch.backends.cudnn.allow_tf32 = True
-        with Trainer._fp32_scope(torch.device("cuda", 0), "fp32"):
+        with fp32_scope(torch.device("cuda", 0), "fp32"):
             assert torch.backends.cudnn.allow_tf32 is False
         assert torch.backends.cudnn.allow_tf32 is True
-        with pytest.raises(RuntimeError), Trainer._fp32_scope(torch.device("cuda", 0), "fp32"):
+        with pytest.raises(RuntimeError), fp32_scope(torch.device("cuda", 0), "fp32"):
             raise RuntimeError("inside")
         assert torch.backends.cudnn.allow_tf32 is True
-        with Trainer._fp32_scope(torch.device("cpu"), "fp32"):
+        with fp32_scope(torch.device("cpu"), "fp32"):
             assert torch.backends.cudnn.allow_tf32 is True
     finally:
         torch.backends.cudnn.allow_tf32 = before

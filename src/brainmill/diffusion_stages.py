@@ -32,7 +32,12 @@ from .diffusion_decoding import (
 from .errors import DataError
 from .evaluation import pretraining_note, pretraining_record
 from .features.epochs import epochs_arrays
-from .generation_quality import channel_groups, classifier_two_sample_test, log_spectral_distance
+from .generation_quality import (
+    C2ST_FOLDS,
+    channel_groups,
+    classifier_two_sample_test,
+    log_spectral_distance,
+)
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .models.diffusion import DiffusionConfig
@@ -157,7 +162,7 @@ def run_sample_diffusion(
            for g, idx in groups.items()}
     summary = {"lsd_db": lsd, "band_hz": list(band), "n_per_channel": n,
                "sampling_steps": settings.sampling_steps or model.config.n_steps}
-    if len(np.unique(picks)) >= 5:  # the two-sample test's 5 folds need 5 real epochs
+    if len(np.unique(picks)) >= C2ST_FOLDS:  # a fold's real windows: whole epochs
         # the channels of one real epoch are one group (kept in one fold); generated
         # windows are independent draws
         summary["c2st"] = classifier_two_sample_test(

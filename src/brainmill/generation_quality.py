@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["channel_groups", "classifier_two_sample_test", "log_spectral_distance", "mean_psd",
+__all__ = ["C2ST_FOLDS", "channel_groups", "classifier_two_sample_test", "log_spectral_distance", "mean_psd",
            "phase_randomized", "window_descriptors"]
 
 #: Bands of the descriptors' relative powers (Hz); those above Nyquist are left out.
@@ -113,8 +113,13 @@ def window_descriptors(X: np.ndarray, sfreq: float) -> np.ndarray:
                             zero_crossings, asymmetry])
 
 
+#: Folds of :func:`classifier_two_sample_test` by default; with groups, each side needs at
+#: least this many.
+C2ST_FOLDS = 5
+
+
 def classifier_two_sample_test(real: np.ndarray, fake: np.ndarray, sfreq: float,
-                               n_folds: int = 5, seed: int = 0, *,
+                               n_folds: int = C2ST_FOLDS, seed: int = 0, *,
                                real_groups: np.ndarray | None = None,
                                fake_groups: np.ndarray | None = None) -> dict[str, Any]:
     """Cross-validated accuracy of telling ``real`` from ``fake`` windows apart.

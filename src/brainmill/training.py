@@ -350,6 +350,13 @@ def full_fp32_convolutions():
         torch.backends.cudnn.allow_tf32 = previous
 
 
+def fp32_scope(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """:func:`full_fp32_convolutions` for ``precision="fp32"`` on a CUDA device, else nothing."""
+    if device.type == "cuda" and precision == "fp32":
+        return full_fp32_convolutions()
+    return contextlib.nullcontext()
+
+
 def _native_bf16(device: torch.device) -> bool:
     """Whether this CUDA device computes in bfloat16 natively (compute capability ≥ 8.0).
 
@@ -884,7 +891,7 @@ class Trainer:
         # fp32 on CUDA: no TF32 in the convolutions, forward and backward (cuDNN reads the flag
         # when the backward runs) and validation, restored when training ends
         precision_scope = contextlib.ExitStack()
-        precision_scope.enter_context(self._fp32_scope(device, precision))
+        precision_scope.enter_context(fp32_scope(device, precision))
         try:
             for epoch in range(state.epoch, cfg.max_epochs):
                 order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch])
@@ -982,13 +989,6 @@ class Trainer:
     def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
         if precision == "bf16":
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    @staticmethod
-    def _fp32_scope(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-        """Full fp32 convolutions for fp32 on CUDA (:func:`full_fp32_convolutions`)."""
-        if device.type == "cuda" and precision == "fp32":
-            return full_fp32_convolutions()
         return contextlib.nullcontext()
 
     @staticmethod

@@ -24,10 +24,11 @@ def test_a_truncation_warning_is_fatal_and_other_warnings_pass_on(tmp_path):
     path = tmp_path / "run1.fif"
     with pytest.raises(DataError, match="truncated or corrupt.*does not match the file size"):
         with checked_reading(path, "7", "a complete run"):
-            warnings.warn("Number of records from the header does not match the file size")
+            warnings.warn("Number of records from the header does not match the file size",
+                          stacklevel=1)
     with pytest.warns(RuntimeWarning, match="channel names"):
         with checked_reading(path, "7", "a complete run"):
-            warnings.warn("channel names were renamed", RuntimeWarning)
+            warnings.warn("channel names were renamed", RuntimeWarning, stacklevel=1)
 
 
 def test_a_data_error_raised_inside_is_not_wrapped_again(tmp_path):

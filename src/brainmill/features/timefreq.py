@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import mne
@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..evaluation import check_groups
 from ..models.frontend import robust_scale, stft_magnitude
 from ..models.tokenizer import TFMTokenizer, TokenizerConfig
-from ..training import TrainConfig, Trainer, full_fp32_convolutions
+from ..training import TrainConfig, Trainer, fp32_scope
 
 __all__ = ["TFMTokens", "TimeFrequency", "resample_signals", "token_counts", "tokenize"]
 
@@ -271,8 +271,8 @@ def tokenize(model: TFMTokenizer, X: np.ndarray, batch_size: int = 512,
             with _torch_threads(1), ThreadPoolExecutor(min(jobs, len(starts))) as pool:
                 out = list(pool.map(one, starts))
         else:  # fp32 on CUDA means fp32 convolutions too (not cuDNN's default TF32)
-            fp32_cuda = device.type == "cuda" and not torch.is_autocast_enabled("cuda")
-            with full_fp32_convolutions() if fp32_cuda else nullcontext():
+            autocast = device.type == "cuda" and torch.is_autocast_enabled("cuda")
+            with fp32_scope(device, "bf16" if autocast else "fp32"):
                 out = [one(start) for start in starts]
     finally:
         model.train(was_training)

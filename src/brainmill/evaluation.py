@@ -656,6 +656,7 @@ def cross_validate(
         )
         frames.extend(protocol_frames)
         tested = np.concatenate([s.test for s in splits])
+        majority = chance_level(y[tested])
         results[protocol] = {
             "description": _describe(protocol, n_folds, shuffle, sessions,
                                      n_groups=len(np.unique(run_groups(session, run))),
@@ -665,9 +666,9 @@ def cross_validate(
             "folds": folds,
             "summary": {name: _summary([f[name] for f in folds]) for name in SCORES},
             "confusion_matrix": cm.tolist(),
-            "chance_level": chance_level(y[tested]),
+            "chance_level": majority,
             "chance_threshold_p05": chance_threshold(len(tested), n_classes, 0.05,
-                                                     rate=chance_level(y[tested])),
+                                                     rate=majority),
         }
     columns = ["protocol", "fold", "epoch", "session", "run", "y_true", "y_pred",
                "label_true", "label_pred"] + [f"proba_{c}" for c in classes]

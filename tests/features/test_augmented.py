@@ -93,6 +93,21 @@ def test_grid_iteration_equals_each_point(signals):
     assert grid_delays(orders, lags) == [0, 1, 2, 3, 6, 9]
 
 
+def test_products_do_not_depend_on_how_epochs_are_chunked(signals, monkeypatch):
+    import brainmill.features.augmented as augmented
+
+    whole = LaggedProducts.for_grid(signals, [1, 3], [2])
+    monkeypatch.setattr(augmented, "CENTRING_CHUNK_BYTES", 2 * 8 * 4 * 120)  # 2 of 6 epochs
+    chunked = LaggedProducts.for_grid(signals, [1, 3], [2])
+    np.testing.assert_array_equal(chunked._prod, whole._prod)
+    np.testing.assert_array_equal(chunked._epoch_totals(), whole._epoch_totals())
+    for d in (0, 2, 4):  # R(d) = Σ_t x(t) x(t+d)ᵀ of the centred epochs
+        xc = signals - signals.mean(axis=-1, keepdims=True)
+        direct = np.einsum("eit,ejt->eij", xc[:, :, :120 - d], xc[:, :, d:])
+        assert max_rel_diff(chunked._lagged(d), direct) <= 1e-12
+    assert max_rel_diff(chunked.covariances(3, 2), reference(signals, 3, 2, "cov")) <= 1e-10
+
+
 @pytest.mark.parametrize("estimator", ["cov", "oas"])
 def test_grid_tables_shared_across_orders_give_the_single_point_matrices(estimator):
     """One lag's edge tables, built for its largest order, serve every smaller order: the

@@ -170,6 +170,10 @@ def _lwf_shrink(emp: np.ndarray, n_samples: int, sq_norm_sum: np.ndarray) -> np.
     return _shrunk(emp, shrinkage, mu)
 
 
+#: Epochs are centred for the lagged products in chunks of about this many bytes.
+CENTRING_CHUNK_BYTES = 4 << 20
+
+
 class LaggedProducts:
     """Lagged cross-products of centred epochs, shared by every (order, lag) of a grid.
 
@@ -240,9 +244,11 @@ class LaggedProducts:
     def add_delays(self, delays: Iterable[int]) -> None:
         """Compute ``R(d) = Σ_t x(t) x(t+d)ᵀ`` for new delays.
 
-        One matrix product per epoch, zero-padded shifted copies of the centred epoch
-        ``(C·k, T)`` against the centred epoch ``(T, C)``, so BLAS sees one large product
-        rather than ``k`` small ones.
+        Epochs are centred a chunk at a time (about 4 MB), and each delay is one batched
+        ``np.matmul`` over the chunk's epochs on views of it (no shifted copies): 60 against
+        86 ms for the 8 delays of one (8, 4) transform of 288 × 22 × 1000 epochs, 18 against
+        25 ms for the 42 delays of a 10 × 10 grid of 45 × 22 × 481 (one product of the stacked
+        shifted copies per epoch before; throw-away timings, medians of 7).
         """
         n, c, t = self.shape
         new = sorted({int(d) for d in delays} - set(self._slot))
@@ -251,21 +257,17 @@ class LaggedProducts:
         self._need_signals(f"the lagged products of delays {new}")
         if any(d < 0 or d >= t for d in new):
             raise ValueError(f"delays must lie in 0..{t - 1}; got {new}")
-        k = len(new)
-        padded = np.zeros((c, t + max(new)))
-        centred = padded[:, :t]
-        shifted = np.empty((k * c, t))
-        # (k·C, T) @ (T, C) rather than (C, T) @ (T, k·C): the same products, but OpenBLAS
-        # runs the tall-left shape about 1.5× faster when C is small (22: 59 vs 36-39 GFLOP/s)
-        prod = np.empty((n, k, c, c))
+        prod = np.empty((n, len(new), c, c))  # [:, i] = R(d)ᵀ = Σ_t x(t+d) x(t)ᵀ
         total = np.empty((n, c)) if self._total is None else None
-        for e in range(n):
-            np.subtract(self._X[e], self._mean[e][:, None], out=centred)
+        chunk = max(1, CENTRING_CHUNK_BYTES // (8 * c * t))
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            centred = self._X[a:b] - self._mean[a:b, :, None]
             if total is not None:
-                centred.sum(axis=-1, out=total[e])
+                centred.sum(axis=-1, out=total[a:b])
             for i, d in enumerate(new):
-                shifted[i * c:(i + 1) * c] = padded[:, d:d + t]
-            np.dot(shifted, centred.T, out=prod[e].reshape(k * c, c))
+                np.matmul(centred[:, :, d:], centred[:, :, :t - d].transpose(0, 2, 1),
+                          out=prod[a:b, i])
         if total is not None:
             self._total = total
         start = self._prod.shape[1]
@@ -304,7 +306,7 @@ class LaggedProducts:
         """Centred first and last samples (at least ``span``) and their running sums.
 
         Returns ``head`` (n, C, W), ``tail`` (n, C, W), ``cumsum(head)`` and the running sum
-        of ``tail`` from the last sample backwards. Built once for the largest span a grid
+        of ``tail`` from the last sample backwards, both time-major (n, W, C). Built once for the largest span a grid
         needs (``max_orders``), or exactly ``span`` with ``exact``.
         """
         if self._edges is not None and self._edges[0].shape[-1] >= span and not exact:
@@ -315,8 +317,9 @@ class LaggedProducts:
                                                           self._max_orders.items()]))
         head = self._X[:, :, :width] - self._mean[..., None]
         tail = self._X[:, :, t - width:] - self._mean[..., None]
-        self._edges = (head, tail, np.cumsum(head, axis=-1),
-                       np.cumsum(tail[:, :, ::-1], axis=-1))
+        # the running sums time-major (n, W, C), the layout of the window means
+        self._edges = (head, tail, np.cumsum(head, axis=-1).transpose(0, 2, 1).copy(),
+                       np.cumsum(tail[:, :, ::-1], axis=-1).transpose(0, 2, 1).copy())
         return self._edges
 
     def _slots(self, order: int, lag: int) -> np.ndarray:
@@ -339,13 +342,15 @@ class LaggedProducts:
         if order == 1:
             return (total / n)[:, None, :]
         # window k = total − (first k·τ samples) − (last (order−k)·τ samples): running sums
-        # of the edges, never the whole epoch again
+        # of the edges, never the whole epoch again (computed in that order; window 0 has no
+        # head term)
         _, _, head_cs, tail_cs = self._edge_cache(order * lag)
-        head = np.zeros((n_ep, c, order))
-        head[:, :, 1:] = head_cs[:, :, lag - 1:(order - 1) * lag:lag]
-        tail = tail_cs[:, :, (order - np.arange(order)) * lag - 1]
-        mu = (total[:, :, None] - head - tail) / n
-        return np.ascontiguousarray(mu.transpose(0, 2, 1))
+        mu = np.empty((n_ep, order, c))
+        mu[:] = total[:, None, :]
+        mu[:, 1:] -= head_cs[:, lag - 1:(order - 1) * lag:lag]
+        mu -= tail_cs[:, (order - np.arange(order)) * lag - 1]
+        mu /= n
+        return mu
 
     def _shares_tables(self, order: int, lag: int) -> bool:
         """Whether lag's tables are (or will be) built for a larger order than this one."""

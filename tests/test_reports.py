@@ -141,3 +141,19 @@ def test_the_pretraining_caption_names_only_decoders_whose_model_saw_the_subject
     assert caption.startswith("Transductive pretraining: token_transformer (its tokenizer) was")
     assert "diffusion_lft" not in caption and "ts_lr" not in caption
     assert pretraining_caption(scores[scores["decoder"] != "token_transformer"]) == ""
+
+
+def test_the_pretraining_caption_reads_older_records_and_a_csv_round_trip(stage_outputs, tmp_path):
+    from brainmill.reports import pretraining_caption
+
+    older = read_json(stage_outputs.metrics["ts_lr"])
+    older["decoder"] = "diffusion_lft"  # written before records named their model
+    older["backbone"] = {"path": "b.pt", "subjects": ["1"], "labels_used": False,
+                         "saw_this_subject": True}
+    scores = pd.DataFrame([*metrics_rows(older),
+                           *metrics_rows(read_json(stage_outputs.metrics["ts_lr"]))])
+    scores.to_csv(tmp_path / "scores.csv", index=False)
+    again = pd.read_csv(tmp_path / "scores.csv", dtype={"subject": str})
+    for table in (scores, again):  # the blanks of ts_lr's rows read back as NaN
+        assert pretraining_caption(table).startswith(
+            "Transductive pretraining: diffusion_lft (its diffusion backbone) was")

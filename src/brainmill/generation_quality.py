@@ -24,8 +24,15 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["C2ST_FOLDS", "channel_groups", "classifier_two_sample_test", "log_spectral_distance", "mean_psd",
-           "phase_randomized", "window_descriptors"]
+__all__ = [
+    "C2ST_FOLDS",
+    "channel_groups",
+    "classifier_two_sample_test",
+    "log_spectral_distance",
+    "mean_psd",
+    "phase_randomized",
+    "window_descriptors",
+]
 
 #: Bands of the descriptors' relative powers (Hz); those above Nyquist are left out.
 DESCRIPTOR_BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))

@@ -378,10 +378,10 @@ def _scores_figure(scores: pd.DataFrame, protocol: str) -> plt.Figure:
 def _transductive_model(metrics: dict[str, Any]) -> str:
     """The pretrained model (:func:`~brainmill.evaluation.pretraining_record`) of a decoder
     whose training saw the decoded subject's signals; "" if none did."""
-    for key in ("tokenizer", "backbone"):
+    for key, model in (("tokenizer", "tokenizer"), ("backbone", "diffusion backbone")):
         record = metrics.get(key, {})
         if record.get("saw_this_subject"):
-            return str(record.get("model", key))
+            return str(record.get("model", model))  # records before "model" was written
     return ""
 
 
@@ -389,11 +389,11 @@ def pretraining_caption(scores: pd.DataFrame) -> str:
     """Names the decoders of a score table whose pretrained model saw the decoded subjects."""
     if scores.empty or "transductive_pretraining" not in scores:
         return ""
-    seen = scores.loc[scores["transductive_pretraining"] != "",
-                      ["decoder", "transductive_pretraining"]].drop_duplicates()
-    if seen.empty:
+    model = scores["transductive_pretraining"].fillna("")  # "" reads back from CSV as NaN
+    seen = sorted(set(zip(scores["decoder"][model != ""], model[model != ""], strict=True)))
+    if not seen:
         return ""
-    names = "; ".join(f"{d} (its {m})" for d, m in sorted(seen.itertuples(index=False)))
+    names = "; ".join(f"{d} (its {m})" for d, m in seen)
     return (f"Transductive pretraining: {names} was trained once for the dataset, without "
             "labels, on signals that include the test trials of the subjects it decodes; the "
             "other decoders fit everything inside each training fold.")

@@ -511,8 +511,11 @@ def validation_split(
       validation set's per-class row counts (one class when ``y`` is None) closest to
       ``fraction`` times the class totals, the distance being the sum over classes of each
       class's deviation as a share of its total, so a rare class weighs as much as a common
-      one. It stops when no group brings it closer. Ties go to the first group of a random
-      order drawn from ``seed``; so class proportions are kept as far as whole groups allow.
+      one. It stops when no group brings it closer (the first group is taken even if it
+      overshoots, so validation is never empty; if every group was taken, the last is given
+      back to training). Ties go to the first group of a random order drawn from ``seed``;
+      so class proportions are kept as far as whole groups allow. The cost grows with the
+      square of the number of groups: meant for recordings or segments, not single rows.
 
     Parameters
     ----------

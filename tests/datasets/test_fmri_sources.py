@@ -117,3 +117,12 @@ def test_all_subjects_refuses_an_id_listed_twice(tmp_path):
                                         r"listed twice in column 'participant_id' \(data rows "
                                         r"1 and 3\)"):
         dataset_subjects(ds, 1)
+
+
+def test_two_blank_ids_are_named_as_not_labels_rather_than_as_a_duplicate(tmp_path):
+    source = {"kind": "roi_files", "root": str(tmp_path), "pattern": "s{subject}.csv",
+              "tr": 1.5, "participants": "participants.tsv"}
+    _participants(tmp_path, ["01", "", "03", " "])
+    with pytest.raises(DataError, match=r"2 id\(s\) in column 'participant_id' are not subject "
+                                        r"labels \(data row 2: ''; data row 4: ' '\)"):
+        dataset_subjects(_dataset(source), 1)

@@ -37,3 +37,10 @@ def test_a_data_error_raised_inside_is_not_wrapped_again(tmp_path):
         with checked_reading(tmp_path / "x.edf", "7", "a complete run"):
             raise inner
     assert err.value is inner
+
+
+def test_running_out_of_memory_is_not_blamed_on_the_file(tmp_path):
+    with pytest.raises(MemoryError):
+        with checked_reading(tmp_path / "x.edf", "7", "a complete run",
+                             hint="Delete it and fetch it again"):
+            raise MemoryError

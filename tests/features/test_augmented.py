@@ -97,7 +97,7 @@ def test_products_do_not_depend_on_how_epochs_are_chunked(signals, monkeypatch):
     import brainmill.features.augmented as augmented
 
     whole = LaggedProducts.for_grid(signals, [1, 3], [2])
-    monkeypatch.setattr(augmented, "CENTRING_CHUNK_BYTES", 2 * 8 * 4 * 120)  # 2 of 6 epochs
+    monkeypatch.setattr(augmented, "CENTRING_CHUNK_BYTES", 4 * 8 * 4 * 120)  # 4 + 2 epochs
     chunked = LaggedProducts.for_grid(signals, [1, 3], [2])
     np.testing.assert_array_equal(chunked._prod, whole._prod)
     np.testing.assert_array_equal(chunked._epoch_totals(), whole._epoch_totals())

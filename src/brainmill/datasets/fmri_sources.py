@@ -91,10 +91,8 @@ def _all_participant_ids(source: ROIFilesSource | NiftiSource) -> list[str]:
                         f"(source.id_column); columns: {list(table.columns)}")
     expected = (f"one subject label per row in column '{source.id_column}': letters and "
                 "digits, optionally after 'sub-' (as in BIDS)")
-    labels = participant_labels(table[source.id_column], path, source.id_column)
-    bad = [(row, raw) for row, (raw, label) in
-           enumerate(zip(table[source.id_column], labels, strict=True), start=1)
-           if not is_subject_label(label)]
+    bad = [(row, raw) for row, raw in enumerate(table[source.id_column], start=1)
+           if not is_subject_label(str(raw).strip().removeprefix("sub-"))]
     if bad:
         rows = "; ".join(f"data row {row}: {raw!r}" for row, raw in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
@@ -102,7 +100,7 @@ def _all_participant_ids(source: ROIFilesSource | NiftiSource) -> list[str]:
                         f"labels ({rows}{more})", file=path, expected=expected,
                         hint="Fix the table, or list the subjects in the config instead of "
                              "'all'")
-    return labels
+    return participant_labels(table[source.id_column], path, source.id_column)
 
 
 def dataset_subjects(ds_cfg: FMRIDatasetConfig, seed: int) -> list[str]:

@@ -51,8 +51,8 @@ def checked_reading(path: Path | str, subject: str, expected: str, *, reader: st
         warnings.simplefilter("always")
         try:
             yield
-        except DataError:
-            raise
+        except (DataError, MemoryError, RecursionError):
+            raise  # already explained, or not the file's fault
         except Exception as err:
             raise DataError(f"{reader} cannot read the file: {type(err).__name__}: "
                             f"{err}".rstrip(": "), subject=subject, file=path,

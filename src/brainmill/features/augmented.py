@@ -180,8 +180,9 @@ class LaggedProducts:
     Parameters
     ----------
     X : ndarray, shape (n_epochs, n_channels, n_times)
-        Epochs (validated: finite, 3-D). Held by reference, not copied: each epoch is centred
-        on its channel means in a per-epoch buffer while its products are computed.
+        Epochs (validated: finite, 3-D). Held by reference, not copied: the epochs are
+        centred on their channel means a chunk (about 4 MB) at a time while their products
+        are computed.
     delays : iterable of int
         Lags ``d`` whose full products ``R(d)`` to precompute; others are computed on demand.
     max_orders : mapping of int to int, optional
@@ -306,8 +307,8 @@ class LaggedProducts:
         """Centred first and last samples (at least ``span``) and their running sums.
 
         Returns ``head`` (n, C, W), ``tail`` (n, C, W), ``cumsum(head)`` and the running sum
-        of ``tail`` from the last sample backwards, both time-major (n, W, C). Built once for the largest span a grid
-        needs (``max_orders``), or exactly ``span`` with ``exact``.
+        of ``tail`` from the last sample backwards, both time-major (n, W, C). Built once for
+        the largest span a grid needs (``max_orders``), or exactly ``span`` with ``exact``.
         """
         if self._edges is not None and self._edges[0].shape[-1] >= span and not exact:
             return self._edges

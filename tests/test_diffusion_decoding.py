@@ -21,6 +21,7 @@ from brainmill.diffusion_decoding import (
     single_channel_windows,
     train_diffusion,
 )
+from brainmill.features.epochs import window_epochs
 from brainmill.models.diffusion import DiffusionConfig
 
 TINY_BACKBONE = {"dim": 12, "d_state": 8, "n_layers": 2, "cond_dim": 16, "sfreq": 100.0}
@@ -215,3 +216,31 @@ def test_classifier_groups_keep_each_recording_whole_in_the_validation_split(mon
     with pytest.raises(ValueError, match="one group label per epoch"):  # even unused
         LatentFusionClassifier(model=TINY_LFT, training={"max_epochs": 1, "progress": False}
                                ).fit(F, y, groups=[1, 2])
+
+
+def test_backbone_validation_holds_whole_epochs_or_the_given_groups(monkeypatch):
+    import brainmill.training as training
+
+    calls, original = [], training.validation_split
+
+    def recorded(n, fraction, seed, y=None, groups=None):
+        train, val = original(n, fraction, seed, y=y, groups=groups)
+        calls.append((np.asarray(groups), val))
+        return train, val
+
+    monkeypatch.setattr(training, "validation_split", recorded)
+    X, _ = rhythm_task(n=12, channels=3, length=200)
+    training_cfg = {**FAST, "max_epochs": 1, "val_fraction": 0.3}
+    recording = np.arange(12) // 3
+    for groups in (None, recording):
+        DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=training_cfg,
+                          seed=0).fit(X, groups=groups)
+    (by_epoch, val_epoch), (by_recording, val_recording) = calls
+    np.testing.assert_array_equal(by_epoch, window_epochs(12, 3))  # epoch-major windows
+    np.testing.assert_array_equal(by_recording, np.repeat(recording, 3))
+    for groups, val in ((by_epoch, val_epoch), (by_recording, val_recording)):
+        held = np.isin(np.arange(36), val)
+        assert all(len(set(held[groups == g])) == 1 for g in np.unique(groups))
+    with pytest.raises(ValueError, match="one group label per epoch"):
+        DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=training_cfg).fit(
+            X, groups=recording[:5])

@@ -115,3 +115,31 @@ def test_a_data_change_retrains_the_backbone_from_scratch(stage_outputs, tmp_pat
         diffusion_stages.run_pretrain_diffusion(cfg, "tiny", ["1"], [str(changed)], *args)
     assert "starting afresh" in caplog.text
     assert "finished run" not in caplog.text
+
+
+def test_backbone_validation_holds_whole_epochs_of_every_subject(stage_outputs, tmp_path,
+                                                                 monkeypatch):
+    import mne
+
+    import brainmill.training as training
+
+    calls, original = [], training.validation_split
+
+    def recorded(n, fraction, seed, y=None, groups=None):
+        train, val = original(n, fraction, seed, y=y, groups=groups)
+        calls.append((np.asarray(groups), val))
+        return train, val
+
+    monkeypatch.setattr(training, "validation_split", recorded)
+    cfg = diffusion_config(stage_outputs.cfg,
+                           training={**DIFFUSION["training"], "val_fraction": 0.3})
+    epochs = mne.read_epochs(stage_outputs.epochs, verbose="error")
+    n, c = len(epochs), len(epochs.ch_names)
+    diffusion_stages.run_pretrain_diffusion(cfg, "tiny", ["1", "2"],
+                                            [str(stage_outputs.epochs)] * 2,
+                                            str(tmp_path / "m.pt"), str(tmp_path / "i.json"),
+                                            str(tmp_path / "run"))
+    (groups, val), = calls
+    np.testing.assert_array_equal(groups, np.repeat(np.arange(2 * n), c))
+    held = np.isin(np.arange(len(groups)), val)
+    assert all(len(set(held[groups == g])) == 1 for g in range(2 * n)) and 0 < held.sum()

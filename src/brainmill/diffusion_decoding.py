@@ -25,6 +25,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .classifier_training import fit_classifier, predict_proba, weights_by_index
+from .evaluation import check_groups
+from .features.epochs import window_epochs
 from .features.timefreq import resample_signals
 from .models.diffusion import DiffusionConfig, EEGDiffusion
 from .models.latent_fusion import LatentFusionConfig, LatentFusionTransformer
@@ -57,7 +59,8 @@ def single_channel_windows(X: np.ndarray, ch_names: list[str]) -> tuple[np.ndarr
 
 def train_diffusion(windows: np.ndarray, channels: list[str], config: DiffusionConfig,
                     training: dict | None, seed: int, run_dir: str | None = None,
-                    labels: np.ndarray | None = None) -> tuple[EEGDiffusion, TrainResult]:
+                    labels: np.ndarray | None = None, groups: np.ndarray | None = None,
+                    ) -> tuple[EEGDiffusion, TrainResult]:
     """Train a diffusion backbone on single-channel windows (signal units, model ``sfreq``).
 
     Parameters
@@ -74,6 +77,11 @@ def train_diffusion(windows: np.ndarray, channels: list[str], config: DiffusionC
         Checkpoint folder (a killed run resumes from it).
     labels : ndarray of int, shape (n_windows,), optional
         Class indices for class-conditional training.
+    groups : ndarray, shape (n_windows,), optional
+        What each window was cut from (its epoch: :func:`~brainmill.features.epochs.window_epochs`, or its
+        recording):
+        a validation split (``val_fraction > 0``) holds whole groups, so the channels of one
+        epoch are not on both sides of early stopping. None: every window its own.
 
     Returns
     -------
@@ -101,7 +109,7 @@ def train_diffusion(windows: np.ndarray, channels: list[str], config: DiffusionC
         return m.loss(batch[0], batch[1], batch[2] if len(batch) > 2 else None, generator=gen)
 
     result = Trainer(TrainConfig(**{**(training or {}), "seed": seed}), run_dir).fit(
-        model, loss_fn, arrays)
+        model, loss_fn, arrays, groups=groups)
     return model.cpu().eval(), result
 
 
@@ -203,20 +211,29 @@ class DiffusionFeatures(TransformerMixin, BaseEstimator):
     def _resampled(self, X: np.ndarray, target: float) -> np.ndarray:
         return resample_signals(X, float(self.sfreq), float(target))
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> DiffusionFeatures:
-        """Pretrain the backbone on every channel of ``X`` (``y`` is ignored)."""
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> DiffusionFeatures:
+        """Pretrain the backbone on every channel of ``X`` (``y`` is ignored).
+
+        ``groups`` (one label per epoch, optional): a validation split of the backbone's
+        training (``val_fraction > 0``) holds whole groups; by default whole epochs.
+        """
         X = _check_epochs(X, type(self).__name__)
+        groups = check_groups(groups, len(X), type(self).__name__)
         names = self._names(X)
         config = DiffusionConfig(**{**(self.model or {}), "channel_names": names,
                                     "n_classes": 0})
         windows, channels = single_channel_windows(self._resampled(X, config.sfreq), names)
+        rows = window_epochs(len(X), X.shape[1])
+        if groups is not None:
+            rows = np.asarray(groups)[rows]
         if self.max_windows is not None and len(windows) > self.max_windows:
             keep = np.sort(np.random.default_rng(self.seed).choice(len(windows),
                                                                    self.max_windows,
                                                                    replace=False))
-            windows, channels = windows[keep], [channels[i] for i in keep]
+            windows, channels, rows = windows[keep], [channels[i] for i in keep], rows[keep]
         self.model_, result = train_diffusion(windows, channels, config, self.training,
-                                              self.seed)
+                                              self.seed, groups=rows)
         self.training_ = result.summary()
         self.n_features_in_ = X.shape[1]
         return self

@@ -31,7 +31,7 @@ from .diffusion_decoding import (
 )
 from .errors import DataError
 from .evaluation import pretraining_note, pretraining_record
-from .features.epochs import epochs_arrays
+from .features.epochs import epochs_arrays, window_epochs
 from .generation_quality import (
     C2ST_FOLDS,
     channel_groups,
@@ -80,12 +80,15 @@ def run_pretrain_diffusion(
     settings = _settings(cfg, ds)
     dataset = cfg.datasets[ds]
     sfreq = settings.model.sfreq
-    windows, channels, per_subject = [], [], {}
+    windows, channels, epoch_of_window, per_subject = [], [], [], {}
+    n_epochs = 0  # epochs of the subjects before, so that every epoch has its own number
     for sub, path in zip(subjects, epochs_paths, strict=True):
         epochs, X = _subject_signals(path, sub, sfreq, dataset.features.diffusion.pool_s)
         w, c = single_channel_windows(X, list(epochs.ch_names))
         windows.append(w)
         channels += c
+        epoch_of_window.append(window_epochs(X.shape[0], X.shape[1], first=n_epochs))
+        n_epochs += X.shape[0]
         per_subject[sub] = {"epochs": int(X.shape[0]), "channels": int(X.shape[1]),
                             "windows": int(len(w)), "n_times": int(X.shape[-1])}
     lengths = {s: v["n_times"] for s, v in per_subject.items()}
@@ -95,12 +98,12 @@ def run_pretrain_diffusion(
             expected="one epoch length for every subject the diffusion backbone trains on",
             hint="Use the same preprocessing.epochs window for all subjects")
     vocabulary = list(dict.fromkeys(channels))  # every channel name seen, first-seen order
-    X = np.concatenate(windows)
+    X, groups = np.concatenate(windows), np.concatenate(epoch_of_window)
     if settings.max_windows is not None and len(X) > settings.max_windows:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(X), settings.max_windows,
                                                                 replace=False))
         logger.info("diffusion: training on %d of %d windows (max_windows)", len(keep), len(X))
-        X, channels = X[keep], [channels[i] for i in keep]
+        X, channels, groups = X[keep], [channels[i] for i in keep], groups[keep]
     logger.info("diffusion: %d single-channel windows of %d samples from %d subject(s)",
                 len(X), X.shape[-1], len(subjects))
     model_cfg = DiffusionConfig(**settings.model.model_dump(), channel_names=vocabulary)
@@ -109,7 +112,7 @@ def run_pretrain_diffusion(
                                          "data": data_digest(X, np.array(channels))})
     t0 = time.perf_counter()
     model, result = train_diffusion(X, channels, model_cfg, settings.training.trainer_fields(),
-                                    cfg.seed, run_dir=run_dir)
+                                    cfg.seed, run_dir=run_dir, groups=groups)  # whole epochs
     info = {"dataset": ds, "subjects": list(subjects), "per_subject": per_subject,
             "labels_used": False,
             "held_out_subjects": sorted(set(dataset.subjects) - set(subjects)),

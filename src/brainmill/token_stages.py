@@ -23,7 +23,7 @@ import torch
 from .config import Config
 from .errors import DataError
 from .evaluation import pretraining_note, pretraining_record
-from .features.epochs import epochs_arrays
+from .features.epochs import epochs_arrays, window_epochs
 from .features.timefreq import TFMTokens, token_counts, tokenize
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
@@ -54,24 +54,27 @@ def run_train_tokenizer(
         raise DataError(f"dataset '{ds}' has no tokenizer section",
                         expected="datasets.<ds>.tokenizer in the config")
     sfreq = settings.model.sfreq
-    windows, per_subject, lengths = [], {}, {}
+    windows, epoch_of_window, per_subject, lengths = [], [], {}, {}
+    n_epochs = 0  # epochs of the subjects before, so that every epoch has its own number
     for sub, path in zip(subjects, epochs_paths, strict=True):
         _, X = _read(path, sub, sfreq, settings.model.n_fft)
         lengths[sub] = X.shape[-1]
         per_subject[sub] = {"epochs": int(X.shape[0]), "channels": int(X.shape[1]),
                             "windows": int(X.shape[0] * X.shape[1])}
-        windows.append(X.reshape(-1, 1, X.shape[-1]))
+        windows.append(X.reshape(-1, 1, X.shape[-1]))  # epoch-major
+        epoch_of_window.append(window_epochs(X.shape[0], X.shape[1], first=n_epochs))
+        n_epochs += X.shape[0]
     if len(set(lengths.values())) > 1:
         raise DataError(
             f"epochs differ in length across subjects at {sfreq} Hz: {lengths} samples",
             expected="one epoch length for every subject the tokenizer trains on",
             hint="Use the same preprocessing.epochs window and sampling rate for all subjects")
-    X = np.concatenate(windows)
+    X, groups = np.concatenate(windows), np.concatenate(epoch_of_window)
     if settings.max_windows is not None and len(X) > settings.max_windows:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(X), settings.max_windows,
                                                                 replace=False))
         logger.info("tokenizer: training on %d of %d windows (max_windows)", len(keep), len(X))
-        X = X[keep]
+        X, groups = X[keep], groups[keep]
     logger.info("tokenizer: %d single-channel windows of %d samples from %d subject(s)",
                 len(X), X.shape[-1], len(subjects))
     fresh_run_dir(run_dir, "tokenizer", {"settings": settings.model_dump(mode="json"),
@@ -80,7 +83,7 @@ def run_train_tokenizer(
     t0 = time.perf_counter()
     tokens = TFMTokens(sfreq=sfreq, tokenizer=settings.model.model_dump(),
                        training=settings.training.trainer_fields(), seed=cfg.seed,
-                       run_dir=run_dir).fit(X)
+                       run_dir=run_dir).fit(X, groups=groups)  # validation: whole epochs
     ids = tokens.transform(X)
     counts = token_counts(ids, settings.model.n_codes)
     p = counts / max(counts.sum(), 1)

@@ -157,3 +157,23 @@ def test_the_pretraining_caption_reads_older_records_and_a_csv_round_trip(stage_
     for table in (scores, again):  # the blanks of ts_lr's rows read back as NaN
         assert pretraining_caption(table).startswith(
             "Transductive pretraining: diffusion_lft (its diffusion backbone) was")
+
+
+def test_the_partial_report_names_transductive_decoders_too(stage_outputs, tmp_path):
+    import mne
+
+    from brainmill.evaluation import pretraining_record
+    from brainmill.reports_partial import _add_eeg_scores, _metrics_path
+
+    cfg = stage_outputs.cfg.model_copy(update={"results_dir": str(tmp_path / "results")})
+    for decoder, path in stage_outputs.metrics.items():
+        metrics = read_json(path)
+        if decoder == "ts_lr":  # as if it read a tokenizer that saw this subject
+            metrics["tokenizer"] = pretraining_record("tokenizer", "m.pt", ["1"], "1")
+        write_json(_metrics_path(cfg, "tiny", "1", decoder), metrics)
+    report = mne.Report(title="partial", verbose="error")
+    _add_eeg_scores(report, cfg, "tiny", cfg.datasets["tiny"], ["1"])
+    report.save(tmp_path / "index.html", open_browser=False, verbose="error")
+    text = (tmp_path / "index.html").read_text()
+    assert "Transductive pretraining: ts_lr (its tokenizer) was trained once" in text
+    assert "csp_lda (its" not in text

@@ -21,7 +21,6 @@ from brainmill.diffusion_decoding import (
     single_channel_windows,
     train_diffusion,
 )
-from brainmill.features.epochs import window_epochs
 from brainmill.models.diffusion import DiffusionConfig
 
 TINY_BACKBONE = {"dim": 12, "d_state": 8, "n_layers": 2, "cond_dim": 16, "sfreq": 100.0}
@@ -169,7 +168,10 @@ def resume_fit(run_dir, kill_at=None):
 def test_pretraining_killed_mid_run_resumes_to_the_same_weights(tmp_path):
     killed = tmp_path / "killed"
     tests = Path(__file__).resolve().parent
-    code = (f"import sys; sys.path.insert(0, {str(tests)!r}); import test_diffusion_decoding "
+    # the same torch thread count on both sides (an earlier test's stage may have set this
+    # process's): another count sums in another order, and the weights differ in the last bit
+    code = (f"import sys, torch; torch.set_num_threads({torch.get_num_threads()}); "
+            f"sys.path.insert(0, {str(tests)!r}); import test_diffusion_decoding "
             f"as t; t.resume_fit({str(killed)!r}, kill_at={KILL_AT_STEP})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
@@ -236,7 +238,7 @@ def test_backbone_validation_holds_whole_epochs_or_the_given_groups(monkeypatch)
         DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=training_cfg,
                           seed=0).fit(X, groups=groups)
     (by_epoch, val_epoch), (by_recording, val_recording) = calls
-    np.testing.assert_array_equal(by_epoch, window_epochs(12, 3))  # epoch-major windows
+    np.testing.assert_array_equal(by_epoch, np.repeat(np.arange(12), 3))  # epoch-major
     np.testing.assert_array_equal(by_recording, np.repeat(recording, 3))
     for groups, val in ((by_epoch, val_epoch), (by_recording, val_recording)):
         held = np.isin(np.arange(36), val)
@@ -244,3 +246,23 @@ def test_backbone_validation_holds_whole_epochs_or_the_given_groups(monkeypatch)
     with pytest.raises(ValueError, match="one group label per epoch"):
         DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=training_cfg).fit(
             X, groups=recording[:5])
+
+
+def test_max_windows_keeps_each_window_with_its_epoch(monkeypatch):
+    import brainmill.diffusion_decoding as diffusion_decoding
+
+    seen, original = {}, diffusion_decoding.train_diffusion
+
+    def recorded(windows, channels, config, training, seed, run_dir=None, labels=None,
+                 groups=None):
+        seen.update(windows=windows, channels=channels, groups=groups)
+        return original(windows, channels, config, training, seed, run_dir, labels, groups)
+
+    monkeypatch.setattr(diffusion_decoding, "train_diffusion", recorded)
+    X, _ = rhythm_task(n=10, channels=3, length=200)  # at the model's 100 Hz: no resampling
+    DiffusionFeatures(sfreq=100.0, ch_names=["a", "b", "c"], model=TINY_BACKBONE,
+                      training={**FAST, "max_epochs": 1}, max_windows=11, seed=3).fit(X)
+    assert len(seen["windows"]) == len(seen["groups"]) == len(seen["channels"]) == 11
+    for window, epoch, channel in zip(seen["windows"], seen["groups"], seen["channels"],
+                                      strict=True):
+        np.testing.assert_allclose(window[0], X[epoch, "abc".index(channel)], rtol=1e-6)

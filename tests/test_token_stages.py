@@ -136,6 +136,21 @@ def test_changed_parameters_discard_the_old_checkpoint(stage_outputs, tmp_path, 
     assert "starting afresh" in caplog.text and info["n_windows"] == 50
 
 
+def test_a_new_validation_grouping_retrains_instead_of_refusing_the_old_run(
+        stage_outputs, tmp_path, caplog, monkeypatch):
+    """Same windows, other groups (runs made before windows were grouped by epoch): the
+    stamp must clear the run folder, or the trainer refuses its checkpoint (other val_index)."""
+    base = token_config(stage_outputs.cfg)  # val_fraction 0.1
+    args = (["1"], [str(stage_outputs.epochs)], str(tmp_path / "m.pt"), str(tmp_path / "i.json"),
+            str(tmp_path / "run"))
+    token_stages.run_train_tokenizer(base, "tiny", *args)
+    monkeypatch.setattr(token_stages, "window_epochs",  # the old behaviour: a group per window
+                        lambda n, c, first=0: first * c + np.arange(n * c))
+    with caplog.at_level("INFO", logger="brainmill"):
+        token_stages.run_train_tokenizer(base, "tiny", *args)
+    assert "starting afresh" in caplog.text
+
+
 def test_token_branch_needs_a_tokenizer_and_long_enough_epochs(stage_outputs, tmp_path):
     data = stage_outputs.cfg.model_dump(mode="json")
     data["datasets"]["tiny"]["decoders"]["token_transformer"] = DECODER

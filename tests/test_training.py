@@ -447,7 +447,10 @@ def resume_fit(run_dir, kill_at=None, log=None, ema=False):
 @pytest.mark.parametrize("ema", [False, True], ids=["plain", "ema"])
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, ema):
     killed = tmp_path / "killed"
-    code = (f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_training; "
+    # the same torch thread count in the child as here (a stage run earlier in this process
+    # may have set it): another count can change the last bit of the weights
+    code = (f"import sys, torch; torch.set_num_threads({torch.get_num_threads()}); "
+            f"sys.path.insert(0, {str(TESTS_DIR)!r}); import test_training; "
             f"test_training.resume_fit({str(killed)!r}, kill_at={KILL_AT_STEP}, ema={ema})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)

@@ -109,7 +109,8 @@ def run_pretrain_diffusion(
     model_cfg = DiffusionConfig(**settings.model.model_dump(), channel_names=vocabulary)
     fresh_run_dir(run_dir, "diffusion", {"backbone": settings.backbone_fields(),
                                          "seed": cfg.seed, "subjects": list(subjects),
-                                         "data": data_digest(X, np.array(channels))})
+                                         # the groups decide the validation split
+                                         "data": data_digest(X, np.array(channels), groups)})
     t0 = time.perf_counter()
     model, result = train_diffusion(X, channels, model_cfg, settings.training.trainer_fields(),
                                     cfg.seed, run_dir=run_dir, groups=groups)  # whole epochs

@@ -79,7 +79,9 @@ def run_train_tokenizer(
                 len(X), X.shape[-1], len(subjects))
     fresh_run_dir(run_dir, "tokenizer", {"settings": settings.model_dump(mode="json"),
                                          "seed": cfg.seed, "subjects": list(subjects),
-                                         "shape": list(X.shape), "data": data_digest(X)})
+                                         "shape": list(X.shape),
+                                         # the groups decide the validation split
+                                         "data": data_digest(X, groups)})
     t0 = time.perf_counter()
     tokens = TFMTokens(sfreq=sfreq, tokenizer=settings.model.model_dump(),
                        training=settings.training.trainer_fields(), seed=cfg.seed,

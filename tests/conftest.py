@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +92,30 @@ def modules_loaded_by():
         return set(out.split())
 
     return loaded
+
+
+@pytest.fixture
+def carved_splits(monkeypatch):
+    """Every validation split the trainer carves, as ``(groups or None, validation rows)``."""
+    import brainmill.training as training
+
+    calls, original = [], training.validation_split
+
+    def recorded(n, fraction, seed, y=None, groups=None):
+        train, val = original(n, fraction, seed, y=y, groups=groups)
+        calls.append((None if groups is None else np.asarray(groups), val))
+        return train, val
+
+    monkeypatch.setattr(training, "validation_split", recorded)
+    return calls
+
+
+@pytest.fixture
+def whole_groups():
+    """``f(groups, val) -> bool``: every group lies wholly inside or outside ``val``."""
+
+    def whole(groups, val) -> bool:
+        held = np.isin(np.arange(len(groups)), val)
+        return all(len(set(held[groups == g])) == 1 for g in np.unique(groups))
+
+    return whole

@@ -186,19 +186,11 @@ def test_pretraining_killed_mid_run_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_classifier_groups_keep_each_recording_whole_in_the_validation_split(monkeypatch):
+def test_classifier_groups_keep_each_recording_whole_in_the_validation_split(carved_splits,
+                                                                            whole_groups):
     """With ``groups`` the early-stopping split holds whole recordings (windows of one
     recording are near duplicates); the default stratified split cuts them apart."""
-    import brainmill.training as training
-
-    calls, original = [], training.validation_split
-
-    def recorded(n, fraction, seed, y=None, groups=None):
-        train, val = original(n, fraction, seed, y=y, groups=groups)
-        calls.append((groups, val))
-        return train, val
-
-    monkeypatch.setattr(training, "validation_split", recorded)
+    calls = carved_splits
     rng = np.random.default_rng(0)
     F = rng.standard_normal((40, 2, 3, 8, 2)).astype(np.float32)
     y = np.repeat([0, 1], 20)
@@ -210,27 +202,15 @@ def test_classifier_groups_keep_each_recording_whole_in_the_validation_split(mon
     np.testing.assert_array_equal(given, recording)
     assert default is None
 
-    def whole(val):
-        held = np.isin(np.arange(40), val)
-        return all(len(set(held[recording == g])) == 1 for g in range(10))
-
-    assert whole(val) and not whole(val_default)
+    assert whole_groups(recording, val) and not whole_groups(recording, val_default)
     with pytest.raises(ValueError, match="one group label per epoch"):  # even unused
         LatentFusionClassifier(model=TINY_LFT, training={"max_epochs": 1, "progress": False}
                                ).fit(F, y, groups=[1, 2])
 
 
-def test_backbone_validation_holds_whole_epochs_or_the_given_groups(monkeypatch):
-    import brainmill.training as training
-
-    calls, original = [], training.validation_split
-
-    def recorded(n, fraction, seed, y=None, groups=None):
-        train, val = original(n, fraction, seed, y=y, groups=groups)
-        calls.append((np.asarray(groups), val))
-        return train, val
-
-    monkeypatch.setattr(training, "validation_split", recorded)
+def test_backbone_validation_holds_whole_epochs_or_the_given_groups(carved_splits,
+                                                                   whole_groups):
+    calls = carved_splits
     X, _ = rhythm_task(n=12, channels=3, length=200)
     training_cfg = {**FAST, "max_epochs": 1, "val_fraction": 0.3}
     recording = np.arange(12) // 3
@@ -241,8 +221,7 @@ def test_backbone_validation_holds_whole_epochs_or_the_given_groups(monkeypatch)
     np.testing.assert_array_equal(by_epoch, np.repeat(np.arange(12), 3))  # epoch-major
     np.testing.assert_array_equal(by_recording, np.repeat(recording, 3))
     for groups, val in ((by_epoch, val_epoch), (by_recording, val_recording)):
-        held = np.isin(np.arange(36), val)
-        assert all(len(set(held[groups == g])) == 1 for g in np.unique(groups))
+        assert whole_groups(groups, val)
     with pytest.raises(ValueError, match="one group label per epoch"):
         DiffusionFeatures(sfreq=100.0, model=TINY_BACKBONE, training=training_cfg).fit(
             X, groups=recording[:5])

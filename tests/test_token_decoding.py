@@ -169,43 +169,23 @@ def test_predict_proba_feeds_the_batches_to_the_networks_device(monkeypatch):
     assert moved.count(next(net.parameters()).device) == 3  # one move per batch
 
 
-def _recording_splits(monkeypatch):
-    """Record every carved validation split: (groups passed, validation rows)."""
-    import brainmill.training as training
-
-    calls, original = [], training.validation_split
-
-    def recorded(n, fraction, seed, y=None, groups=None):
-        train, val = original(n, fraction, seed, y=y, groups=groups)
-        calls.append((None if groups is None else np.asarray(groups), val))
-        return train, val
-
-    monkeypatch.setattr(training, "validation_split", recorded)
-    return calls
-
-
-def _whole_groups(groups, val):
-    held = np.zeros(len(groups), dtype=bool)
-    held[val] = True
-    return all(len(set(held[groups == g])) == 1 for g in np.unique(groups))
-
-
-def test_groups_keep_each_recording_whole_in_the_validation_split(monkeypatch):
+def test_groups_keep_each_recording_whole_in_the_validation_split(carved_splits,
+                                                                   whole_groups):
     """Windows of one recording are near duplicates: with ``groups`` the early-stopping
     split holds whole recordings (tokenizer and Transformer); without, it splits them."""
-    calls = _recording_splits(monkeypatch)
+    calls = carved_splits
     ids, y = token_data(n=80)
     recording = np.arange(80) // 4  # 20 recordings of 4 windows, one class each
     TokenTransformerClassifier(n_codes=8, model=MODEL, training={**TRAIN, "max_epochs": 1},
                                seed=1).fit(ids, y, groups=recording)
     (groups, val), = calls
     np.testing.assert_array_equal(groups, recording)
-    assert _whole_groups(recording, val) and 0 < len(val) < 80
+    assert whole_groups(recording, val) and 0 < len(val) < 80
     calls.clear()
     TokenTransformerClassifier(n_codes=8, model=MODEL, training={**TRAIN, "max_epochs": 1},
                                seed=1).fit(ids, y)
     (groups, val), = calls
-    assert groups is None and not _whole_groups(recording, val)  # the default splits them
+    assert groups is None and not whole_groups(recording, val)  # the default splits them
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((24, 2, 300))
@@ -221,9 +201,9 @@ def test_groups_keep_each_recording_whole_in_the_validation_split(monkeypatch):
     (tok_groups, tok_val), (clf_groups, clf_val) = calls
     # tokenizer rows are (epoch, channel): each channel carries its epoch's recording
     np.testing.assert_array_equal(tok_groups, np.repeat(np.arange(24) // 3, 2))
-    assert _whole_groups(tok_groups, tok_val)
+    assert whole_groups(tok_groups, tok_val)
     np.testing.assert_array_equal(clf_groups, np.arange(24) // 3)
-    assert _whole_groups(clf_groups, clf_val)
+    assert whole_groups(clf_groups, clf_val)
     # a wrong length is an error even when no validation split is carved
     with pytest.raises(ValueError, match="one group label per epoch"):
         TokenTransformerClassifier(n_codes=8, model=MODEL,

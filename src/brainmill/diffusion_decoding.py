@@ -26,11 +26,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from .classifier_training import fit_classifier, predict_proba, weights_by_index
 from .evaluation import check_groups
-from .features.epochs import window_epochs
 from .features.timefreq import resample_signals
 from .models.diffusion import DiffusionConfig, EEGDiffusion
 from .models.latent_fusion import LatentFusionConfig, LatentFusionTransformer
-from .training import TrainConfig, Trainer, TrainResult, resolve_device
+from .training import TrainConfig, Trainer, TrainResult, resolve_device, window_epochs
 
 __all__ = ["DiffusionFeatures", "LatentFusionClassifier", "diffusion_representations",
            "generate", "single_channel_windows", "train_diffusion"]
@@ -78,10 +77,10 @@ def train_diffusion(windows: np.ndarray, channels: list[str], config: DiffusionC
     labels : ndarray of int, shape (n_windows,), optional
         Class indices for class-conditional training.
     groups : ndarray, shape (n_windows,), optional
-        What each window was cut from (its epoch: :func:`~brainmill.features.epochs.window_epochs`, or its
-        recording):
-        a validation split (``val_fraction > 0``) holds whole groups, so the channels of one
-        epoch are not on both sides of early stopping. None: every window its own.
+        What each window was cut from (its epoch, see
+        :func:`~brainmill.training.window_epochs`, or its recording): a validation
+        split (``val_fraction > 0``) holds whole groups, so the channels of one epoch are not
+        on both sides of early stopping. None: every window its own.
 
     Returns
     -------

@@ -31,7 +31,7 @@ from .diffusion_decoding import (
 )
 from .errors import DataError
 from .evaluation import pretraining_note, pretraining_record
-from .features.epochs import epochs_arrays, window_epochs
+from .features.epochs import epochs_arrays
 from .generation_quality import (
     C2ST_FOLDS,
     channel_groups,
@@ -42,7 +42,7 @@ from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .models.diffusion import DiffusionConfig
 from .stage_inputs import read_resampled_epochs
-from .training import resolve_device, set_threads
+from .training import resolve_device, set_threads, window_epochs
 
 logger = logging.getLogger("brainmill")
 

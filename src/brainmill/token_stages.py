@@ -23,12 +23,12 @@ import torch
 from .config import Config
 from .errors import DataError
 from .evaluation import pretraining_note, pretraining_record
-from .features.epochs import epochs_arrays, window_epochs
+from .features.epochs import epochs_arrays
 from .features.timefreq import TFMTokens, token_counts, tokenize
 from .io import FeatureSet, atomic_path, data_digest, fresh_run_dir, write_json
 from .models import load_model, save_model
 from .stage_inputs import read_resampled_epochs
-from .training import resolve_device, set_threads
+from .training import resolve_device, set_threads, window_epochs
 
 logger = logging.getLogger("brainmill")
 

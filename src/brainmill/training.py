@@ -496,6 +496,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [g for g in groups if g["params"]]
 
 
+def window_epochs(n_epochs: int, n_channels: int, first: int = 0) -> np.ndarray:
+    """The epoch of each single-channel window cut epoch-major from ``(n_epochs, n_channels,
+    n_times)`` epochs (``X.reshape(-1, 1, n_times)``): shape ``(n_epochs·n_channels,)``,
+    numbered from ``first`` (to number the epochs of several subjects apart)."""
+    return np.repeat(first + np.arange(n_epochs), n_channels)
+
+
 def validation_split(
     n: int,
     fraction: float,

@@ -103,15 +103,21 @@ def test_root_absent(tmp_path):
         bids.load(BIDSSource(root=str(tmp_path / "nope"), task="mi"), "01", EVENTS, seed=0)
 
 
-def test_truncated_edf_names_the_file_and_subject(tmp_path):
+def _write_subject_01(root, fmt: str) -> mne_bids.BIDSPath:
+    """Nine seconds of noise with the test's events, written as subject 01 in ``fmt``."""
     rng = np.random.default_rng(0)
     raw = mne.io.RawArray(rng.standard_normal((len(CH), int(9 * SFREQ))) * 10e-6,
                           mne.create_info(CH, SFREQ, "eeg"), verbose="error")
     raw.set_meas_date(1_000_000_000)
     raw.set_annotations(mne.Annotations(ONSETS, [0.5] * len(ONSETS), LABELS))
-    path = mne_bids.BIDSPath(subject="01", task="mi", datatype="eeg", root=tmp_path)
-    mne_bids.write_raw_bids(raw, path, format="EDF", allow_preload=True, overwrite=True,
+    path = mne_bids.BIDSPath(subject="01", task="mi", datatype="eeg", root=root)
+    mne_bids.write_raw_bids(raw, path, format=fmt, allow_preload=True, overwrite=True,
                             verbose=False)
+    return path
+
+
+def test_truncated_edf_names_the_file_and_subject(tmp_path):
+    path = _write_subject_01(tmp_path, "EDF")
     edf = path.copy().update(suffix="eeg", extension=".edf").fpath
     data = edf.read_bytes()
     edf.write_bytes(data[: len(data) // 2])
@@ -124,14 +130,7 @@ def test_curated_events_tsv_is_not_taken_for_a_truncated_recording(tmp_path):
     """mne-bids takes the events from ``events.tsv``, not the BrainVision marker file: an
     events table with fewer rows than the markers is a curated table, not lost data; a row
     past the end of the data read is lost data."""
-    rng = np.random.default_rng(0)
-    raw = mne.io.RawArray(rng.standard_normal((len(CH), int(9 * SFREQ))) * 10e-6,
-                          mne.create_info(CH, SFREQ, "eeg"), verbose="error")
-    raw.set_meas_date(1_000_000_000)
-    raw.set_annotations(mne.Annotations(ONSETS, [0.5] * len(ONSETS), LABELS))
-    path = mne_bids.BIDSPath(subject="01", task="mi", datatype="eeg", root=tmp_path)
-    mne_bids.write_raw_bids(raw, path, format="BrainVision", allow_preload=True,
-                            overwrite=True, verbose=False)
+    path = _write_subject_01(tmp_path, "BrainVision")
     tsv = path.copy().update(suffix="events", extension=".tsv").fpath
     table = tsv.read_text().splitlines()
     tsv.write_text("\n".join(table[:2] + table[3:]) + "\n")  # drop the first 'right' row

@@ -14,13 +14,6 @@ from ..io import FeatureSet
 from .augmented import check_signals
 
 
-def window_epochs(n_epochs: int, n_channels: int, first: int = 0) -> np.ndarray:
-    """The epoch of each single-channel window cut epoch-major from ``(n_epochs, n_channels,
-    n_times)`` epochs (``X.reshape(-1, 1, n_times)``): shape ``(n_epochs·n_channels,)``,
-    numbered from ``first`` (to number the epochs of several subjects apart)."""
-    return np.repeat(first + np.arange(n_epochs), n_channels)
-
-
 def epochs_arrays(
     epochs: mne.BaseEpochs, classes: list[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..evaluation import check_groups
 from ..models.frontend import robust_scale, stft_magnitude
 from ..models.tokenizer import TFMTokenizer, TokenizerConfig
-from ..training import TrainConfig, Trainer, fp32_scope
+from ..training import TrainConfig, Trainer, fp32_scope, window_epochs
 
 __all__ = ["TFMTokens", "TimeFrequency", "resample_signals", "token_counts", "tokenize"]
 
@@ -187,8 +187,9 @@ class TFMTokens(TransformerMixin, BaseEstimator):
                           run_dir=self.run_dir)
         # channels of one epoch (of one group) stay on one side of the validation split
         groups = check_groups(groups, n, "TFMTokens")
-        epoch_groups = np.arange(n) if groups is None else groups
-        rows = np.repeat(epoch_groups, c)
+        rows = window_epochs(n, c)
+        if groups is not None:
+            rows = groups[rows]
         result = trainer.fit(
             model,
             lambda m, batch, gen: m.training_loss(batch[0], gen),

@@ -411,10 +411,11 @@ def test_kernel_threads_split_epochs_without_changing_a_bit(monkeypatch, grid):
     monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)  # split even tiny work
     threads = numba.get_num_threads()
 
-    def compute():
+    def compute():  # the lagged products go over the same threads as the kernels
         if grid:
             products = LaggedProducts.for_grid(X, [1, 3, 4], [2, 5])
-            return [c for _, _, c in products.iter_grid([1, 3, 4], [2, 5], "oas")]
+            return [products._prod, *(c for _, _, c in
+                                       products.iter_grid([1, 3, 4], [2, 5], "oas"))]
         return [augmented_covariances(X, 6, 3, "cov")]
 
     try:
@@ -426,6 +427,26 @@ def test_kernel_threads_split_epochs_without_changing_a_bit(monkeypatch, grid):
         numba.set_num_threads(threads)
     for a, b in zip(alone, split, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_blas_is_held_to_one_thread_only_while_epochs_are_split(monkeypatch):
+    """Products inside the epochs' threads must not also go over BLAS threads."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from brainmill.features import _acm_kernels
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    if numba.get_num_threads() < 2 or not blas_threads():
+        pytest.skip("needs two numba threads and a BLAS that threadpoolctl can see")
+    before = blas_threads()
+    with _acm_kernels.blas_held(100, _acm_kernels.PARALLEL_MIN_VALUES):
+        assert blas_threads() == {1}
+    assert blas_threads() == before
+    with _acm_kernels.blas_held(100, _acm_kernels.PARALLEL_MIN_VALUES - 1):  # not split
+        assert blas_threads() == before
 
 
 def test_table_slots_are_laid_out_in_assembly_order():

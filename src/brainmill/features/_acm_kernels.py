@@ -25,19 +25,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 
 import numba
 import numpy as np
 from numba import njit
 
-__all__ = ["acm_fused", "assemble", "edge_tables", "over_epochs", "splits",
+__all__ = ["acm_fused", "assemble", "blas_held", "edge_tables", "over_epochs", "splits",
            "table_positions"]
 
 #: Below this much work a call is not split over threads (thread start-up and the split cost
 #: more than they save on a few small matrices).
 PARALLEL_MIN_VALUES = 200_000
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+_BLAS = None  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)
 
 
 def splits(n_epochs: int, n_values: int) -> bool:
@@ -67,6 +69,25 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     for future in futures:
         future.result()
+
+
+def blas_held(n_epochs: int, n_values: int) -> AbstractContextManager:
+    """BLAS held to one thread while :func:`over_epochs` splits a call of this size, else
+    untouched.
+
+    The epochs' slices already occupy the cores; a BLAS call inside them that also went over
+    threads would oversubscribe them. Held around the whole call from the calling thread:
+    OpenBLAS's idle workers spin for a while after each product on the main thread, and two
+    threads limited only inside gained nothing over one (BENCHMARKS.md, the tangent space).
+    """
+    global _BLAS
+    if not splits(n_epochs, n_values):
+        return nullcontext()
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 @lru_cache(maxsize=64)

@@ -249,8 +249,14 @@ class LaggedProducts:
         ``np.matmul`` over the chunk's epochs on views of it (no shifted copies): 60 against
         86 ms for the 8 delays of one (8, 4) transform of 288 × 22 × 1000 epochs, 18 against
         25 ms for the 42 delays of a 10 × 10 grid of 45 × 22 × 481 (one product of the stacked
-        shifted copies per epoch before; throw-away timings, medians of 7).
+        shifted copies per epoch before; throw-away timings, medians of 7). The epochs are
+        split over the kernel threads (:func:`~brainmill.features._acm_kernels.over_epochs`,
+        BLAS on one thread meanwhile): OpenBLAS runs products this small on one thread, so
+        two threads took 31 against 62 ms for those 8 delays. Each epoch's products are the
+        same BLAS calls on the same values whatever the split, so the same bits.
         """
+        from ._acm_kernels import blas_held, over_epochs
+
         n, c, t = self.shape
         new = sorted({int(d) for d in delays} - set(self._slot))
         if not new:
@@ -261,14 +267,21 @@ class LaggedProducts:
         prod = np.empty((n, len(new), c, c))  # [:, i] = R(d)ᵀ = Σ_t x(t+d) x(t)ᵀ
         total = np.empty((n, c)) if self._total is None else None
         chunk = max(1, CENTRING_CHUNK_BYTES // (8 * c * t))
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            centred = self._X[a:b] - self._mean[a:b, :, None]
-            if total is not None:
-                centred.sum(axis=-1, out=total[a:b])
-            for i, d in enumerate(new):
-                np.matmul(centred[:, :, d:], centred[:, :, :t - d].transpose(0, 2, 1),
-                          out=prod[a:b, i])
+        X, mean = self._X, self._mean
+
+        def products(epochs: slice) -> None:
+            for a in range(epochs.start, epochs.stop, chunk):
+                b = min(epochs.stop, a + chunk)
+                centred = X[a:b] - mean[a:b, :, None]
+                if total is not None:
+                    centred.sum(axis=-1, out=total[a:b])
+                for i, d in enumerate(new):
+                    np.matmul(centred[:, :, d:], centred[:, :, :t - d].transpose(0, 2, 1),
+                              out=prod[a:b, i])
+
+        work = X.size * len(new)
+        with blas_held(n, work):
+            over_epochs(products, n, work)
         if total is not None:
             self._total = total
         start = self._prod.shape[1]
@@ -474,7 +487,15 @@ class LaggedProducts:
         """
         if self._rank_checked:
             return
-        eig = np.linalg.eigvalsh(self._lagged(0))
+        from ._acm_kernels import over_epochs
+
+        lagged = self._lagged(0)
+        eig = np.empty(lagged.shape[:2])
+
+        def eigenvalues(epochs: slice) -> None:  # numpy's eigvalsh releases the GIL
+            eig[epochs] = np.linalg.eigvalsh(lagged[epochs])
+
+        over_epochs(eigenvalues, len(eig), lagged.shape[0] * lagged.shape[1] ** 3)
         bad = np.flatnonzero(eig[:, 0] <= rtol * eig[:, -1])
         if len(bad):
             raise ValueError(

@@ -23,7 +23,6 @@ several BLAS threads, not against pyriemann run with one.
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
 
 import numpy as np
 from pyriemann.tangentspace import TangentSpace
@@ -32,13 +31,9 @@ try:
     from pyriemann.geometry.tangentspace import upper
 except ImportError:  # pyriemann < 0.12
     from pyriemann.utils.tangentspace import upper
-from threadpoolctl import ThreadpoolController
-
-from ._acm_kernels import over_epochs, splits
+from ._acm_kernels import blas_held, over_epochs
 
 __all__ = ["ThreadedTangentSpace", "mean_riemann"]
-
-_BLAS = ThreadpoolController()
 
 
 def _eigh_work(n_matrices: int, n: int) -> int:
@@ -47,15 +42,9 @@ def _eigh_work(n_matrices: int, n: int) -> int:
 
 
 def _blas(n_matrices: int, n: int):
-    """BLAS held to one thread where the stack's logarithms go over threads, else untouched.
-
-    Held for the whole mean, not only inside the threads: limited there alone, two threads
-    gained nothing over one (BENCHMARKS.md); OpenBLAS's idle workers, which spin for a while
-    after each product on the main thread, are the likely reason.
-    """
-    if splits(n_matrices, _eigh_work(n_matrices, n)):
-        return _BLAS.limit(limits=1, user_api="blas")
-    return nullcontext()
+    """BLAS held to one thread where the stack's logarithms go over threads (for the whole
+    mean: see :func:`~brainmill.features._acm_kernels.blas_held`), else untouched."""
+    return blas_held(n_matrices, _eigh_work(n_matrices, n))
 
 
 def _operator(w: np.ndarray, v: np.ndarray, f, out: np.ndarray | None = None) -> np.ndarray:

@@ -286,6 +286,36 @@ def test_nan_in_signal_is_named():
         AugmentedCovariance(order=2, lag=1).fit(X)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_reaching_the_products_is_named(bad):
+    """LaggedProducts finds NaN/inf through its channel means; the error is check_signals'."""
+    X = np.ones((3, 2, 50))
+    X[2, 1, 7] = bad
+    with pytest.raises(ValueError, match=r"1 NaN/inf values \(epochs \[2\], channels \[1\]"):
+        AugmentedCovariance(order=2, lag=1).fit(X[:2]).transform(X)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        LaggedProducts.for_grid(X, [1, 2], [1])
+
+
+def test_channel_means_and_edges_equal_numpy_bit_for_bit(monkeypatch):
+    """The compiled edges and the threaded means repeat numpy's operations in its order."""
+    from brainmill.features import _acm_kernels
+
+    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)  # split even tiny work
+    X = np.random.default_rng(3).standard_normal((7, 4, 90)) * 1e-5 + 2e-4
+    products = LaggedProducts.for_grid(X, [2, 5], [3])
+    mean = X.mean(axis=-1)
+    np.testing.assert_array_equal(products._mean, mean)
+    head, tail, head_cs, tail_cs = products._edge_cache(15)
+    width = head.shape[-1]
+    assert width == 15
+    np.testing.assert_array_equal(head, X[:, :, :width] - mean[..., None])
+    np.testing.assert_array_equal(tail, X[:, :, -width:] - mean[..., None])
+    np.testing.assert_array_equal(head_cs, np.cumsum(head, axis=-1).transpose(0, 2, 1))
+    np.testing.assert_array_equal(tail_cs,
+                                  np.cumsum(tail[:, :, ::-1], axis=-1).transpose(0, 2, 1))
+
+
 def test_complex_signal_is_rejected_not_cast():
     X = np.random.default_rng(0).standard_normal((3, 2, 50)) * (1 + 1j)
     with pytest.raises(ValueError, match="X has complex values; complex data is not supported"):

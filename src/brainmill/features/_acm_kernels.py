@@ -32,7 +32,7 @@ import numba
 import numpy as np
 from numba import njit
 
-__all__ = ["acm_fused", "assemble", "blas_held", "edge_tables", "over_epochs", "splits",
+__all__ = ["acm_fused", "assemble", "blas_held", "centred_edges", "edge_tables", "over_epochs", "splits",
            "table_positions"]
 
 #: Below this much work a call is not split over threads (thread start-up and the split cost
@@ -118,6 +118,34 @@ def table_positions(order: int) -> tuple[np.ndarray, np.ndarray, int, int]:
             ne += 1
     hpos.flags.writeable = epos.flags.writeable = False  # shared by the cache
     return hpos, epos, nh, ne
+
+
+@njit(cache=True, nogil=True)
+def centred_edges(X, mean, head, tail, head_cs, tail_cs):  # pragma: no cover - compiled
+    """Centred first/last ``W`` samples of every epoch and their running sums.
+
+    ``head``/``tail`` ``(n, C, W)``: ``X − mean`` over the first/last ``W`` samples;
+    ``head_cs[e, s]`` ``(n, W, C)``: the sum of the first ``s + 1`` centred samples, and
+    ``tail_cs[e, s]`` of the last ``s + 1``, both added in time order from their end of the
+    epoch (as ``np.cumsum`` does), so the same bits.
+    """
+    n, c, t = X.shape
+    w = head.shape[2]
+    for e in range(n):
+        for i in range(c):
+            m = mean[e, i]
+            acc = 0.0
+            for s in range(w):
+                v = X[e, i, s] - m
+                head[e, i, s] = v
+                acc += v
+                head_cs[e, s, i] = acc
+            for s in range(w):
+                tail[e, i, s] = X[e, i, t - w + s] - m
+            acc = 0.0
+            for s in range(w):
+                acc += tail[e, i, w - 1 - s]
+                tail_cs[e, s, i] = acc
 
 
 @njit(cache=True, nogil=True)

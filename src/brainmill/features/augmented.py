@@ -45,8 +45,10 @@ ESTIMATORS = ("cov", "oas", "lwf")
 CHUNK_BYTES = 2_000_000
 
 
-def check_signals(X: np.ndarray, *, what: str = "X") -> np.ndarray:
+def check_signals(X: np.ndarray, *, what: str = "X", finite: bool = True) -> np.ndarray:
     """Return ``X`` as a float64 array of shape (n_epochs, n_channels, n_times), finite.
+
+    ``finite=False`` skips the NaN/inf check, for a caller that makes it another way.
 
     Raises
     ------
@@ -62,7 +64,7 @@ def check_signals(X: np.ndarray, *, what: str = "X") -> np.ndarray:
             f"{what} must have shape (n_epochs, n_channels, n_times); got {X.ndim}-D "
             f"array of shape {X.shape}. Reshape your data: a single epoch is X[None]"
         )
-    if not np.isfinite(X).all():
+    if finite and not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))
         epochs, channels = np.unique(bad[:, 0]), np.unique(bad[:, 1])
         raise ValueError(
@@ -71,6 +73,15 @@ def check_signals(X: np.ndarray, *, what: str = "X") -> np.ndarray:
             " first"
         )
     return X
+
+
+def _channel_means(X: np.ndarray) -> np.ndarray:
+    """``X.mean(axis=-1)`` (same bits), the epochs split over the kernel threads."""
+    from ._acm_kernels import over_epochs
+
+    means = np.empty(X.shape[:2])
+    over_epochs(lambda sl: np.mean(X[sl], axis=-1, out=means[sl]), len(X), X.size)
+    return means
 
 
 def n_window(n_times: int, order: int, lag: int) -> int:
@@ -200,10 +211,12 @@ class LaggedProducts:
 
     def __init__(self, X: np.ndarray, delays: Iterable[int] = (0,),
                  max_orders: dict[int, int] | None = None) -> None:
-        X = check_signals(X)
+        X = check_signals(X, finite=False)
         self._X: np.ndarray | None = X
         self.shape = X.shape
-        self._mean = X.mean(axis=-1)  # (n, C): every epoch is centred on it
+        self._mean = _channel_means(X)  # (n, C): every epoch is centred on it
+        if not np.isfinite(self._mean).all():  # a NaN or inf sample makes its mean NaN or inf
+            check_signals(X)  # names them (a mean that overflowed passes, as before)
         n, c, _ = X.shape
         self._total: np.ndarray | None = None  # Σ_t of the centred epochs: ≈ 0, for exactness
         # centred first/last samples and their running sums (from the start / from the end)
@@ -329,11 +342,16 @@ class LaggedProducts:
         t = self.shape[-1]
         width = span if exact else min(t, max([span] + [o * lg for lg, o in
                                                           self._max_orders.items()]))
-        head = self._X[:, :, :width] - self._mean[..., None]
-        tail = self._X[:, :, t - width:] - self._mean[..., None]
+        from ._acm_kernels import centred_edges, over_epochs
+
+        n, c, _ = self.shape
+        head, tail = np.empty((n, c, width)), np.empty((n, c, width))
         # the running sums time-major (n, W, C), the layout of the window means
-        self._edges = (head, tail, np.cumsum(head, axis=-1).transpose(0, 2, 1).copy(),
-                       np.cumsum(tail[:, :, ::-1], axis=-1).transpose(0, 2, 1).copy())
+        head_cs, tail_cs = np.empty((n, width, c)), np.empty((n, width, c))
+        X, mean = self._X, self._mean
+        over_epochs(lambda sl: centred_edges(X[sl], mean[sl], head[sl], tail[sl], head_cs[sl],
+                                             tail_cs[sl]), n, 4 * head.size)
+        self._edges = (head, tail, head_cs, tail_cs)
         return self._edges
 
     def _slots(self, order: int, lag: int) -> np.ndarray:

@@ -14,12 +14,15 @@ subject 1 (22 sensorimotor channels) when ``../shared/data`` is present:
   order × lag × C × kernel; chosen hyperparameters and outer-fold ROC-AUCs compared.
 
 Timings: the reference and ours alternate round by round (this shared VM drifts by tens of per
-cent within minutes), medians over 7 rounds after a warm-up for ``single``, 3 rounds for
-``grid``, one call for ``nested``; ours also with its compiled kernels on one thread
-(``*_one_thread``; BLAS keeps its own threads in both). Peak memory by ``tracemalloc``
+cent within minutes), each timed call right after untimed calls of the same function (at least
+0.25 s of them: OpenBLAS's workers spin for about 0.1 s after the reference's products, and a
+call timed inside that window shares the cores with them; ``--no-prime`` times them as
+before), medians over 7 rounds for ``single``, 3 rounds for ``grid``, one call for ``nested``;
+ours also with its compiled kernels on one thread (``*_one_thread``; BLAS keeps its own
+threads in both). Peak memory by ``tracemalloc``
 (numpy reports its buffers to it).
 
-Run: ``python benchmarks/acm.py [--quick] [--json out.json] [--data ../shared/data]``.
+Run: ``python benchmarks/acm.py [--quick] [--json out.json] [--data ../shared/data] [--no-prime]``.
 """
 
 from __future__ import annotations
@@ -93,19 +96,42 @@ def measure(fn, repeat: int = 1, warmup: bool = True):
     return float(np.median(times)), peak, result
 
 
-def interleaved(fns: dict, repeat: int, warmup: bool = True) -> dict[str, float]:
+#: Whether each timed call of :func:`interleaved` follows an untimed call of the same function
+#: (``--no-prime`` turns it off). OpenBLAS's worker threads spin for about 0.1 s after each
+#: multi-threaded product before they sleep, so a call timed right after the reference's
+#: products shares the cores with them: ours took 88 ms right after the reference's (8, 4)
+#: transform, 51 ms right after itself and 62 ms after a 0.3-s pause (medians of 5); the
+#: reference took 343 ms after itself, 343 ms after the pause and 389 ms after ours.
+PRIME = True
+#: Seconds of untimed calls (at least one) before each timed call when priming: longer than
+#: the spin, so that a short call (PhysioNet's single transform takes a few ms) is not timed
+#: inside the previous function's window either.
+PRIME_S = 0.25
+
+
+def interleaved(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None
+                ) -> dict[str, float]:
     """Median seconds of each function, the calls alternating round by round.
 
     This machine's speed drifts by tens of per cent within minutes (a shared VM whose idle
     memory is paged out and faulted back in), so the reference and ours are timed in turns
-    rather than one after the other.
+    rather than one after the other. With ``prime`` (default :data:`PRIME`) each timed call
+    comes right after untimed calls of the same function (at least one, for at least
+    :data:`PRIME_S` seconds), so that each is timed in its own steady state, never against the
+    threads the other one left spinning.
     """
-    if warmup:
+    prime = PRIME if prime is None else prime
+    if warmup and not prime:
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            if prime:
+                start = time.perf_counter()
+                fn()
+                while time.perf_counter() - start < PRIME_S:
+                    fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -295,18 +321,25 @@ def run_case(name, X, y, quick, out, parts=PARTS):
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PRIME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, under a minute")
     parser.add_argument("--json", default=None)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="measurements to run (default: all; the JSON summary needs all)")
+    parser.add_argument("--no-prime", action="store_true",
+                        help="time each call of single and grid right after the previous "
+                             "call, whichever function it was (as before 2026-12-06), "
+                             "instead of right after an untimed call of the same function")
     args = parser.parse_args(argv)
+    PRIME = not args.no_prime
     import numba
 
     out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "python": platform.python_version(),
-                             "kernel_threads": numba.get_num_threads()}}
+                             "kernel_threads": numba.get_num_threads()},
+           "timing": {"primed": PRIME, "prime_s": PRIME_S}}
     shape = (64, 22, 500) if args.quick else (288, 22, 1000)
     X, y = synthetic(*shape)
     run_case("synthetic", X, y, args.quick, out, args.parts)
@@ -316,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         run_case("physionet", Xp, yp, args.quick, out, args.parts)
     elif not args.quick:
         print(f"physionet: skipped (no PhysioNet cache under {data})")
-    cases = [v for k, v in out.items() if k != "machine"]
+    cases = [v for k, v in out.items() if k not in ("machine", "timing")]
     if set(args.parts) != set(PARTS):
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2))

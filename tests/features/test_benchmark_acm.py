@@ -24,6 +24,7 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     try:
         spec.loader.exec_module(bench)
         small, nested = bench.synthetic, bench.bench_nested
+        monkeypatch.setattr(bench, "PRIME_S", 0.0)  # one untimed call before each timed one
         monkeypatch.setattr(bench, "synthetic", lambda n, c, t: small(24, 4, 200))
         monkeypatch.setattr(bench, "bench_nested", lambda X, y, orders, lags, Cs, kernels:
                             nested(X, y, [1, 2], [1, 2], [1.0], ["linear", "rbf"]))
@@ -39,3 +40,28 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     case = result["synthetic"]
     assert case["nested"]["ours_choices"] == case["nested"]["reference_choices"]
     assert case["single"]["ours_one_thread_s"] > 0
+
+
+def test_each_timed_call_follows_untimed_calls_of_the_same_function(monkeypatch):
+    """Priming: no function is timed right after the other one (whose BLAS threads spin)."""
+    spec = importlib.util.spec_from_file_location("brainmill_benchmark_acm_prime", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls: list[str] = []
+    clock = iter(range(10_000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock) * 0.1)
+
+    def record(name):
+        def fn():
+            calls.append(name)
+        return fn
+
+    times = bench.interleaved({"ref": record("ref"), "ours": record("ours")}, repeat=2,
+                              prime=True)
+    assert set(times) == {"ref", "ours"}
+    # with a clock that moves 0.1 s per reading, PRIME_S = 0.25 s of priming takes three
+    # untimed calls, then the timed one: ref ×4, ours ×4, per round
+    assert calls == (["ref"] * 4 + ["ours"] * 4) * 2
+    calls.clear()
+    bench.interleaved({"ref": record("ref"), "ours": record("ours")}, repeat=2, prime=False)
+    assert calls == ["ref", "ours"] * 3  # a warm-up round, then the timed rounds

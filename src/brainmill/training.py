@@ -571,8 +571,10 @@ def validation_split(
         _, g_codes = np.unique(np.asarray(groups), return_inverse=True)
         n_groups = g_codes.max() + 1
         if n_groups < 2:
-            raise ValueError("validation_split: all rows belong to one group, so no whole group "
-                             "can be held out; pass separate validation data or more groups")
+            raise ValueError("validation_split: all rows belong to one group (e.g. every "
+                             "window comes from one epoch), so no whole group can be held out; "
+                             "pass separate validation data or more groups, or set "
+                             "val_fraction=0 to train without validation")
         y_codes = (np.zeros(n, dtype=np.int64) if y is None
                    else np.unique(np.asarray(y), return_inverse=True)[1])
         counts = np.zeros((n_groups, y_codes.max() + 1))

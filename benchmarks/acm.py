@@ -208,8 +208,9 @@ def bench_grid(X, orders, lags, repeat):
     def ours_reused():  # one output buffer for every point, as the nested search uses it
         ours(reuse=True)
 
-    # no warm-up call: each is one long pass over the grid; ours loads its compiled kernels
-    # (numba's on-disk cache) in its first round, which the median leaves out
+    # no separate warm-up round: primed, every timed call already follows an untimed one
+    # (unprimed, ours loads its compiled kernels in its first round, which the median leaves
+    # out)
     t = interleaved({"ref": ref, "ours": ours, "ours_1": one_thread(ours),
                      "ours_reused": ours_reused}, repeat, warmup=False)
     m_ref, _ = peak_mb(ref)

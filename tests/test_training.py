@@ -264,7 +264,7 @@ def test_validation_split_keeps_groups_whole_and_classes_balanced():
         np.testing.assert_array_equal(val, validation_split(n, 0.25, seed, y=y, groups=groups)[1])
     picks = {tuple(validation_split(n, 0.25, s, groups=groups)[1]) for s in range(5)}
     assert len(picks) > 1
-    with pytest.raises(ValueError, match="one group .* or set val_fraction=0"):
+    with pytest.raises(ValueError, match="one group .* or set TrainConfig.val_fraction=0"):
         validation_split(6, 0.5, 0, groups=np.zeros(6))
     with pytest.raises(ValueError, match="fraction"):
         validation_split(6, 0.0, 0)

@@ -574,7 +574,7 @@ def validation_split(
             raise ValueError("validation_split: all rows belong to one group (e.g. every "
                              "window comes from one epoch), so no whole group can be held out; "
                              "pass separate validation data or more groups, or set "
-                             "val_fraction=0 to train without validation")
+                             "TrainConfig.val_fraction=0 to train without validation")
         y_codes = (np.zeros(n, dtype=np.int64) if y is None
                    else np.unique(np.asarray(y), return_inverse=True)[1])
         counts = np.zeros((n_groups, y_codes.max() + 1))

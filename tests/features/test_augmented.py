@@ -286,15 +286,30 @@ def test_nan_in_signal_is_named():
         AugmentedCovariance(order=2, lag=1).fit(X)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nan_or_inf_reaching_the_products_is_named(bad):
-    """LaggedProducts finds NaN/inf through its channel means; the error is check_signals'."""
+@pytest.mark.parametrize("bad", [[np.nan], [np.inf], [-np.inf], [np.inf, -np.inf]])
+def test_nan_or_inf_reaching_the_products_is_named(bad, monkeypatch):
+    """LaggedProducts finds NaN/inf through its channel means (split over threads here);
+    the error is check_signals', even with warnings as errors (inf − inf warns in a mean)."""
+    import warnings
+
+    from brainmill.features import _acm_kernels
+
+    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
     X = np.ones((3, 2, 50))
-    X[2, 1, 7] = bad
-    with pytest.raises(ValueError, match=r"1 NaN/inf values \(epochs \[2\], channels \[1\]"):
-        AugmentedCovariance(order=2, lag=1).fit(X[:2]).transform(X)
-    with pytest.raises(ValueError, match="NaN/inf"):
-        LaggedProducts.for_grid(X, [1, 2], [1])
+    X[2, 1, 7:7 + len(bad)] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"{len(bad)} NaN/inf values \(epochs \[2\], "
+                                             r"channels \[1\]"):
+            AugmentedCovariance(order=2, lag=1).fit(X[:2]).transform(X)
+        with pytest.raises(ValueError, match="NaN/inf"):
+            LaggedProducts.for_grid(X, [1, 2], [1])
+
+
+def test_edges_wider_than_the_epochs_are_refused():
+    products = LaggedProducts(np.random.default_rng(0).standard_normal((2, 3, 10)))
+    with pytest.raises(ValueError, match="edges of 14 samples asked of epochs of 10"):
+        products._edge_cache(14, exact=True)
 
 
 def test_channel_means_and_edges_equal_numpy_bit_for_bit(monkeypatch):
@@ -472,11 +487,58 @@ def test_blas_is_held_to_one_thread_only_while_epochs_are_split(monkeypatch):
     if numba.get_num_threads() < 2 or not blas_threads():
         pytest.skip("needs two numba threads and a BLAS that threadpoolctl can see")
     before = blas_threads()
-    with _acm_kernels.blas_held(100, _acm_kernels.PARALLEL_MIN_VALUES):
+    big, small = (100, _acm_kernels.PARALLEL_MIN_VALUES), (100, 1)
+    with _acm_kernels.blas_held(*big):
         assert blas_threads() == {1}
     assert blas_threads() == before
-    with _acm_kernels.blas_held(100, _acm_kernels.PARALLEL_MIN_VALUES - 1):  # not split
+    with _acm_kernels.blas_held(*small):  # not split
         assert blas_threads() == before
+    # overlapping holds (as from two threads) that end in the other order: the last restores
+    first, second = _acm_kernels.blas_held(*big), _acm_kernels.blas_held(*big)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert blas_threads() == {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
+
+
+def test_lagged_products_hold_blas_while_split(monkeypatch):
+    """add_delays and the rank check ask for the hold with the size they split by."""
+    from brainmill.features import _acm_kernels
+
+    asked = []
+    real = _acm_kernels.blas_held
+    monkeypatch.setattr(_acm_kernels, "blas_held",
+                        lambda n, work: asked.append((n, work)) or real(n, work))
+    X = np.random.default_rng(1).standard_normal((6, 3, 40))
+    LaggedProducts.for_grid(X, [1, 2], [3]).check_full_rank()
+    assert asked == [(6, X.size * 2), (6, 6 * 3**3)]  # delays 0 and 3; eigvalsh of 3 × 3
+
+
+def test_a_failing_slice_waits_for_the_others(monkeypatch):
+    """over_epochs re-raises only once every slice has finished (their memory may be freed)."""
+    import threading
+    import time
+
+    import numba
+
+    from brainmill.features import _acm_kernels
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two numba threads")
+    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
+    finished = threading.Event()
+
+    def call(epochs: slice) -> None:
+        if epochs.start == 0:
+            raise RuntimeError("first slice fails")
+        time.sleep(0.2)
+        finished.set()
+
+    with pytest.raises(RuntimeError, match="first slice fails"):
+        _acm_kernels.over_epochs(call, 4, 10)
+    assert finished.is_set()
 
 
 def test_table_slots_are_laid_out_in_assembly_order():

@@ -23,9 +23,10 @@ Every kernel is ``nogil``: callers may split the epochs over threads.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 
 import numba
@@ -40,6 +41,8 @@ __all__ = ["acm_fused", "assemble", "blas_held", "centred_edges", "edge_tables",
 PARALLEL_MIN_VALUES = 200_000
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
 _BLAS = None  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)
+_BLAS_LOCK = threading.Lock()
+_BLAS_HOLD: list = [0, None]  # [holds open, the limit to restore when the last one ends]
 
 
 def splits(n_epochs: int, n_values: int) -> bool:
@@ -67,8 +70,36 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
     bounds = np.linspace(0, n_epochs, threads + 1).astype(int)
     futures = [_POOL[1].submit(call, slice(a, b))
                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    wait(futures)  # every slice done before an error propagates (a caller may free memory)
     for future in futures:
         future.result()
+
+
+@contextmanager
+def _blas_one_thread() -> Iterator[None]:
+    """BLAS at one thread until the last of any overlapping holds ends.
+
+    threadpoolctl's limit is process-wide and restores what it saw on entry, so two holds
+    from two threads that ended in the other order would leave BLAS at one thread: the first
+    hold sets the limit, the last one restores it.
+    """
+    global _BLAS, _BLAS_HOLD
+    with _BLAS_LOCK:
+        if _BLAS_HOLD[0] == 0:
+            if _BLAS is None:  # made on first use: it inspects the libraries loaded then
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS = ThreadpoolController()
+            _BLAS_HOLD[1] = _BLAS.limit(limits=1, user_api="blas")
+        _BLAS_HOLD[0] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HOLD[0] -= 1
+            if _BLAS_HOLD[0] == 0:
+                _BLAS_HOLD[1].restore_original_limits()
+                _BLAS_HOLD[1] = None
 
 
 def blas_held(n_epochs: int, n_values: int) -> AbstractContextManager:
@@ -79,15 +110,12 @@ def blas_held(n_epochs: int, n_values: int) -> AbstractContextManager:
     threads would oversubscribe them. Held around the whole call from the calling thread:
     OpenBLAS's idle workers spin for a while after each product on the main thread, and two
     threads limited only inside gained nothing over one (BENCHMARKS.md, the tangent space).
+    Holds may nest and overlap across threads. The libraries limited are those loaded at the
+    first hold (numpy's BLAS, which every split call here uses, is always among them).
     """
-    global _BLAS
     if not splits(n_epochs, n_values):
         return nullcontext()
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+    return _blas_one_thread()
 
 
 @lru_cache(maxsize=64)
@@ -124,10 +152,18 @@ def table_positions(order: int) -> tuple[np.ndarray, np.ndarray, int, int]:
 def centred_edges(X, mean, head, tail, head_cs, tail_cs):  # pragma: no cover - compiled
     """Centred first/last ``W`` samples of every epoch and their running sums.
 
-    ``head``/``tail`` ``(n, C, W)``: ``X − mean`` over the first/last ``W`` samples;
-    ``head_cs[e, s]`` ``(n, W, C)``: the sum of the first ``s + 1`` centred samples, and
-    ``tail_cs[e, s]`` of the last ``s + 1``, both added in time order from their end of the
-    epoch (as ``np.cumsum`` does), so the same bits.
+    Parameters
+    ----------
+    X : ndarray, shape (n, C, T)
+        Epochs; ``W ≤ T`` (not checked here: the caller's).
+    mean : ndarray, shape (n, C)
+        Channel means of each epoch.
+    head, tail : ndarray, shape (n, C, W)
+        Written: ``X − mean`` over the first / last ``W`` samples.
+    head_cs, tail_cs : ndarray, shape (n, W, C)
+        Written: ``head_cs[e, s]`` the sum of the first ``s + 1`` centred samples,
+        ``tail_cs[e, s]`` of the last ``s + 1``, each added in time order from its end of the
+        epoch (as ``np.cumsum`` does), so the same bits.
     """
     n, c, t = X.shape
     w = head.shape[2]

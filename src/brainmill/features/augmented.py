@@ -48,7 +48,14 @@ CHUNK_BYTES = 2_000_000
 def check_signals(X: np.ndarray, *, what: str = "X", finite: bool = True) -> np.ndarray:
     """Return ``X`` as a float64 array of shape (n_epochs, n_channels, n_times), finite.
 
-    ``finite=False`` skips the NaN/inf check, for a caller that makes it another way.
+    Parameters
+    ----------
+    X : array-like, shape (n_epochs, n_channels, n_times)
+        Real signals.
+    what : str
+        The name the errors give ``X``.
+    finite : bool
+        Check for NaN/inf (``False``: the caller checks another way).
 
     Raises
     ------
@@ -76,11 +83,20 @@ def check_signals(X: np.ndarray, *, what: str = "X", finite: bool = True) -> np.
 
 
 def _channel_means(X: np.ndarray) -> np.ndarray:
-    """``X.mean(axis=-1)`` (same bits), the epochs split over the kernel threads."""
+    """``X.mean(axis=-1)`` (same bits), the epochs split over the kernel threads.
+
+    Silent on NaN/inf (the caller checks the means and names the bad samples): numpy's error
+    state is per thread, so it is set inside each slice.
+    """
     from ._acm_kernels import over_epochs
 
     means = np.empty(X.shape[:2])
-    over_epochs(lambda sl: np.mean(X[sl], axis=-1, out=means[sl]), len(X), X.size)
+
+    def mean(epochs: slice) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.mean(X[epochs], axis=-1, out=means[epochs])
+
+    over_epochs(mean, len(X), X.size)
     return means
 
 
@@ -349,6 +365,8 @@ class LaggedProducts:
         # the running sums time-major (n, W, C), the layout of the window means
         head_cs, tail_cs = np.empty((n, width, c)), np.empty((n, width, c))
         X, mean = self._X, self._mean
+        if width > t:  # the compiled kernel reads X unchecked
+            raise ValueError(f"edges of {width} samples asked of epochs of {t}")
         over_epochs(lambda sl: centred_edges(X[sl], mean[sl], head[sl], tail[sl], head_cs[sl],
                                              tail_cs[sl]), n, 4 * head.size)
         self._edges = (head, tail, head_cs, tail_cs)
@@ -505,7 +523,7 @@ class LaggedProducts:
         """
         if self._rank_checked:
             return
-        from ._acm_kernels import over_epochs
+        from ._acm_kernels import blas_held, over_epochs
 
         lagged = self._lagged(0)
         eig = np.empty(lagged.shape[:2])
@@ -513,7 +531,10 @@ class LaggedProducts:
         def eigenvalues(epochs: slice) -> None:  # numpy's eigvalsh releases the GIL
             eig[epochs] = np.linalg.eigvalsh(lagged[epochs])
 
-        over_epochs(eigenvalues, len(eig), lagged.shape[0] * lagged.shape[1] ** 3)
+        # 4.5 -> 2.6 ms on two threads for 288 epochs of 22 channels
+        work = lagged.shape[0] * lagged.shape[1] ** 3
+        with blas_held(len(eig), work):
+            over_epochs(eigenvalues, len(eig), work)
         bad = np.flatnonzero(eig[:, 0] <= rtol * eig[:, -1])
         if len(bad):
             raise ValueError(

@@ -79,6 +79,78 @@ def test_grid_selection_equals_gridsearchcv(data):
             assert ours.fit_info_["inner_scores"][i][j] == pytest.approx(best, abs=1e-12)
 
 
+@pytest.fixture
+def search_threads():
+    """Run a block with numba's thread count set (the search's tasks follow it)."""
+    import numba
+
+    before = numba.get_num_threads()
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba has a single thread")
+
+    def set_threads(n):
+        numba.set_num_threads(n)
+
+    yield set_threads
+    numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("classifier", ["ts_svm", "mdm"])
+def test_search_is_identical_on_one_and_several_threads(data, search_threads, classifier):
+    """One thread scores the points in turn; several run (point, split) tasks side by side:
+    the same scores, bit for bit, so the same choice."""
+    X, y = data
+    fits = []
+    for n in (1, 2):
+        search_threads(n)
+        fits.append(ACMClassifier(random_state=7, classifier=classifier, **GRID).fit(X, y))
+    one, two = fits
+    assert one.fit_info_ == two.fit_info_  # inner scores compared with ==
+    assert (one.order_, one.lag_, one.params_) == (two.order_, two.lag_, two.params_)
+    np.testing.assert_array_equal(one.decision_function(X), two.decision_function(X))
+
+
+def test_threaded_search_holds_one_point_per_thread(data, search_threads, monkeypatch):
+    import gc
+    import weakref
+
+    from brainmill.features.augmented import LaggedProducts
+
+    X, y = data
+    alive: list[weakref.ref] = []
+    most = []
+    real = LaggedProducts.covariances
+
+    def counted(self, *args, **kwargs):
+        gc.collect()
+        most.append(sum(r() is not None for r in alive))
+        covs = real(self, *args, **kwargs)
+        alive.append(weakref.ref(covs))
+        return covs
+
+    monkeypatch.setattr(LaggedProducts, "covariances", counted)
+    search_threads(2)
+    grid = {**GRID, "orders": [1, 2, 3, 4], "lags": [1, 2, 3]}
+    ACMClassifier(random_state=7, **grid).fit(X, y)
+    assert len(most) == 1 + 3 * 3 + 1  # order 1 once, orders 2-4 at each lag, the refit
+    assert max(most) <= 2
+
+
+def test_a_failing_task_fails_the_search(data, search_threads, monkeypatch):
+    X, y = data
+    real = ACMClassifier._score_split
+
+    def failing(self, covs, *args):
+        if covs.shape[1] == 3 * X.shape[1]:
+            raise RuntimeError("order 3 failed")
+        return real(self, covs, *args)
+
+    monkeypatch.setattr(ACMClassifier, "_score_split", failing)
+    search_threads(2)
+    with pytest.raises(RuntimeError, match="order 3 failed"):
+        ACMClassifier(random_state=7, **GRID).fit(X, y)
+
+
 def test_grouped_inner_cv_equals_gridsearchcv_with_a_group_splitter(data):
     """``fit(X, y, groups)``: the inner CV keeps each recording in one inner fold, as
     ``GridSearchCV(cv=StratifiedGroupKFold).fit(X, y, groups=groups)``."""

@@ -28,10 +28,12 @@ rank-deficient plain covariance) are skipped: they score NaN and are never chose
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+import numba
 import numpy as np
 from pyriemann.classification import MDM
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -44,6 +46,7 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from .evaluation import check_groups
+from .features._acm_kernels import blas_one_thread
 from .features.augmented import (
     LaggedProducts,
     augmented_covariances,
@@ -180,29 +183,95 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                     "stratified); lower inner_folds, or pass groups that each hold one class")
         return splits
 
-    def _score_point(
-        self, covs: np.ndarray, y: np.ndarray, splits, scorer
-    ) -> np.ndarray:
-        """Inner-CV scores of one (order, lag): shape (n_svm_params, n_splits)."""
+    def _score_split(self, covs: np.ndarray, y: np.ndarray, train: np.ndarray,
+                     test: np.ndarray, scorer) -> np.ndarray:
+        """Inner-CV scores of one (order, lag) on one split: shape (n_svm_params,)."""
         params = self._svm_params()
-        scores = np.full((len(params), len(splits)), np.nan)
-        for s, (train, test) in enumerate(splits):
-            if self.classifier == "mdm":
-                head = self._head({}).fit(covs[train], y[train])
-                scores[0, s] = scorer(head, covs[test], y[test])
-                continue
-            # shared by every C, kernel
-            ts = ThreadedTangentSpace(metric=self.metric).fit(covs[train])
-            z_train, z_test = ts.transform(covs[train]), ts.transform(covs[test])
-            grams = svc_grams(self.kernels, z_train, z_test)  # shared by every C
-            for i, p in enumerate(params):
-                if p["kernel"] in grams:
-                    k_train, k_test = grams[p["kernel"]]
-                    head = SVC(C=p["C"], kernel="precomputed").fit(k_train, y[train])
-                    scores[i, s] = scorer(head, k_test, y[test])
-                else:
-                    head = self._head(p).fit(z_train, y[train])
-                    scores[i, s] = scorer(head, z_test, y[test])
+        scores = np.full(len(params), np.nan)
+        if self.classifier == "mdm":
+            head = self._head({}).fit(covs[train], y[train])
+            scores[0] = scorer(head, covs[test], y[test])
+            return scores
+        # shared by every C, kernel
+        # on rows of covs, never copied whole: two tasks side by side would hold two copies
+        ts = ThreadedTangentSpace(metric=self.metric).fit_rows(covs, train)
+        z_train, z_test = ts.transform_rows(covs, train), ts.transform_rows(covs, test)
+        grams = svc_grams(self.kernels, z_train, z_test)  # shared by every C
+        for i, p in enumerate(params):
+            if p["kernel"] in grams:
+                k_train, k_test = grams[p["kernel"]]
+                head = SVC(C=p["C"], kernel="precomputed").fit(k_train, y[train])
+                scores[i] = scorer(head, k_test, y[test])
+            else:
+                head = self._head(p).fit(z_train, y[train])
+                scores[i] = scorer(head, z_test, y[test])
+        return scores
+
+    def _search(self, products: LaggedProducts, points: list[tuple[int, int]],
+                valid: list[tuple[int, int]], y: np.ndarray, splits, scorer) -> np.ndarray:
+        """Mean inner-CV score of every point and SVM parameter: (n_points, n_svm_params).
+
+        Infeasible points score ``-inf``. On one kernel thread the points are scored in turn,
+        each point's matrices written into one buffer. On several, each (point, split) is a
+        task on its own thread, whole (its tangent space, maps and SVMs on that thread, BLAS
+        on one thread): the iterations of a Riemannian mean are sequential and their
+        ``eigh`` calls small, so splitting each stack over the threads left the cores idle
+        between steps (see BENCHMARKS.md). At most one point per thread is held at a time.
+        """
+        n_params = len(self._svm_params())
+        mean_scores = np.full((len(points), n_params), -np.inf)  # infeasible: never chosen
+        threads = min(numba.get_num_threads(), len(splits) * len(valid))
+        keys = {p: (p[0], p[1] if p[0] > 1 else 0) for p in valid}  # order 1 ignores the lag
+        scores: dict[tuple[int, int], np.ndarray] = {}
+        if threads < 2:
+            # every point's matrices in one buffer: each is scored, then overwritten
+            n_epochs, n_channels, _ = products.shape
+            buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)
+            for point in valid:
+                if keys[point] not in scores:
+                    covs = products.covariances(*point, self.estimator, out=buffer)
+                    scores[keys[point]] = np.array([
+                        self._score_split(covs, y, train, test, scorer)
+                        for train, test in splits])
+        else:
+            scores = self._search_threaded(products, valid, keys, y, splits, scorer, threads)
+        for i, point in enumerate(points):
+            if point in keys:
+                mean_scores[i] = np.average(scores[keys[point]], axis=0)
+        mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen
+        return mean_scores
+
+    def _search_threaded(self, products, valid, keys, y, splits, scorer, threads):
+        """:meth:`_search`'s (point, split) tasks on ``threads`` threads."""
+        def task(covs: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            numba.set_num_threads(1)  # per thread: this task's means stay on its thread
+            return self._score_split(covs, y, train, test, scorer)
+
+        pending: deque[tuple[tuple[int, int], list[Future]]] = deque()
+        scores: dict[tuple[int, int], np.ndarray] = {}
+
+        def collect_oldest() -> None:
+            key, futures = pending.popleft()
+            wait(futures)  # all done before any error propagates
+            scores[key] = np.array([f.result() for f in futures])
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="brainmill-acm-search") as pool, \
+                blas_one_thread():
+            try:
+                for point in valid:
+                    if keys[point] in scores or any(k == keys[point] for k, _ in pending):
+                        continue
+                    while len(pending) >= threads:  # at most one point per thread held
+                        collect_oldest()
+                    covs = products.covariances(*point, self.estimator)
+                    pending.append((keys[point], [pool.submit(task, covs, train, test)
+                                                  for train, test in splits]))
+                while pending:
+                    collect_oldest()
+            finally:
+                for _, futures in pending:
+                    for f in futures:
+                        f.cancel()
         return scores
 
     # ------------------------------------------------------------------------ selection
@@ -266,27 +335,15 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         # need a delay longer than the epoch: only the valid ones
         if self.estimator != "lwf":  # every product is computed: keep only the epoch edges
             products.release_signals(max(o * lg for o, lg in valid))
-        mean_scores = np.full((len(points), len(params)), -np.inf)  # infeasible: never chosen
         if len(valid) > 1 or len(params) > 1:
             splits = self._inner_splits(y, groups)
             info["inner_cv"] = ("stratified k-fold" if groups is None
                                 else "stratified group k-fold")
-            done: dict[tuple[int, int], np.ndarray] = {}
-            # every point's matrices in one buffer: each is scored, then overwritten
-            buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)
-            for i, (o, lg) in enumerate(points):
-                if (o, lg) not in valid:
-                    continue
-                key = (o, lg if o > 1 else 0)  # order 1 ignores the lag: same matrices
-                if key not in done:
-                    covs = products.covariances(o, lg, self.estimator, out=buffer)
-                    done[key] = np.average(self._score_point(covs, y, splits, scorer), axis=1)
-                mean_scores[i] = done[key]
-            mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen
-            del buffer, covs
+            mean_scores = self._search(products, points, valid, y, splits, scorer)
             best = int(np.argmax(mean_scores))  # first of the ties, like GridSearchCV
             point, param = points[best // len(params)], params[best % len(params)]
-        else:
+        else:  # one candidate: nothing to score
+            mean_scores = np.full((len(points), len(params)), -np.inf)
             point, param = valid[0], params[0]
         self.order_, self.lag_ = int(point[0]), int(point[1])
         self.params_ = dict(param)

@@ -98,3 +98,18 @@ def test_bad_input():
         mean_riemann(spd(6, 4), sample_weight=np.ones(5))
     with pytest.warns(UserWarning, match="Convergence not reached"):
         mean_riemann(spd(6, 4), maxiter=1)
+
+
+def test_rows_variants_equal_fitting_and_mapping_the_copied_rows(threads):
+    """fit_rows / transform_rows gather the rows a chunk at a time: same bits as the copy."""
+    X = spd(30, 22, seed=5)
+    rows = np.random.default_rng(6).permutation(30)[:19]  # unordered, ragged chunks of 8
+    with threadpool_limits(1, "blas"):
+        ours = ThreadedTangentSpace().fit_rows(X, rows)
+        ref = TangentSpace().fit(X[rows])
+        np.testing.assert_array_equal(ours.reference_, ref.reference_)
+        np.testing.assert_array_equal(ours.transform_rows(X, rows), ref.transform(X[rows]))
+        np.testing.assert_array_equal(ours.transform_rows(X, None), ref.transform(X))
+    logeuclid = ThreadedTangentSpace(metric="logeuclid").fit_rows(X, rows)  # pyriemann's path
+    np.testing.assert_array_equal(logeuclid.transform_rows(X, rows),
+                                  TangentSpace(metric="logeuclid").fit(X[rows]).transform(X[rows]))

@@ -33,8 +33,8 @@ import numba
 import numpy as np
 from numba import njit
 
-__all__ = ["acm_fused", "assemble", "blas_held", "centred_edges", "edge_tables", "over_epochs", "splits",
-           "table_positions"]
+__all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
+           "edge_tables", "over_epochs", "splits", "table_positions"]
 
 #: Below this much work a call is not split over threads (thread start-up and the split cost
 #: more than they save on a few small matrices).
@@ -76,7 +76,7 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int) -
 
 
 @contextmanager
-def _blas_one_thread() -> Iterator[None]:
+def blas_one_thread() -> Iterator[None]:
     """BLAS at one thread until the last of any overlapping holds ends.
 
     threadpoolctl's limit is process-wide and restores what it saw on entry, so two holds
@@ -115,7 +115,7 @@ def blas_held(n_epochs: int, n_values: int) -> AbstractContextManager:
     """
     if not splits(n_epochs, n_values):
         return nullcontext()
-    return _blas_one_thread()
+    return blas_one_thread()
 
 
 @lru_cache(maxsize=64)

@@ -36,6 +36,12 @@ from ._acm_kernels import blas_held, over_epochs
 __all__ = ["ThreadedTangentSpace", "mean_riemann"]
 
 
+#: Matrices decomposed at a time in :func:`_logm_congruence`: its temporaries are this many
+#: matrices, not the stack (whose four stack-sized temporaries made most of the nested
+#: search's peak memory).
+LOGM_CHUNK = 8
+
+
 def _eigh_work(n_matrices: int, n: int) -> int:
     """Work of ``n_matrices`` ``eigh`` calls of ``n × n`` (∝ n³), for :func:`over_epochs`."""
     return n_matrices * n**3
@@ -81,36 +87,44 @@ def _sqrt_pair(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _operator(w, v, np.sqrt), _operator(w, v, _inverse_sqrt)
 
 
-def _logm_congruence(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+def _logm_congruence(X: np.ndarray, W: np.ndarray, rows: np.ndarray | None = None
+                     ) -> np.ndarray:
     """``logm(W @ X @ W)`` of every matrix of the stack, on slices over threads.
 
     Parameters
     ----------
-    X : ndarray, shape (n_matrices, n, n)
+    X : ndarray, shape (n_all, n, n)
         SPD matrices, finite (the callers check them once).
     W : ndarray, shape (n, n)
         Symmetric matrix (here ``M^{-1/2}``).
+    rows : int ndarray, shape (n_matrices,), optional
+        Use ``X[rows]``, gathered a chunk at a time (never copied whole).
 
     Returns
     -------
     ndarray, shape (n_matrices, n, n)
         Equal to pyriemann's ``logm(W @ X @ W)``.
     """
-    n_matrices, n, _ = X.shape
-    out = np.empty_like(X, dtype=np.result_type(X, W))
+    n_matrices, n = (len(X) if rows is None else len(rows)), X.shape[1]
+    out = np.empty((n_matrices, n, n), dtype=np.result_type(X, W))
 
-    def work(rows: slice) -> None:
-        a = W @ X[rows] @ W
-        w, v = np.linalg.eigh(a)
-        del a  # one stack fewer at the peak than pyriemann, whose caller still holds it
-        _operator(w, v, np.log, out=out[rows])
+    def work(part: slice) -> None:
+        # a few matrices at a time: the temporaries (W X W, the eigenvectors, f(Λ) Vᵀ) stay
+        # small beside ``out``; each matrix gets the same operations whatever the chunk
+        for start in range(part.start, part.stop, LOGM_CHUNK):
+            chunk = slice(start, min(part.stop, start + LOGM_CHUNK))
+            a = W @ (X[chunk] if rows is None else X[rows[chunk]]) @ W
+            w, v = np.linalg.eigh(a)
+            del a
+            _operator(w, v, np.log, out=out[chunk])
 
     over_epochs(work, n_matrices, _eigh_work(n_matrices, n))
     return out
 
 
 def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
-                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+                 sample_weight: np.ndarray | None = None, rows: np.ndarray | None = None
+                 ) -> np.ndarray:
     """pyriemann's :func:`~pyriemann.geometry.mean.mean_riemann` (Euclidean start), threaded.
 
     Parameters
@@ -121,14 +135,16 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
         pyriemann's stopping rule: ‖J‖_F ≤ tol or step ≤ tol, at most ``maxiter`` steps.
     sample_weight : ndarray, shape (n_matrices,), optional
         Weights, normalised to sum 1 (default: equal).
+    rows : int ndarray, optional
+        The mean of ``X[rows]`` (the same bits), without holding that copy while iterating.
 
     Returns
     -------
     ndarray, shape (n, n)
         The affine-invariant mean, equal to pyriemann's.
     """
-    n_matrices, n, _ = X.shape
-    _check_finite(X)
+    n_matrices, n = (len(X) if rows is None else len(rows)), X.shape[1]
+    _check_finite(X if rows is None else X[rows])
     if sample_weight is None:
         weight = np.ones(n_matrices, dtype=float)
     else:
@@ -139,12 +155,12 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     weight = weight / np.sum(weight)
     # the starting point: pyriemann's mean_euclid, given the normalised weights, which it
     # normalises again (a sum of n copies of 1/n need not be exactly 1)
-    M = np.tensordot(weight / np.sum(weight), X, axes=([0], [-3]))
+    M = np.tensordot(weight / np.sum(weight), X if rows is None else X[rows], axes=([0], [-3]))
     nu, tau = 1.0, np.finfo(np.float64).max
     with _blas(n_matrices, n):
         for _ in range(maxiter):
             M12, Mm12 = _sqrt_pair(M)
-            J = np.tensordot(weight, _logm_congruence(X, Mm12), axes=([0], [0]))
+            J = np.tensordot(weight, _logm_congruence(X, Mm12, rows), axes=([0], [0]))
             M = M12 @ _matrix_function(nu * J, np.exp) @ M12
             crit = np.linalg.matrix_norm(J, ord="fro")
             h = nu * crit
@@ -186,9 +202,28 @@ class ThreadedTangentSpace(TangentSpace):
     def transform(self, X):
         if not self._threaded():
             return super().transform(X)
+        return self.transform_rows(X, None)
+
+    def fit_rows(self, X: np.ndarray, rows: np.ndarray) -> ThreadedTangentSpace:
+        """``fit(X[rows])`` (the same bits) without holding the copy ``X[rows]``.
+
+        For a caller that fits and maps many row subsets of one stack, as an inner CV does.
+        """
+        if not self._threaded():
+            return self.fit(X[rows])
+        self._metric_mean, self._metric_map = "riemann", "riemann"
+        self.reference_ = mean_riemann(np.asarray(X), rows=rows)
+        return self
+
+    def transform_rows(self, X: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """``transform(X[rows])`` (the same bits) without the copy ``X[rows]``; ``rows=None``
+        for all of ``X``."""
+        if not self._threaded():
+            return self.transform(X if rows is None else X[rows])
         self._check_reference_points(X)
         X = np.asarray(X)
-        _check_finite(X)
-        with _blas(*X.shape[:2]):
-            return upper(_logm_congruence(X, _matrix_function(self.reference_,
-                                                              _inverse_sqrt)))
+        _check_finite(X if rows is None else X[rows])
+        n_matrices = len(X) if rows is None else len(rows)
+        with _blas(n_matrices, X.shape[1]):
+            return upper(_logm_congruence(X, _matrix_function(self.reference_, _inverse_sqrt),
+                                          rows))

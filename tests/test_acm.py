@@ -136,6 +136,40 @@ def test_threaded_search_holds_one_point_per_thread(data, search_threads, monkey
     assert max(most) <= 2
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_inner_means_are_reduced_as_gridsearchcv_does(data, search_threads, monkeypatch,
+                                                     n_threads):
+    """With 8 or more inner folds numpy sums pairwise: the mean of each (point, C, kernel)
+    must be taken along the splits of a (params, splits) array, as scikit-learn does, or
+    its last bit (and so a near-tie) can differ."""
+    from brainmill.features.augmented import LaggedProducts
+    from brainmill.scoring import inner_scorer
+
+    X, y = data
+    rng = np.random.default_rng(11)
+    drawn: dict = {}
+
+    def fake(self, covs, y_, train, test, scorer):
+        key = (covs.shape[1], int(test[0]))
+        return drawn.setdefault(key, rng.uniform(0.3, 0.9, len(self._svm_params())))
+
+    monkeypatch.setattr(ACMClassifier, "_score_split", fake)
+    search_threads(n_threads)
+    clf = ACMClassifier(random_state=7, inner_folds=9, **GRID)
+    clf.classes_ = np.unique(y)
+    points = [(o, 1) for o in GRID["orders"]]
+    splits = clf._inner_splits(y)
+    got = clf._search(LaggedProducts.for_points(X, points), points, points, y, splits,
+                      inner_scorer("roc_auc"))
+    differs = False
+    for i, (order, _) in enumerate(points):
+        per_split = [drawn[(order * X.shape[1], int(test[0]))] for _, test in splits]
+        expected = np.average(np.ascontiguousarray(np.array(per_split).T), axis=1)  # sklearn
+        np.testing.assert_array_equal(got[i], expected)
+        differs |= bool(np.any(expected != np.average(np.array(per_split), axis=0)))
+    assert differs  # the layouts round differently on these draws: the test can fail
+
+
 def test_a_failing_task_fails_the_search(data, search_threads, monkeypatch):
     X, y = data
     real = ACMClassifier._score_split

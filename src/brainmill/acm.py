@@ -66,6 +66,13 @@ def default_scoring(n_classes: int) -> str:
     return "roc_auc" if n_classes == 2 else "accuracy"
 
 
+def _by_params(per_split: list[np.ndarray]) -> np.ndarray:
+    """Scores of each split ``(n_params,)`` as a C-ordered ``(n_params, n_splits)`` array:
+    GridSearchCV averages that layout along its last axis, and numpy sums 8 or more values
+    pairwise, so another layout would round the means differently and could break a tie."""
+    return np.ascontiguousarray(np.array(per_split).T)
+
+
 class ACMClassifier(ClassifierMixin, BaseEstimator):
     """Augmented covariance classifier with per-fold (order, lag) selection.
 
@@ -193,7 +200,8 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             scores[0] = scorer(head, covs[test], y[test])
             return scores
         # shared by every C, kernel
-        # on rows of covs, never copied whole: two tasks side by side would hold two copies
+        # rows of covs, not a copy held while iterating (two tasks side by side would hold
+        # two): only the finite check and the mean's start copy them, briefly
         ts = ThreadedTangentSpace(metric=self.metric).fit_rows(covs, train)
         z_train, z_test = ts.transform_rows(covs, train), ts.transform_rows(covs, test)
         grams = svc_grams(self.kernels, z_train, z_test)  # shared by every C
@@ -216,7 +224,10 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         task on its own thread, whole (its tangent space, maps and SVMs on that thread, BLAS
         on one thread): the iterations of a Riemannian mean are sequential and their
         ``eigh`` calls small, so splitting each stack over the threads left the cores idle
-        between steps (see BENCHMARKS.md). At most one point per thread is held at a time.
+        between steps (see BENCHMARKS.md). At most ``ceil(threads / n_splits) + 1`` points'
+        matrices are held at a time. BLAS runs one thread there and its default elsewhere,
+        so products large enough for OpenBLAS to split (from about 130 × 130 here) can round
+        differently on one kernel thread and on several.
         """
         n_params = len(self._svm_params())
         mean_scores = np.full((len(points), n_params), -np.inf)  # infeasible: never chosen
@@ -230,14 +241,15 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
             for point in valid:
                 if keys[point] not in scores:
                     covs = products.covariances(*point, self.estimator, out=buffer)
-                    scores[keys[point]] = np.array([
+                    scores[keys[point]] = _by_params([
                         self._score_split(covs, y, train, test, scorer)
                         for train, test in splits])
         else:
             scores = self._search_threaded(products, valid, keys, y, splits, scorer, threads)
         for i, point in enumerate(points):
             if point in keys:
-                mean_scores[i] = np.average(scores[keys[point]], axis=0)
+                # GridSearchCV's own reduction: (params, splits), mean along the splits
+                mean_scores[i] = np.average(scores[keys[point]], axis=1)
         mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen
         return mean_scores
 
@@ -253,15 +265,19 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         def collect_oldest() -> None:
             key, futures = pending.popleft()
             wait(futures)  # all done before any error propagates
-            scores[key] = np.array([f.result() for f in futures])
+            scores[key] = _by_params([f.result() for f in futures])
 
-        with ThreadPoolExecutor(threads, thread_name_prefix="brainmill-acm-search") as pool, \
-                blas_one_thread():
+        n_splits = len(splits)
+        # the pool shuts down (waits for running tasks) inside the BLAS hold
+        with blas_one_thread(), \
+                ThreadPoolExecutor(threads, thread_name_prefix="brainmill-acm-search") as pool:
             try:
                 for point in valid:
                     if keys[point] in scores or any(k == keys[point] for k, _ in pending):
                         continue
-                    while len(pending) >= threads:  # at most one point per thread held
+                    # enough points queued to keep every thread busy, and no more:
+                    # at most ceil(threads / n_splits) + 1 points' matrices held
+                    while len(pending) * n_splits >= threads + n_splits:
                         collect_oldest()
                     covs = products.covariances(*point, self.estimator)
                     pending.append((keys[point], [pool.submit(task, covs, train, test)

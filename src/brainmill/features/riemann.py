@@ -98,7 +98,7 @@ def _logm_congruence(X: np.ndarray, W: np.ndarray, rows: np.ndarray | None = Non
     W : ndarray, shape (n, n)
         Symmetric matrix (here ``M^{-1/2}``).
     rows : int ndarray, shape (n_matrices,), optional
-        Use ``X[rows]``, gathered a chunk at a time (never copied whole).
+        Use ``X[rows]``, gathered a chunk at a time.
 
     Returns
     -------
@@ -136,7 +136,8 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     sample_weight : ndarray, shape (n_matrices,), optional
         Weights, normalised to sum 1 (default: equal).
     rows : int ndarray, optional
-        The mean of ``X[rows]`` (the same bits), without holding that copy while iterating.
+        The mean of ``X[rows]`` (the same bits), without holding that copy while iterating
+        (the finite check and the Euclidean start copy the rows briefly).
 
     Returns
     -------
@@ -205,7 +206,8 @@ class ThreadedTangentSpace(TangentSpace):
         return self.transform_rows(X, None)
 
     def fit_rows(self, X: np.ndarray, rows: np.ndarray) -> ThreadedTangentSpace:
-        """``fit(X[rows])`` (the same bits) without holding the copy ``X[rows]``.
+        """``fit(X[rows])`` (the same bits) without holding the copy ``X[rows]`` while the
+        mean iterates (its finite check and start copy the rows briefly).
 
         For a caller that fits and maps many row subsets of one stack, as an inner CV does.
         """
@@ -216,8 +218,8 @@ class ThreadedTangentSpace(TangentSpace):
         return self
 
     def transform_rows(self, X: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        """``transform(X[rows])`` (the same bits) without the copy ``X[rows]``; ``rows=None``
-        for all of ``X``."""
+        """``transform(X[rows])`` (the same bits), the rows gathered a chunk at a time (the
+        finite check copies them briefly); ``rows=None`` for all of ``X``."""
         if not self._threaded():
             return self.transform(X if rows is None else X[rows])
         self._check_reference_points(X)

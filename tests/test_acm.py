@@ -87,11 +87,7 @@ def search_threads():
     before = numba.get_num_threads()
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one CPU: numba has a single thread")
-
-    def set_threads(n):
-        numba.set_num_threads(n)
-
-    yield set_threads
+    yield numba.set_num_threads
     numba.set_num_threads(before)
 
 

@@ -226,26 +226,28 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         ``eigh`` calls small, so splitting each stack over the threads left the cores idle
         between steps (see BENCHMARKS.md). At most ``ceil(threads / n_splits) + 1`` points'
         matrices are held at a time. BLAS runs one thread there and its default elsewhere,
-        so products large enough for OpenBLAS to split (from about 130 × 130 here) can round
-        differently on one kernel thread and on several.
+        so products large enough for OpenBLAS to split (about 100 × 100 and more here) can
+        round differently on one kernel thread and on several.
         """
         n_params = len(self._svm_params())
-        mean_scores = np.full((len(points), n_params), -np.inf)  # infeasible: never chosen
-        threads = min(numba.get_num_threads(), len(splits) * len(valid))
         keys = {p: (p[0], p[1] if p[0] > 1 else 0) for p in valid}  # order 1 ignores the lag
-        scores: dict[tuple[int, int], np.ndarray] = {}
+        first: dict[tuple[int, int], tuple[int, int]] = {}
+        for point in valid:
+            first.setdefault(keys[point], point)
+        scored = list(first.values())  # one point per distinct matrix stack
+        threads = min(numba.get_num_threads(), len(splits) * len(scored))
         if threads < 2:
             # every point's matrices in one buffer: each is scored, then overwritten
             n_epochs, n_channels, _ = products.shape
             buffer = np.empty(n_epochs * (n_channels * max(o for o, _ in valid)) ** 2)
-            for point in valid:
-                if keys[point] not in scores:
-                    covs = products.covariances(*point, self.estimator, out=buffer)
-                    scores[keys[point]] = _by_params([
-                        self._score_split(covs, y, train, test, scorer)
-                        for train, test in splits])
+            scores = {}
+            for point in scored:
+                covs = products.covariances(*point, self.estimator, out=buffer)
+                scores[keys[point]] = _by_params([
+                    self._score_split(covs, y, train, test, scorer) for train, test in splits])
         else:
-            scores = self._search_threaded(products, valid, keys, y, splits, scorer, threads)
+            scores = self._search_threaded(products, scored, keys, y, splits, scorer, threads)
+        mean_scores = np.full((len(points), n_params), -np.inf)  # infeasible: never chosen
         for i, point in enumerate(points):
             if point in keys:
                 # GridSearchCV's own reduction: (params, splits), mean along the splits
@@ -253,8 +255,9 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         mean_scores[np.isnan(mean_scores)] = -np.inf  # an undefined score is never chosen
         return mean_scores
 
-    def _search_threaded(self, products, valid, keys, y, splits, scorer, threads):
-        """:meth:`_search`'s (point, split) tasks on ``threads`` threads."""
+    def _search_threaded(self, products, scored, keys, y, splits, scorer, threads):
+        """:meth:`_search`'s (point, split) tasks on ``threads`` threads; ``scored``: one
+        point per distinct matrix stack."""
         def task(covs: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
             numba.set_num_threads(1)  # per thread: this task's means stay on its thread
             return self._score_split(covs, y, train, test, scorer)
@@ -272,9 +275,7 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
         with blas_one_thread(), \
                 ThreadPoolExecutor(threads, thread_name_prefix="brainmill-acm-search") as pool:
             try:
-                for point in valid:
-                    if keys[point] in scores or any(k == keys[point] for k, _ in pending):
-                        continue
+                for point in scored:
                     # enough points queued to keep every thread busy, and no more:
                     # at most ceil(threads / n_splits) + 1 points' matrices held
                     while len(pending) * n_splits >= threads + n_splits:

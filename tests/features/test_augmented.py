@@ -508,9 +508,14 @@ def test_lagged_products_hold_blas_while_split(monkeypatch):
     from brainmill.features import _acm_kernels
 
     asked = []
-    real = _acm_kernels.blas_held
-    monkeypatch.setattr(_acm_kernels, "blas_held",
-                        lambda n, work: asked.append((n, work)) or real(n, work))
+    real = _acm_kernels.over_epochs
+
+    def recording(call, n, work, hold_blas=False):
+        if hold_blas:
+            asked.append((n, work))
+        return real(call, n, work, hold_blas)
+
+    monkeypatch.setattr(_acm_kernels, "over_epochs", recording)
     X = np.random.default_rng(1).standard_normal((6, 3, 40))
     LaggedProducts.for_grid(X, [1, 2], [3]).check_full_rank()
     assert asked == [(6, X.size * 2), (6, 6 * 3**3)]  # delays 0 and 3; eigvalsh of 3 × 3

@@ -284,7 +284,7 @@ class LaggedProducts:
         two threads took 31 against 62 ms for those 8 delays. Each epoch's products are the
         same BLAS calls on the same values whatever the split, so the same bits.
         """
-        from ._acm_kernels import blas_held, over_epochs
+        from ._acm_kernels import over_epochs
 
         n, c, t = self.shape
         new = sorted({int(d) for d in delays} - set(self._slot))
@@ -308,9 +308,7 @@ class LaggedProducts:
                     np.matmul(centred[:, :, d:], centred[:, :, :t - d].transpose(0, 2, 1),
                               out=prod[a:b, i])
 
-        work = X.size * len(new)
-        with blas_held(n, work):
-            over_epochs(products, n, work)
+        over_epochs(products, n, X.size * len(new), hold_blas=True)
         if total is not None:
             self._total = total
         start = self._prod.shape[1]
@@ -355,18 +353,17 @@ class LaggedProducts:
         if self._edges is not None and self._edges[0].shape[-1] >= span and not exact:
             return self._edges
         self._need_signals(f"an embedding spanning {span} samples")
-        t = self.shape[-1]
-        width = span if exact else min(t, max([span] + [o * lg for lg, o in
-                                                          self._max_orders.items()]))
         from ._acm_kernels import centred_edges, over_epochs
 
-        n, c, _ = self.shape
+        n, c, t = self.shape
+        width = span if exact else min(t, max([span] + [o * lg for lg, o in
+                                                          self._max_orders.items()]))
+        if width > t:  # the compiled kernel reads X unchecked
+            raise ValueError(f"edges of {width} samples asked of epochs of {t}")
         head, tail = np.empty((n, c, width)), np.empty((n, c, width))
         # the running sums time-major (n, W, C), the layout of the window means
         head_cs, tail_cs = np.empty((n, width, c)), np.empty((n, width, c))
         X, mean = self._X, self._mean
-        if width > t:  # the compiled kernel reads X unchecked
-            raise ValueError(f"edges of {width} samples asked of epochs of {t}")
         over_epochs(lambda sl: centred_edges(X[sl], mean[sl], head[sl], tail[sl], head_cs[sl],
                                              tail_cs[sl]), n, 4 * head.size)
         self._edges = (head, tail, head_cs, tail_cs)
@@ -523,7 +520,7 @@ class LaggedProducts:
         """
         if self._rank_checked:
             return
-        from ._acm_kernels import blas_held, over_epochs
+        from ._acm_kernels import over_epochs
 
         lagged = self._lagged(0)
         eig = np.empty(lagged.shape[:2])
@@ -532,9 +529,8 @@ class LaggedProducts:
             eig[epochs] = np.linalg.eigvalsh(lagged[epochs])
 
         # 4.5 -> 2.6 ms on two threads for 288 epochs of 22 channels
-        work = lagged.shape[0] * lagged.shape[1] ** 3
-        with blas_held(len(eig), work):
-            over_epochs(eigenvalues, len(eig), work)
+        over_epochs(eigenvalues, len(eig), lagged.shape[0] * lagged.shape[1] ** 3,
+                    hold_blas=True)
         bad = np.flatnonzero(eig[:, 0] <= rtol * eig[:, -1])
         if len(bad):
             raise ValueError(

@@ -53,6 +53,11 @@ def _blas(n_matrices: int, n: int):
     return blas_held(n_matrices, _eigh_work(n_matrices, n))
 
 
+def _rows(X: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """``X[rows]`` (a copy), or ``X`` itself for ``rows=None``."""
+    return X if rows is None else X[rows]
+
+
 def _operator(w: np.ndarray, v: np.ndarray, f, out: np.ndarray | None = None) -> np.ndarray:
     """``V (f(λ) Vᴴ)``: pyriemann's ``_matrix_operator`` after its ``eigh``."""
     vh = (np.conj(v) if np.iscomplexobj(v) else v).swapaxes(-1, -2)  # a view when real
@@ -105,7 +110,7 @@ def _logm_congruence(X: np.ndarray, W: np.ndarray, rows: np.ndarray | None = Non
     ndarray, shape (n_matrices, n, n)
         Equal to pyriemann's ``logm(W @ X @ W)``.
     """
-    n_matrices, n = (len(X) if rows is None else len(rows)), X.shape[1]
+    n_matrices, n = len(X if rows is None else rows), X.shape[1]
     out = np.empty((n_matrices, n, n), dtype=np.result_type(X, W))
 
     def work(part: slice) -> None:
@@ -144,8 +149,8 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     ndarray, shape (n, n)
         The affine-invariant mean, equal to pyriemann's.
     """
-    n_matrices, n = (len(X) if rows is None else len(rows)), X.shape[1]
-    _check_finite(X if rows is None else X[rows])
+    n_matrices, n = len(X if rows is None else rows), X.shape[1]
+    _check_finite(_rows(X, rows))
     if sample_weight is None:
         weight = np.ones(n_matrices, dtype=float)
     else:
@@ -156,7 +161,7 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     weight = weight / np.sum(weight)
     # the starting point: pyriemann's mean_euclid, given the normalised weights, which it
     # normalises again (a sum of n copies of 1/n need not be exactly 1)
-    M = np.tensordot(weight / np.sum(weight), X if rows is None else X[rows], axes=([0], [-3]))
+    M = np.tensordot(weight / np.sum(weight), _rows(X, rows), axes=([0], [-3]))
     nu, tau = 1.0, np.finfo(np.float64).max
     with _blas(n_matrices, n):
         for _ in range(maxiter):
@@ -221,11 +226,10 @@ class ThreadedTangentSpace(TangentSpace):
         """``transform(X[rows])`` (the same bits), the rows gathered a chunk at a time (the
         finite check copies them briefly); ``rows=None`` for all of ``X``."""
         if not self._threaded():
-            return self.transform(X if rows is None else X[rows])
+            return self.transform(_rows(X, rows))
         self._check_reference_points(X)
         X = np.asarray(X)
-        _check_finite(X if rows is None else X[rows])
-        n_matrices = len(X) if rows is None else len(rows)
-        with _blas(n_matrices, X.shape[1]):
+        _check_finite(_rows(X, rows))
+        with _blas(len(X if rows is None else rows), X.shape[1]):
             return upper(_logm_congruence(X, _matrix_function(self.reference_, _inverse_sqrt),
                                           rows))

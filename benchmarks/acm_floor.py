@@ -1,0 +1,212 @@
+"""Where the augmented-covariance fast path spends its time, and what this machine allows.
+
+``benchmarks/acm.py`` compares the fast path with the reference pipeline. This script says
+whether a target it misses is within reach here: it times the phases of the fast path
+separately and sets each against a floor, the same work at this machine's best measured rate.
+
+Single (order, lag) transform, phases (medians of ``--repeat`` calls each):
+
+- ``means``: ``LaggedProducts(X, ())``: validation and the channel means;
+- ``products``: ``add_delays``: the ``order`` lagged products ``R(m·lag)`` (BLAS, the epochs
+  split over the kernel threads);
+- ``rank``: ``check_full_rank``: the eigenvalues of every ``R(0)``;
+- ``assembly``: ``scatter`` into a new array: edges, tables and every output element.
+
+Floors, measured in the same run:
+
+- ``products``: their floating-point operations (``2·C²·(T − d)`` per delay ``d`` and epoch,
+  ``R(0)`` counted in full) at the rate of one large ``dgemm`` (2000 × 2000 by 2000 × 2000,
+  numpy, BLAS on its default threads);
+- ``assembly``: a new array of the output's shape filled with a constant on the kernel
+  threads: its page faults and writes, nothing computed.
+
+The reference (MOABB ``AugmentedDataset`` + pyriemann ``Covariances("cov")``) is timed
+alongside, each call right after an untimed call of the same function, as in ``acm.py``.
+
+Grid (every order × lag point, one reused output buffer, as the nested search consumes it):
+``products`` (all delays), ``tables`` (each lag's edge tables), ``assembly`` (the rest of
+every point: means and the kernel), against one floor: filling the same buffer with a
+constant once per point (the bytes every point must write, in cache where they fit).
+
+Run: ``python benchmarks/acm_floor.py [--data ../shared/data] [--repeat 15] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+GEMM_SIZE = 2000
+
+
+def median_ms(fn, repeat: int, setup=None) -> float:
+    """Median milliseconds of ``fn(setup())`` (``setup`` untimed), after one untimed call."""
+    setup = setup or (lambda: None)
+    fn(setup())
+    times = []
+    for _ in range(repeat):
+        arg = setup()
+        start = time.perf_counter()
+        fn(arg)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float:
+    """Floating-point operations of the lagged products: ``2·C²·(T − d)`` per delay and epoch."""
+    return float(sum(2.0 * n_epochs * n_channels**2 * (n_times - d) for d in delays))
+
+
+def gemm_gflops(repeat: int) -> float:
+    """GFLOP/s of one large ``dgemm`` (numpy, BLAS on its default threads)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, GEMM_SIZE, GEMM_SIZE))
+    ms = median_ms(lambda _: a @ b, max(3, repeat // 3))
+    return 2.0 * GEMM_SIZE**3 / (ms * 1e-3) / 1e9
+
+
+def _fill_kernel():
+    from numba import njit
+
+    @njit(nogil=True)
+    def fill(out, value):  # pragma: no cover - compiled
+        flat = out.reshape(-1)
+        for i in range(flat.size):
+            flat[i] = value
+    return fill
+
+
+def fill_new_ms(shape: tuple[int, ...], repeat: int) -> float:
+    """A new array of ``shape`` filled on the kernel threads (epochs split as the kernels')."""
+    from brainmill.features._acm_kernels import over_epochs
+
+    fill = _fill_kernel()
+    size = int(np.prod(shape))
+
+    def run(_):
+        out = np.empty(shape)
+        over_epochs(lambda sl: fill(out[sl], 1.0), shape[0], size)
+    return median_ms(run, repeat)
+
+
+def single(X: np.ndarray, order: int, lag: int, repeat: int) -> dict:
+    """Phases, floors and the reference of one (order, lag) transform."""
+    from moabb.pipelines.features import AugmentedDataset
+    from pyriemann.estimation import Covariances
+
+    from brainmill.features.augmented import LaggedProducts, augmented_covariances, n_window
+
+    n, c, t = X.shape
+    delays = [m * lag for m in range(order)]
+    with_delays = lambda: LaggedProducts(X, delays)  # noqa: E731
+
+    phases = {
+        "means": median_ms(lambda _: LaggedProducts(X, ()), repeat),
+        "products": median_ms(lambda p: p.add_delays(delays), repeat,
+                              lambda: LaggedProducts(X, ())),
+        "rank": median_ms(lambda p: p.check_full_rank(), repeat, with_delays),
+        "assembly": median_ms(lambda p: p.scatter(order, lag, 1.0 / (n_window(t, order, lag) - 1)),
+                              repeat, with_delays),
+    }
+    ours = median_ms(lambda _: augmented_covariances(X, order, lag), repeat)
+    reference = median_ms(
+        lambda _: Covariances("cov").fit_transform(AugmentedDataset(order, lag).transform(X)),
+        max(3, repeat // 3))
+    flops = product_flops(n, c, t, delays)
+    rate = gemm_gflops(repeat)
+    shape = (n, c * order, c * order)
+    floors = {"products": flops / (rate * 1e9) * 1e3, "assembly": fill_new_ms(shape, repeat)}
+    return {"shape": [n, c, t], "order": order, "lag": lag, "reference_ms": reference,
+            "ours_ms": ours, "budget_10x_ms": reference / 10, "phases_ms": phases,
+            "floors_ms": floors, "product_gflop": flops / 1e9, "gemm_gflops": rate,
+            "output_mb": np.prod(shape) * 8 / 2**20}
+
+
+def grid(X: np.ndarray, orders, lags, repeat: int) -> dict:
+    """Phases of the whole grid into one reused buffer, and the floor of its writes."""
+    from brainmill.features.augmented import LaggedProducts, feasible
+
+    n, c, t = X.shape
+    points = [(o, lg) for lg in lags for o in orders if feasible(t, c, o, lg, "cov")]
+    buffer = np.empty(n * (c * max(o for o, _ in points)) ** 2)
+
+    def tables(p):  # what the grid builds once per lag (a private step, timed alone)
+        for lg in lags:
+            p._edge_tables(max(orders), lg)
+
+    def whole(p):
+        for o, lg in points:
+            p.covariances(o, lg, "cov", out=buffer)
+
+    fresh = lambda: LaggedProducts.for_grid(X, orders, lags)  # noqa: E731
+    products = median_ms(lambda _: fresh(), repeat)
+    total = median_ms(whole, repeat, fresh)
+    tables_ms = median_ms(tables, repeat, fresh)
+    fill = _fill_kernel()
+    from brainmill.features._acm_kernels import over_epochs
+
+    def writes(_):
+        for o, _lg in points:
+            view = buffer[:n * (c * o) ** 2].reshape(n, c * o, c * o)
+            over_epochs(lambda sl, v=view: fill(v[sl], 1.0), n, view.size)
+    return {"shape": [n, c, t], "points": len(points), "phases_ms": {
+        "means and products": products, "tables": tables_ms, "assembly": total - tables_ms},
+        "ours_ms": products + total,
+        "floors_ms": {"writes": median_ms(writes, repeat)},
+        "output_mb": sum(n * (c * o) ** 2 for o, _ in points) * 8 / 2**20}
+
+
+def report(name: str, res: dict) -> None:
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in res["phases_ms"].items())
+    floors = ", ".join(f"{k} {v:.1f}" for k, v in res["floors_ms"].items())
+    print(f"{name}: shape {tuple(res['shape'])}, output {res['output_mb']:.0f} MB")
+    if "reference_ms" in res:
+        print(f"  reference {res['reference_ms']:.1f} ms, 10× budget "
+              f"{res['budget_10x_ms']:.1f} ms; ours {res['ours_ms']:.1f} ms")
+        print(f"  products: {res['product_gflop']:.2f} GFLOP; one large dgemm: "
+              f"{res['gemm_gflops']:.0f} GFLOP/s")
+    else:
+        print(f"  ours {res['ours_ms']:.1f} ms over {res['points']} points")
+    print(f"  phases (ms): {phases} (sum {sum(res['phases_ms'].values()):.1f})")
+    print(f"  floors (ms): {floors} (sum {sum(res['floors_ms'].values()):.1f})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    import numba
+    from acm import physionet, synthetic
+
+    out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                             "kernel_threads": numba.get_num_threads()}}
+    X, _ = synthetic(288, 22, 1000)
+    out["synthetic_single"] = single(X, 8, 4, args.repeat)
+    report("synthetic single (8, 4)", out["synthetic_single"])
+    if (Path(args.data) / "MNE-eegbci-data").is_dir():
+        Xp, _ = physionet(Path(args.data))
+        out["physionet_single"] = single(Xp, 8, 4, args.repeat)
+        report("PhysioNet single (8, 4)", out["physionet_single"])
+        out["physionet_grid"] = grid(Xp, range(1, 11), range(1, 11), max(3, args.repeat // 3))
+        report("PhysioNet 10 × 10 grid", out["physionet_grid"])
+    else:
+        print(f"physionet: skipped (no PhysioNet cache under {args.data})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -223,7 +223,7 @@ def _assembly_by_blocks(prod, slots, H, hpos, epos, E, mu, order, nwin, scale):
     for k in range(order):
         for b in range(k, order):
             m = b - k
-            r = prod[:, slots[m]].transpose(0, 2, 1)
+            r = prod[:, slots[m]]  # R(mτ)
             nmu = (nwin * mu[:, k])[:, :, None] * mu[:, b][:, None, :]
             block = (r - nmu - H[:, hpos[m, k]] - E[:, epos[m, order - b]]) * scale
             if m == 0:

@@ -237,7 +237,7 @@ class LaggedProducts:
         self._total: np.ndarray | None = None  # Σ_t of the centred epochs: ≈ 0, for exactness
         # centred first/last samples and their running sums (from the start / from the end)
         self._edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._prod = np.empty((n, 0, c, c))  # [:, slot] = R(d)ᵀ
+        self._prod = np.empty((n, 0, c, c))  # [:, slot] = R(d)
         self._slot: dict[int, int] = {}
         self._max_orders = dict(max_orders or {})
         self._tables: tuple[int, int, np.ndarray, np.ndarray] | None = None  # lag, order, H, E
@@ -293,7 +293,7 @@ class LaggedProducts:
         self._need_signals(f"the lagged products of delays {new}")
         if any(d < 0 or d >= t for d in new):
             raise ValueError(f"delays must lie in 0..{t - 1}; got {new}")
-        prod = np.empty((n, len(new), c, c))  # [:, i] = R(d)ᵀ = Σ_t x(t+d) x(t)ᵀ
+        prod = np.empty((n, len(new), c, c))  # [:, i] = R(d) = Σ_t x(t) x(t+d)ᵀ
         total = np.empty((n, c)) if self._total is None else None
         chunk = max(1, CENTRING_CHUNK_BYTES // (8 * c * t))
         X, mean = self._X, self._mean
@@ -305,7 +305,7 @@ class LaggedProducts:
                 if total is not None:
                     centred.sum(axis=-1, out=total[a:b])
                 for i, d in enumerate(new):
-                    np.matmul(centred[:, :, d:], centred[:, :, :t - d].transpose(0, 2, 1),
+                    np.matmul(centred[:, :, :t - d], centred[:, :, d:].transpose(0, 2, 1),
                               out=prod[a:b, i])
 
         over_epochs(products, n, X.size * len(new), hold_blas=True)
@@ -376,10 +376,10 @@ class LaggedProducts:
         return np.array([self._slot[m * lag] for m in range(order)], dtype=np.int64)
 
     def _lagged(self, d: int) -> np.ndarray:
-        """``R(d)`` of every epoch, shape (n_epochs, C, C) (a transposed view)."""
+        """``R(d)`` of every epoch, shape (n_epochs, C, C) (a view)."""
         if d not in self._slot:
             self.add_delays([d])
-        return self._prod[:, self._slot[d]].transpose(0, 2, 1)
+        return self._prod[:, self._slot[d]]
 
     def window_means(self, order: int, lag: int) -> np.ndarray:
         """Mean of each embedded row over its window: shape (n_epochs, order, C)."""

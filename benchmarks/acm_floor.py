@@ -20,13 +20,19 @@ Floors, measured in the same run:
 - ``assembly``: a new array of the output's shape filled with a constant on the kernel
   threads: its page faults and writes, nothing computed.
 
-The reference (MOABB ``AugmentedDataset`` + pyriemann ``Covariances("cov")``) is timed
-alongside, each call right after an untimed call of the same function, as in ``acm.py``.
+The reference (MOABB ``AugmentedDataset`` + pyriemann ``Covariances("cov")``) is timed last
+with plain back-to-back calls (one untimed first), only to print the 10× budget:
+``acm.py`` is the comparison of record. Each group of measurements starts after a
+:data:`PAUSE_S` pause, so that OpenBLAS's threads, which spin for about 0.1 s after a
+multi-threaded product, do not share the cores with the next one.
 
 Grid (every order × lag point, one reused output buffer, as the nested search consumes it):
-``products`` (all delays), ``tables`` (each lag's edge tables), ``assembly`` (the rest of
-every point: means and the kernel), against one floor: filling the same buffer with a
-constant once per point (the bytes every point must write, in cache where they fit).
+``means and products`` (``LaggedProducts.for_grid``), ``tables`` (the edges of the epochs
+and the edge tables each lag shares among its orders, built for the largest order that fits
+at that lag, as the grid builds them), ``assembly`` (the rest of every point: the rank check
+once, the window means, the kernel, and the per-epoch tables of points that share none),
+against one floor: filling the same buffer with a constant once per point (the bytes
+every point must write, in cache where they fit). Sizes are printed in MiB.
 
 Run: ``python benchmarks/acm_floor.py [--data ../shared/data] [--repeat 15] [--json out.json]``.
 """
@@ -47,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 GEMM_SIZE = 2000
+#: Seconds of rest before each group of measurements (longer than OpenBLAS's spin).
+PAUSE_S = 0.3
 
 
 def median_ms(fn, repeat: int, setup=None) -> float:
@@ -99,59 +107,86 @@ def fill_new_ms(shape: tuple[int, ...], repeat: int) -> float:
     return median_ms(run, repeat)
 
 
+def single_phases(X: np.ndarray, order: int, lag: int) -> dict:
+    """``{phase: (setup, call)}`` of one (order, lag) transform: ``call(setup())`` does the
+    phase's work and nothing before it (the setup does that, untimed)."""
+    from brainmill.features.augmented import LaggedProducts, n_window
+
+    delays = [m * lag for m in range(order)]
+    scale = 1.0 / (n_window(X.shape[-1], order, lag) - 1)
+    bare = lambda: LaggedProducts(X, ())  # noqa: E731
+    with_delays = lambda: LaggedProducts(X, delays)  # noqa: E731
+    return {"means": (lambda: None, lambda _: bare()),
+            "products": (bare, lambda p: p.add_delays(delays)),
+            "rank": (with_delays, lambda p: p.check_full_rank()),
+            "assembly": (with_delays, lambda p: p.scatter(order, lag, scale)[0])}
+
+
 def single(X: np.ndarray, order: int, lag: int, repeat: int) -> dict:
     """Phases, floors and the reference of one (order, lag) transform."""
     from moabb.pipelines.features import AugmentedDataset
     from pyriemann.estimation import Covariances
 
-    from brainmill.features.augmented import LaggedProducts, augmented_covariances, n_window
+    from brainmill.features.augmented import augmented_covariances
 
     n, c, t = X.shape
-    delays = [m * lag for m in range(order)]
-    with_delays = lambda: LaggedProducts(X, delays)  # noqa: E731
-
-    phases = {
-        "means": median_ms(lambda _: LaggedProducts(X, ()), repeat),
-        "products": median_ms(lambda p: p.add_delays(delays), repeat,
-                              lambda: LaggedProducts(X, ())),
-        "rank": median_ms(lambda p: p.check_full_rank(), repeat, with_delays),
-        "assembly": median_ms(lambda p: p.scatter(order, lag, 1.0 / (n_window(t, order, lag) - 1)),
-                              repeat, with_delays),
-    }
+    phases = {name: median_ms(call, repeat, setup)
+              for name, (setup, call) in single_phases(X, order, lag).items()}
     ours = median_ms(lambda _: augmented_covariances(X, order, lag), repeat)
+    shape = (n, c * order, c * order)
+    time.sleep(PAUSE_S)
+    fill_ms = fill_new_ms(shape, repeat)
+    flops = product_flops(n, c, t, [m * lag for m in range(order)])
+    time.sleep(PAUSE_S)
+    rate = gemm_gflops(repeat)
+    time.sleep(PAUSE_S)
     reference = median_ms(
         lambda _: Covariances("cov").fit_transform(AugmentedDataset(order, lag).transform(X)),
         max(3, repeat // 3))
-    flops = product_flops(n, c, t, delays)
-    rate = gemm_gflops(repeat)
-    shape = (n, c * order, c * order)
-    floors = {"products": flops / (rate * 1e9) * 1e3, "assembly": fill_new_ms(shape, repeat)}
+    time.sleep(PAUSE_S)
+    floors = {"products": flops / (rate * 1e9) * 1e3, "assembly": fill_ms}
     return {"shape": [n, c, t], "order": order, "lag": lag, "reference_ms": reference,
             "ours_ms": ours, "budget_10x_ms": reference / 10, "phases_ms": phases,
             "floors_ms": floors, "product_gflop": flops / 1e9, "gemm_gflops": rate,
             "output_mb": np.prod(shape) * 8 / 2**20}
 
 
-def grid(X: np.ndarray, orders, lags, repeat: int) -> dict:
-    """Phases of the whole grid into one reused buffer, and the floor of its writes."""
-    from brainmill.features.augmented import LaggedProducts, feasible
+def grid_phases(X: np.ndarray, orders, lags) -> tuple[dict, list, np.ndarray]:
+    """``{phase: (setup, call)}`` of the grid into one reused buffer, its points and the
+    buffer. ``tables`` builds the edge tables the grid shares, lag by lag (a private step,
+    timed alone); ``whole`` computes every point, tables included."""
+    from brainmill.features.augmented import LaggedProducts, feasible, n_window
 
     n, c, t = X.shape
     points = [(o, lg) for lg in lags for o in orders if feasible(t, c, o, lg, "cov")]
     buffer = np.empty(n * (c * max(o for o, _ in points)) ** 2)
+    # a lag's tables are shared (built once, for the largest order that fits, the order
+    # ``for_grid`` records) where a point of order 2 or more lies below that order; other
+    # points build their tables per epoch inside the assembly
+    largest = {lg: max((o for o in orders if n_window(t, o, lg) >= 2), default=0) for lg in lags}
+    table_orders = {lg: largest[lg] for lg in lags
+                    if any(lag == lg and 2 <= o < largest[lg] for o, lag in points)}
 
-    def tables(p):  # what the grid builds once per lag (a private step, timed alone)
-        for lg in lags:
-            p._edge_tables(max(orders), lg)
+    def tables(p):
+        for lg, order in table_orders.items():
+            p._edge_tables(order, lg)
 
     def whole(p):
         for o, lg in points:
             p.covariances(o, lg, "cov", out=buffer)
 
     fresh = lambda: LaggedProducts.for_grid(X, orders, lags)  # noqa: E731
-    products = median_ms(lambda _: fresh(), repeat)
-    total = median_ms(whole, repeat, fresh)
-    tables_ms = median_ms(tables, repeat, fresh)
+    return ({"products": (lambda: None, lambda _: fresh()), "whole": (fresh, whole),
+             "tables": (fresh, tables)}, points, buffer)
+
+
+def grid(X: np.ndarray, orders, lags, repeat: int) -> dict:
+    """Phases of the whole grid into one reused buffer, and the floor of its writes."""
+    n, c, t = X.shape
+    phases, points, buffer = grid_phases(X, orders, lags)
+    products, total, tables_ms = (median_ms(phases[k][1], repeat, phases[k][0])
+                                  for k in ("products", "whole", "tables"))
+    time.sleep(PAUSE_S)
     fill = _fill_kernel()
     from brainmill.features._acm_kernels import over_epochs
 
@@ -169,7 +204,7 @@ def grid(X: np.ndarray, orders, lags, repeat: int) -> dict:
 def report(name: str, res: dict) -> None:
     phases = ", ".join(f"{k} {v:.1f}" for k, v in res["phases_ms"].items())
     floors = ", ".join(f"{k} {v:.1f}" for k, v in res["floors_ms"].items())
-    print(f"{name}: shape {tuple(res['shape'])}, output {res['output_mb']:.0f} MB")
+    print(f"{name}: shape {tuple(res['shape'])}, output {res['output_mb']:.0f} MiB")
     if "reference_ms" in res:
         print(f"  reference {res['reference_ms']:.1f} ms, 10× budget "
               f"{res['budget_10x_ms']:.1f} ms; ours {res['ours_ms']:.1f} ms")

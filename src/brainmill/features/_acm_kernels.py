@@ -284,7 +284,7 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
     So each matrix is exactly symmetric, equal bit for bit to computing the upper triangle
     and copying it. ``lt`` ``(P, C, C)`` and ``nw`` ``(C,)`` are scratch. The products are
     stored as ``R(d)``, not ``R(d)ᵀ``, so that their rows are read in place: gathering the
-    transposes into a scratch first took about 12 % of this kernel (PhysioNet 10 × 10 grid,
+    transposes into a scratch first took about 11 % of this kernel (PhysioNet 10 × 10 grid,
     one thread, same bits).
     """
     c = mu_e.shape[1]

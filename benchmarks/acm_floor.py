@@ -155,21 +155,16 @@ def grid_phases(X: np.ndarray, orders, lags) -> tuple[dict, list, np.ndarray]:
     """``{phase: (setup, call)}`` of the grid into one reused buffer, its points and the
     buffer. ``tables`` builds the edge tables the grid shares, lag by lag (a private step,
     timed alone); ``whole`` computes every point, tables included."""
-    from brainmill.features.augmented import LaggedProducts, feasible, n_window
+    from brainmill.features.augmented import LaggedProducts, feasible
 
     n, c, t = X.shape
     points = [(o, lg) for lg in lags for o in orders if feasible(t, c, o, lg, "cov")]
     buffer = np.empty(n * (c * max(o for o, _ in points)) ** 2)
-    # a lag's tables are shared (built once, for the largest order that fits, the order
-    # ``for_grid`` records) where a point of order 2 or more lies below that order; other
-    # points build their tables per epoch inside the assembly
-    largest = {lg: max((o for o in orders if n_window(t, o, lg) >= 2), default=0) for lg in lags}
-    table_orders = {lg: largest[lg] for lg in lags
-                    if any(lag == lg and 2 <= o < largest[lg] for o, lag in points)}
 
-    def tables(p):
-        for lg, order in table_orders.items():
-            p._edge_tables(order, lg)
+    def tables(p):  # the choice scatter() makes: shared tables, built once per lag (cached)
+        for o, lg in points:
+            if o > 1 and p._shares_tables(o, lg):
+                p._edge_tables(o, lg)
 
     def whole(p):
         for o, lg in points:

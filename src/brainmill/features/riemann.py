@@ -142,7 +142,7 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
         Weights, normalised to sum 1 (default: equal).
     rows : int ndarray, optional
         The mean of ``X[rows]`` (the same bits), without holding that copy while iterating
-        (the finite check and the Euclidean start copy the rows briefly).
+        (the finite check and the Euclidean start share one brief copy of the rows).
 
     Returns
     -------
@@ -150,7 +150,8 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
         The affine-invariant mean, equal to pyriemann's.
     """
     n_matrices, n = len(X if rows is None else rows), X.shape[1]
-    _check_finite(_rows(X, rows))
+    selected = _rows(X, rows)  # one copy of the rows: checked, then averaged for the start
+    _check_finite(selected)
     if sample_weight is None:
         weight = np.ones(n_matrices, dtype=float)
     else:
@@ -161,7 +162,8 @@ def mean_riemann(X: np.ndarray, tol: float = 10e-9, maxiter: int = 50,
     weight = weight / np.sum(weight)
     # the starting point: pyriemann's mean_euclid, given the normalised weights, which it
     # normalises again (a sum of n copies of 1/n need not be exactly 1)
-    M = np.tensordot(weight / np.sum(weight), _rows(X, rows), axes=([0], [-3]))
+    M = np.tensordot(weight / np.sum(weight), selected, axes=([0], [-3]))
+    del selected  # not held while the mean iterates
     nu, tau = 1.0, np.finfo(np.float64).max
     with _blas(n_matrices, n):
         for _ in range(maxiter):
@@ -212,7 +214,7 @@ class ThreadedTangentSpace(TangentSpace):
 
     def fit_rows(self, X: np.ndarray, rows: np.ndarray) -> ThreadedTangentSpace:
         """``fit(X[rows])`` (the same bits) without holding the copy ``X[rows]`` while the
-        mean iterates (its finite check and start copy the rows briefly).
+        mean iterates (its finite check and start share one brief copy of the rows).
 
         For a caller that fits and maps many row subsets of one stack, as an inner CV does.
         """

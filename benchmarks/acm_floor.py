@@ -9,7 +9,8 @@ Single (order, lag) transform, phases (medians of ``--repeat`` calls each):
 - ``means``: ``LaggedProducts(X, ())``: validation and the channel means;
 - ``products``: ``add_delays``: the ``order`` lagged products ``R(m·lag)`` (BLAS, the epochs
   split over the kernel threads);
-- ``rank``: ``check_full_rank``: the eigenvalues of every ``R(0)``;
+- ``rank``: ``check_full_rank``: a Cholesky bound on every ``R(0)`` (eigenvalues for any it
+  does not clear);
 - ``assembly``: ``scatter`` into a new array: edges, tables and every output element.
 
 Floors, measured in the same run:

@@ -352,6 +352,44 @@ def test_average_reference_is_singular_for_plain_estimator():
     assert np.all(np.linalg.eigvalsh(augmented_covariances(X, 2, 1, "lwf")) > 0)
 
 
+def _with_spectrum(rng, eigenvalues):
+    q, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
+    return (q * eigenvalues) @ q.T
+
+
+def test_rank_screen_never_clears_a_matrix_the_eigenvalues_reject():
+    """The Cholesky bound clears only matrices with ``λ_min > rtol·λ_max``; well-conditioned
+    ones it clears, and the ones near the line it leaves to the eigenvalues."""
+    from brainmill.features._acm_kernels import surely_full_rank
+
+    rng = np.random.default_rng(3)
+    ratios = np.geomspace(1e-14, 1e-1, 40)
+    mats = np.stack([_with_spectrum(rng, np.geomspace(r, 1.0, 12)) for r in ratios])
+    mats[-1] = np.diag(np.arange(1.0, 13.0))
+    sure = np.empty(len(mats), dtype=bool)
+    surely_full_rank(mats, 1e-10, sure)
+    eig = np.linalg.eigvalsh(mats)
+    assert not np.any(sure & (eig[:, 0] <= 1e-10 * eig[:, -1]))
+    assert sure[ratios > 1e-7].all() and not sure[ratios < 1e-10].any()
+    bad = np.stack([np.zeros((3, 3)), np.diag([1.0, -1e-3, 2.0]), np.full((3, 3), np.nan)])
+    surely_full_rank(bad, 1e-10, sure[:3])
+    assert not sure[:3].any()  # zero, indefinite, NaN: left to the eigenvalues
+
+
+def test_rank_check_names_exactly_the_singular_epochs():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((9, 4, 200))
+    for e in (2, 7):  # channel 3 a copy of channel 0 plus noise at 1e-7 of its scale
+        X[e, 3] = X[e, 0] + 1e-7 * rng.standard_normal(200)
+    products = LaggedProducts(X)
+    with pytest.raises(ValueError, match=r"2 of 9 epochs \(e.g. \[2, 7\]\) have a singular "
+                                         r"4-channel covariance"):
+        products.check_full_rank()
+    X[7, 3] = X[7, 0] + 1e-3 * rng.standard_normal(200)  # conditioned ~1e-7: accepted
+    with pytest.raises(ValueError, match=r"1 of 9 epochs \(e.g. \[2\]\)"):
+        LaggedProducts(X).check_full_rank()
+
+
 def test_unknown_estimator_and_2d_input(signals):
     with pytest.raises(ValueError, match="unknown estimator 'scm'"):
         AugmentedCovariance(estimator="scm").fit(signals)
@@ -518,7 +556,7 @@ def test_lagged_products_hold_blas_while_split(monkeypatch):
     monkeypatch.setattr(_acm_kernels, "over_epochs", recording)
     X = np.random.default_rng(1).standard_normal((6, 3, 40))
     LaggedProducts.for_grid(X, [1, 2], [3]).check_full_rank()
-    assert asked == [(6, X.size * 2), (6, 6 * 3**3)]  # delays 0 and 3; eigvalsh of 3 × 3
+    assert asked == [(6, X.size * 2)]  # delays 0 and 3; the rank check's kernel uses no BLAS
 
 
 def test_a_failing_slice_waits_for_the_others(monkeypatch):

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
-           "edge_tables", "over_epochs", "splits", "table_positions"]
+           "edge_tables", "over_epochs", "splits", "surely_full_rank", "table_positions"]
 
 #: Below this much work a call is not split over threads (thread start-up and the split cost
 #: more than they save on a few small matrices).
@@ -373,3 +373,60 @@ def acm_fused(prod, slots, head, tail, hpos, epos, n_head, n_tail, mu, order, la
         _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
         _assemble_epoch(prod[e], slots, He, hpos, Ee, epos, mu[e], order, nwin, scale, lt,
                         nw, out[e])
+
+
+@njit(cache=True, nogil=True)
+def surely_full_rank(cov, rtol, sure):  # pragma: no cover - compiled
+    """Which symmetric matrices certainly have ``λ_min > rtol · λ_max``, without eigenvalues.
+
+    A Cholesky factor ``L`` of ``A`` bounds both ends: ``λ_min ≥ 1 / ‖L⁻¹‖_F²`` (as
+    ``‖A⁻¹‖₂ = ‖L⁻¹‖₂² ≤ ‖L⁻¹‖_F²``) and ``λ_max ≤ trace(A)``. ``sure[e]`` is set where
+    ``1 / ‖L⁻¹‖_F² > 2·rtol·trace`` (the 2 covers rounding); elsewhere, and where the
+    factorisation breaks down, it is cleared and the caller decides from the eigenvalues.
+    About a fifth of ``np.linalg.eigvalsh``'s time on 22 × 22 matrices.
+
+    Parameters
+    ----------
+    cov : ndarray, shape (n, C, C)
+        Symmetric matrices (the lower triangle is read).
+    rtol : float
+    sure : bool ndarray, shape (n,)
+        Written.
+    """
+    n, c = cov.shape[0], cov.shape[1]
+    f = np.empty((c, c))
+    for e in range(n):
+        a = cov[e]
+        trace = 0.0
+        for i in range(c):
+            trace += a[i, i]
+        ok = trace > 0.0
+        for j in range(c):  # Cholesky, column by column, into the lower triangle of f
+            if not ok:
+                break
+            d = a[j, j]
+            for k in range(j):
+                d -= f[j, k] * f[j, k]
+            if not d > 0.0:  # not positive definite in floating point (or NaN)
+                ok = False
+                break
+            d = np.sqrt(d)
+            f[j, j] = d
+            for i in range(j + 1, c):
+                s = a[i, j]
+                for k in range(j):
+                    s -= f[i, k] * f[j, k]
+                f[i, j] = s / d
+        if ok:  # L⁻¹ in place (lower triangular), summing its squares
+            sq = 0.0
+            for j in range(c):
+                f[j, j] = 1.0 / f[j, j]
+                sq += f[j, j] * f[j, j]
+                for i in range(j + 1, c):
+                    s = 0.0
+                    for k in range(j, i):
+                        s -= f[i, k] * f[k, j]
+                    f[i, j] = s / f[i, i]
+                    sq += f[i, j] * f[i, j]
+            ok = 1.0 / sq > 2.0 * rtol * trace
+        sure[e] = ok

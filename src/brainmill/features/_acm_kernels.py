@@ -92,6 +92,8 @@ def blas_one_thread() -> Iterator[None]:
     with _BLAS_LOCK:
         if _BLAS_HOLDS == 0:
             if _BLAS is None:  # made on first use: it inspects the libraries loaded then
+                # scipy's own BLAS, which np.dot in compiled kernels calls, loaded first
+                import scipy.linalg.cython_blas  # noqa: F401
                 from threadpoolctl import ThreadpoolController
 
                 _BLAS = ThreadpoolController()

@@ -1,0 +1,191 @@
+"""Lagged products of a progression of delays with 9/16 of the multiplications (numba).
+
+The single (order, lag) transform needs ``R(m·e) = Σ_{t < T − m·e} x(t) x(t + m·e)ᵀ`` for
+``m = 0 … p−1`` (``e`` the lag, ``p`` the order). Computed one delay at a time, these products
+are most of its time: ``p·C²·T`` multiply-adds an epoch. This module computes them with fewer,
+by Karatsuba's trick on the time axis (Winograd's minimal filtering for correlations).
+
+One level, delays ``d`` and ``d + s``: pair every sample ``t`` of a block of ``s`` with
+``t + s`` (blocks ``[2ks, 2ks + s)``), so that over the paired range
+
+    y(d)     = Σ a(t) b(t+d)ᵀ   + a(t+s) b(t+s+d)ᵀ
+    y(d + s) = Σ a(t) b(t+d+s)ᵀ + a(t+s) b(t+d+2s)ᵀ
+
+equal ``M1 + M2`` and ``M2 + M3`` with
+
+    M1 = Σ a(t) [b(t+d) − b(t+d+s)]ᵀ,  M2 = Σ [a(t) + a(t+s)] b(t+d+s)ᵀ,
+    M3 = Σ a(t+s) [b(t+d+2s) − b(t+d+s)]ᵀ:
+
+three products over half the samples instead of two over all of them. Applied again to each
+``M`` (``s = e``, then ``2e``), four consecutive delays come from nine products over a quarter
+of the samples each: 9/16 of the multiplications, plus sums and differences of the samples
+("leaves"), which cost about as much as a fifth of the products. The leaves of one group of
+four delays serve the next group too (its leaves are the same sequences shifted), so ``4·G``
+delays take ``9·G`` products. The samples past the last whole block of the paired range are
+added directly. Only additions, subtractions and the products are involved: the result
+differs from the direct products by rounding (about 1e-15 of their largest entry).
+
+The operands are time-major ``(samples, C)`` and the products are BLAS calls (``np.dot``)
+from the compiled kernel.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+__all__ = ["GROUP", "karatsuba_plan", "paired_blocks", "progression_products"]
+
+#: Delays per group: two levels of the trick.
+GROUP = 4
+_LEVELS = 2
+
+
+@lru_cache(maxsize=4)
+def karatsuba_plan(levels: int = _LEVELS):
+    """Leaves and recombination of ``levels`` nested levels.
+
+    Leaf ``i`` is a multi-index ``(i_1, …, i_levels)`` of the three products of each level
+    (``i_1`` the finest). Its ``a`` operand is ``Σ_k a_w[i, k] · x(block·2^L + a_beta[i, k])``
+    and its ``b`` operand likewise, in blocks of ``e`` samples (``2^L`` blocks per leaf row).
+
+    Returns
+    -------
+    a_beta, a_w, a_cnt, b_beta, b_w, b_cnt : ndarrays, shape (3^L, ·)
+        Block offsets, weights and number of terms of each leaf's two operands.
+    recon : ndarray, shape (2^L, 3^L)
+        ``y(k) = Σ_i recon[k, i] · M_i`` for the ``2^L`` delays of a group (0 or 1).
+    """
+    a_terms = [{0: 1.0}, {0: 1.0, 1: 1.0}, {1: 1.0}]  # M1, M2, M3: a(t), a(t)+a(t+s), a(t+s)
+    b_terms = [{0: 1.0, 1: -1.0}, {1: 1.0}, {1: -1.0, 2: 1.0}]
+    recombine = [[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]  # y(d) = M1 + M2, y(d+s) = M2 + M3
+    leaves = list(itertools.product(range(3), repeat=levels))
+
+    def operand(terms, leaf):
+        weights: dict[int, float] = {}
+        for combo in itertools.product(*(terms[i].items() for i in leaf)):
+            beta = sum(b << level for level, (b, _) in enumerate(combo))
+            weights[beta] = weights.get(beta, 0.0) + float(np.prod([w for _, w in combo]))
+        return sorted((b, w) for b, w in weights.items() if w != 0.0)
+
+    def pack(terms):
+        lists = [operand(terms, leaf) for leaf in leaves]
+        width = max(len(t) for t in lists)
+        beta = np.zeros((len(lists), width), dtype=np.int64)
+        weight = np.zeros((len(lists), width))
+        for i, t in enumerate(lists):
+            for k, (b, w) in enumerate(t):
+                beta[i, k], weight[i, k] = b, w
+        return beta, weight, np.array([len(t) for t in lists], dtype=np.int64)
+
+    recon = np.array([[np.prod([recombine[(k >> lv) & 1][leaf[lv]] for lv in range(levels)])
+                       for leaf in leaves] for k in range(2**levels)])
+    out = (*pack(a_terms), *pack(b_terms), recon)
+    for array in out:
+        array.flags.writeable = False  # shared by the cache
+    return out
+
+
+def paired_blocks(n_times: int, step: int, groups: int) -> int:
+    """Blocks of ``step`` samples the groups pair (a multiple of :data:`GROUP`; 0: too short).
+
+    The last group's largest delay, ``(4·groups − 1)·step``, must still find its partner
+    samples inside the epoch.
+    """
+    return max(0, (n_times // step - (GROUP * groups - 1)) // GROUP * GROUP)
+
+
+@njit(cache=True, nogil=True)
+def _leaf(xc, e, nv, beta, w, cnt, dst):  # pragma: no cover - compiled
+    """``dst[v·e + g] = Σ_k w[k] · xc[(4v + beta[k])·e + g]`` for ``v < nv``, ``g < e``.
+
+    Rows of ``C`` values; unsigned indices, so that numba adds no wrap-around check and the
+    inner loop vectorises (three times faster).
+    """
+    c = xc.shape[1]
+    src, out = xc.ravel(), dst.ravel()
+    span = np.uint64(e * c)
+    for v in range(nv):
+        o = np.uint64(v * e * c)
+        base = np.uint64((GROUP * v + beta[0]) * e * c)
+        w0 = w[0]
+        for q in range(span):
+            out[o + q] = w0 * src[base + q]
+        for k in range(1, cnt):
+            base = np.uint64((GROUP * v + beta[k]) * e * c)
+            wk = w[k]
+            if wk == 1.0:
+                for q in range(span):
+                    out[o + q] += src[base + q]
+            elif wk == -1.0:
+                for q in range(span):
+                    out[o + q] -= src[base + q]
+            else:
+                for q in range(span):
+                    out[o + q] += wk * src[base + q]
+
+
+@njit(cache=True, nogil=True)
+def progression_products(X, mean, e, groups, blocks, a_beta, a_w, a_cnt, b_beta, b_w, b_cnt,
+                         recon, prod, total):  # pragma: no cover - compiled
+    """``prod[:, m] = R(m·e)`` of the centred epochs, ``m < prod.shape[1]``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, C, T)
+    mean : ndarray, shape (n, C)
+        Channel means; the epochs are centred on them first (``X − mean``, numpy's bits).
+    e : int
+        Delay step (the lag).
+    groups : int
+        Delays ``m < 4·groups`` by :func:`karatsuba_plan`; the rest directly.
+    blocks : int
+        :func:`paired_blocks` ``(T, e, groups)`` (≥ 4).
+    a_beta, a_w, a_cnt, b_beta, b_w, b_cnt, recon
+        :func:`karatsuba_plan`.
+    prod : ndarray, shape (n, p, C, C)
+        Written.
+    total : ndarray, shape (n, C)
+        Written: ``Σ_t`` of each centred epoch.
+    """
+    n, c, t = X.shape
+    n_leaves = a_cnt.shape[0]
+    rows_a = blocks // GROUP
+    rows_b = rows_a + groups - 1
+    paired = blocks * e
+    xc = np.empty((t, c))
+    A = np.empty((n_leaves, rows_a * e, c))
+    B = np.empty((n_leaves, rows_b * e, c))
+    M = np.empty((n_leaves, c, c))
+    extra = np.empty((c, c))
+    for ep in range(n):
+        for i in range(c):
+            mu = mean[ep, i]
+            s = 0.0
+            for k in range(t):
+                v = X[ep, i, k] - mu
+                xc[k, i] = v
+                s += v
+            total[ep, i] = s
+        for leaf in range(n_leaves):
+            _leaf(xc, e, rows_a, a_beta[leaf], a_w[leaf], a_cnt[leaf], A[leaf])
+            _leaf(xc, e, rows_b, b_beta[leaf], b_w[leaf], b_cnt[leaf], B[leaf])
+        for g in range(groups):
+            for leaf in range(n_leaves):
+                np.dot(A[leaf].T, B[leaf, g * e:(g + rows_a) * e], M[leaf])
+            for k in range(GROUP):
+                out = prod[ep, g * GROUP + k]
+                out[:, :] = 0.0
+                for leaf in range(n_leaves):
+                    if recon[k, leaf] != 0.0:
+                        out += M[leaf]
+                d = (g * GROUP + k) * e
+                if t - d > paired:  # the samples past the paired blocks
+                    np.dot(xc[paired:t - d].T, xc[paired + d:], extra)
+                    out += extra
+        for m in range(groups * GROUP, prod.shape[1]):
+            d = m * e
+            np.dot(xc[:t - d].T, xc[d:], prod[ep, m])

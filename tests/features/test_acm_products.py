@@ -1,0 +1,123 @@
+"""Lagged products of a delay progression (two levels of Karatsuba) against the direct ones."""
+
+import numba
+import numpy as np
+import pytest
+
+import brainmill.features.augmented as augmented
+from brainmill.features._acm_products import (
+    GROUP,
+    karatsuba_plan,
+    paired_blocks,
+    progression_products,
+)
+from brainmill.features.augmented import LaggedProducts, augmented_covariances, delay_embed
+
+
+def direct_products(X, delays):
+    xc = X - X.mean(axis=-1, keepdims=True)
+    t = X.shape[-1]
+    return np.stack([np.einsum("eit,ejt->eij", xc[:, :, :t - d], xc[:, :, d:]) for d in delays],
+                    axis=1)
+
+
+def relative(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_plan_reproduces_lagged_products_in_numpy(levels):
+    """The plan's leaves and recombination, applied with numpy to one channel pair, give
+    ``Σ_t a(t) b(t + k·e)`` for the group's ``2^levels`` delays."""
+    a_beta, a_w, a_cnt, b_beta, b_w, b_cnt, recon = karatsuba_plan(levels)
+    width, e, rows = 2**levels, 3, 7
+    rng = np.random.default_rng(levels)
+    x = rng.standard_normal((rows * width + 2 * width) * e)
+    blocks = x.reshape(-1, e)
+
+    def leaf(beta, w, cnt, nrows):
+        return sum(w[k] * blocks[width * np.arange(nrows)[:, None] + beta[k]][:, 0]
+                   for k in range(cnt))
+
+    M = np.array([np.sum(leaf(a_beta[i], a_w[i], a_cnt[i], rows)
+                         * leaf(b_beta[i], b_w[i], b_cnt[i], rows)) for i in range(len(a_cnt))])
+    n = rows * width * e
+    expected = [x[:n] @ x[k * e:k * e + n] for k in range(width)]
+    np.testing.assert_allclose(recon @ M, expected, rtol=1e-12)
+    assert len(a_cnt) == 3**levels  # 3 products per level instead of 2 pairs of 2
+
+
+@pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97)])
+@pytest.mark.parametrize("order,lag", [(4, 1), (5, 3), (6, 2), (8, 4), (9, 1), (10, 5),
+                                       (12, 2)])
+def test_progression_products_equal_direct_products(n_channels, n_times, order, lag):
+    rng = np.random.default_rng(order * 100 + lag)
+    X = rng.standard_normal((5, n_channels, n_times)) + 3.0
+    delays = [m * lag for m in range(order)]
+    groups = order // GROUP
+    blocks = paired_blocks(n_times, lag, groups)
+    if blocks < GROUP:
+        pytest.skip("too short for a group")
+    prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
+    progression_products(X, X.mean(axis=-1), lag, groups, blocks, *karatsuba_plan(), prod,
+                         total)
+    assert relative(prod, direct_products(X, delays)) <= 1e-13
+    np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs
+    # the largest delay's partner samples lie inside the epochs, and a group more would not
+    assert (blocks + GROUP * groups - 1) * lag <= n_times
+    assert (blocks + GROUP + GROUP * groups - 1) * lag > n_times
+
+
+def test_single_transform_uses_the_progression_and_stays_exact(monkeypatch):
+    """Order ≥ 4 on ≥ 16 channels takes the progression; the matrices are the reference's."""
+    from pyriemann.estimation import Covariances
+
+    calls = []
+    real = augmented.progression_step
+    monkeypatch.setattr(augmented, "progression_step",
+                        lambda *a: calls.append(real(*a)) or calls[-1])
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((4, 18, 400)) * 1e-5 + 3e-5
+    out = augmented_covariances(X, 6, 3)
+    assert calls == [3]
+    ref = Covariances("cov").fit_transform(delay_embed(X, 6, 3))
+    assert np.max(np.abs(out - ref).max(axis=(1, 2)) / np.abs(ref).max(axis=(1, 2))) <= 1e-10
+
+
+def test_progression_bits_do_not_depend_on_the_thread_split():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((40, 20, 300))
+    delays = [0, 2, 4, 6, 8, 10]
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = LaggedProducts(X, delays)
+        numba.set_num_threads(threads)
+        split = LaggedProducts(X, delays)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one._prod, split._prod)
+    assert relative(split._prod, direct_products(X, delays)) <= 1e-13
+
+
+@pytest.mark.parametrize("delays,n_times,n_channels,expected", [
+    ([0, 4, 8, 12], 1000, 22, 4),
+    ([0, 1, 2, 3, 4, 5, 6, 7], 481, 16, 1),
+    ([0, 4, 8], 1000, 22, 0),  # fewer than a group
+    ([0, 4, 8, 13], 1000, 22, 0),  # not a progression
+    ([4, 8, 12, 16], 1000, 22, 0),  # not from 0
+    ([0, 4, 8, 12], 1000, 15, 0),  # too few channels: the direct products are faster
+    ([0, 10, 20, 30, 40, 50, 60, 70], 100, 22, 0),  # too few paired blocks
+])
+def test_progression_step_rule(delays, n_times, n_channels, expected):
+    assert augmented.progression_step(delays, n_times, n_channels) == expected
+
+
+def test_grid_and_few_channels_keep_the_direct_products(monkeypatch):
+    seen = []
+    monkeypatch.setattr("brainmill.features._acm_products.progression_products",
+                        lambda *a: seen.append(a))
+    X = np.random.default_rng(9).standard_normal((3, 20, 200))
+    LaggedProducts.for_grid(X, [4, 8], [1, 2])  # the union of two lags' delays
+    LaggedProducts(X[:, :8], [0, 2, 4, 6])  # 8 channels
+    assert seen == []

@@ -59,10 +59,14 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     if blocks < GROUP:
         pytest.skip("too short for a group")
     prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
-    progression_products(X, X.mean(axis=-1), lag, groups, blocks, *karatsuba_plan(), prod,
-                         total)
+    progression_products(X, X.mean(axis=-1), False, lag, groups, blocks, *karatsuba_plan(),
+                         prod, total)
     assert relative(prod, direct_products(X, delays)) <= 1e-13
     np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs
+    mean, again = np.full((5, n_channels), np.nan), np.empty_like(prod)
+    progression_products(X, mean, True, lag, groups, blocks, *karatsuba_plan(), again, total)
+    np.testing.assert_allclose(mean, X.mean(axis=-1), rtol=1e-14)  # computed on the way
+    assert relative(again, direct_products(X, delays)) <= 1e-13
     # the largest delay's partner samples lie inside the epochs, and a group more would not
     assert (blocks + GROUP * groups - 1) * lag <= n_times
     assert (blocks + GROUP + GROUP * groups - 1) * lag > n_times
@@ -82,6 +86,21 @@ def test_single_transform_uses_the_progression_and_stays_exact(monkeypatch):
     assert calls == [3]
     ref = Covariances("cov").fit_transform(delay_embed(X, 6, 3))
     assert np.max(np.abs(out - ref).max(axis=(1, 2)) / np.abs(ref).max(axis=(1, 2))) <= 1e-10
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_in_a_progression_is_named(bad):
+    """The progression computes the channel means itself; a NaN or inf is still named, and
+    nothing warns on the way (warnings as errors)."""
+    import warnings
+
+    X = np.random.default_rng(10).standard_normal((3, 16, 300))
+    X[1, 5, 17] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError,
+                           match=r"1 NaN/inf values \(epochs \[1\], channels \[5\]\)"):
+            augmented_covariances(X, 4, 2)
 
 
 def test_progression_bits_do_not_depend_on_the_thread_split():

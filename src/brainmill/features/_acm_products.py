@@ -129,15 +129,39 @@ def _leaf(xc, e, nv, beta, w, cnt, dst):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def progression_products(X, mean, e, groups, blocks, a_beta, a_w, a_cnt, b_beta, b_w, b_cnt,
-                         recon, prod, total):  # pragma: no cover - compiled
+def _channel_sums(X, ep, out):  # pragma: no cover - compiled
+    """``out[i] = Σ_t X[ep, i, t]`` in four interleaved partial sums (not latency-bound)."""
+    t = X.shape[2]
+    for i in range(X.shape[1]):
+        row = X[ep, i]
+        s0 = s1 = s2 = s3 = 0.0
+        k = 0
+        while k + 4 <= t:
+            s0 += row[k]
+            s1 += row[k + 1]
+            s2 += row[k + 2]
+            s3 += row[k + 3]
+            k += 4
+        while k < t:
+            s0 += row[k]
+            k += 1
+        out[i] = (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, nogil=True)
+def progression_products(X, mean, fill_mean, e, groups, blocks, a_beta, a_w, a_cnt, b_beta,
+                         b_w, b_cnt, recon, prod, total):  # pragma: no cover - compiled
     """``prod[:, m] = R(m·e)`` of the centred epochs, ``m < prod.shape[1]``.
 
     Parameters
     ----------
     X : ndarray, shape (n, C, T)
     mean : ndarray, shape (n, C)
-        Channel means; the epochs are centred on them first (``X − mean``, numpy's bits).
+        Channel means; the epochs are centred on them first (``X − mean``).
+    fill_mean : bool
+        Compute ``mean`` here first (written; four interleaved partial sums, so not
+        numpy's bits), while each epoch is read into the cache anyway: one pass over
+        the epochs instead of two.
     e : int
         Delay step (the lag).
     groups : int
@@ -162,6 +186,10 @@ def progression_products(X, mean, e, groups, blocks, a_beta, a_w, a_cnt, b_beta,
     M = np.empty((n_leaves, c, c))
     extra = np.empty((c, c))
     for ep in range(n):
+        if fill_mean:
+            _channel_sums(X, ep, mean[ep])
+            for i in range(c):
+                mean[ep, i] /= t
         for i in range(c):
             mu = mean[ep, i]
             s = 0.0

@@ -230,9 +230,9 @@ class LaggedProducts:
         X = check_signals(X, finite=False)
         self._X: np.ndarray | None = X
         self.shape = X.shape
-        self._mean = _channel_means(X)  # (n, C): every epoch is centred on it
-        if not np.isfinite(self._mean).all():  # a NaN or inf sample makes its mean NaN or inf
-            check_signals(X)  # names them (a mean that overflowed passes, as before)
+        # (n, C): every epoch is centred on it; computed by add_delays below, in the same
+        # pass as the products where it can
+        self._mean: np.ndarray | None = None
         n, c, _ = X.shape
         self._total: np.ndarray | None = None  # Σ_t of the centred epochs: ≈ 0, for exactness
         # centred first/last samples and their running sums (from the start / from the end)
@@ -247,6 +247,13 @@ class LaggedProducts:
         self._table_memory = np.empty(0)
         self._rank_checked = False
         self.add_delays(delays)
+        if self._mean is None:
+            self._set_means(_channel_means(X))
+
+    def _set_means(self, mean: np.ndarray) -> None:
+        self._mean = mean
+        if not np.isfinite(mean).all():  # a NaN or inf sample makes its mean NaN or inf
+            check_signals(self._X)  # names them (a mean that overflowed passes, as before)
 
     @property
     def released(self) -> bool:
@@ -301,7 +308,7 @@ class LaggedProducts:
             raise ValueError(f"delays must lie in 0..{t - 1}; got {new}")
         prod = np.empty((n, len(new), c, c))  # [:, i] = R(d) = Σ_t x(t) x(t+d)ᵀ
         total = np.empty((n, c)) if self._total is None else None
-        X, mean = self._X, self._mean
+        X = self._X
         step = progression_step(new, t, c)
         if step:  # 0, τ, 2τ, …: the single transform's delays
             from ._acm_products import GROUP, karatsuba_plan, paired_blocks, progression_products
@@ -309,11 +316,18 @@ class LaggedProducts:
             groups = len(new) // GROUP
             blocks, plan = paired_blocks(t, step, groups), karatsuba_plan()
             sums = np.empty((n, c)) if total is None else total
-            over_epochs(lambda sl: progression_products(X[sl], mean[sl], step, groups, blocks,
-                                                        *plan, prod[sl], sums[sl]),
+            fill = self._mean is None
+            mean = np.empty((n, c)) if fill else self._mean
+            over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, groups,
+                                                        blocks, *plan, prod[sl], sums[sl]),
                         n, X.size * len(new), hold_blas=True)
+            if fill:
+                self._set_means(mean)
             self._store(new, prod, total)
             return
+        if self._mean is None:  # and checked before any product sees a NaN or inf
+            self._set_means(_channel_means(X))
+        mean = self._mean
         chunk = max(1, CENTRING_CHUNK_BYTES // (8 * c * t))
 
         def products(epochs: slice) -> None:
@@ -653,7 +667,7 @@ def augmented_covariances(
     -------
     ndarray, shape (n_epochs, n_channels·order, n_channels·order)
     """
-    products = LaggedProducts(X, ())  # validates X once
-    check_embedding(products.shape[-1], products.shape[1], order, lag, estimator)
-    products.add_delays(m * lag for m in range(order))
+    X = check_signals(X, finite=False)  # LaggedProducts checks the values
+    check_embedding(X.shape[-1], X.shape[1], order, lag, estimator)
+    products = LaggedProducts(X, [m * lag for m in range(order)])
     return products.covariances(order, lag, estimator)

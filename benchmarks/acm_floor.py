@@ -6,18 +6,20 @@ separately and sets each against a floor, the same work at this machine's best m
 
 Single (order, lag) transform, phases (medians of ``--repeat`` calls each):
 
-- ``means``: ``LaggedProducts(X, ())``: validation and the channel means;
-- ``products``: ``add_delays``: the ``order`` lagged products ``R(m·lag)`` (BLAS, the epochs
-  split over the kernel threads);
+- ``means and products``: ``LaggedProducts(X, delays)``: validation, the channel means and
+  the ``order`` lagged products ``R(m·lag)``, in one pass over the epochs where the
+  progression's products apply (:func:`brainmill.features.augmented.progression_step`; BLAS
+  from compiled code, the epochs split over the kernel threads);
 - ``rank``: ``check_full_rank``: a Cholesky bound on every ``R(0)`` (eigenvalues for any it
   does not clear);
 - ``assembly``: ``scatter`` into a new array: edges, tables and every output element.
 
 Floors, measured in the same run:
 
-- ``products``: their floating-point operations (``2·C²·(T − d)`` per delay ``d`` and epoch,
-  ``R(0)`` counted in full) at the rate of one large ``dgemm`` (2000 × 2000 by 2000 × 2000,
-  numpy, BLAS on its default threads);
+- ``products``: their floating-point operations as computed (``2·C²·(T − d)`` per delay
+  ``d`` and epoch, ``R(0)`` counted in full; for a progression of delays, the products of
+  :mod:`brainmill.features._acm_products`, without their sums of samples) at the rate of
+  one large ``dgemm`` (2000 × 2000 by 2000 × 2000, numpy, BLAS on its default threads);
 - ``assembly``: a new array of the output's shape filled with a constant on the kernel
   threads: its page faults and writes, nothing computed.
 
@@ -76,6 +78,27 @@ def product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float
     return float(sum(2.0 * n_epochs * n_channels**2 * (n_times - d) for d in delays))
 
 
+def computed_product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float:
+    """The products' operations as the fast path computes them: :func:`product_flops`, or,
+    for a progression of delays (``progression_step``), its leaf products over the paired
+    blocks (nine per group of four delays, each over a quarter of them), the samples past
+    them and the delays past the last group directly. The leaves' sums are not counted."""
+    from brainmill.features._acm_products import GROUP, karatsuba_plan, paired_blocks
+    from brainmill.features.augmented import progression_step
+
+    delays = list(delays)
+    step = progression_step(delays, n_times, n_channels)
+    if not step:
+        return product_flops(n_epochs, n_channels, n_times, delays)
+    groups = len(delays) // GROUP
+    paired = paired_blocks(n_times, step, groups) * step
+    leaves = len(karatsuba_plan()[2]) * groups * (paired // GROUP)
+    grouped = delays[:GROUP * groups]
+    rest = product_flops(n_epochs, n_channels, n_times - paired, grouped)
+    return (2.0 * n_epochs * n_channels**2 * leaves + rest
+            + product_flops(n_epochs, n_channels, n_times, delays[GROUP * groups:]))
+
+
 def gemm_gflops(repeat: int) -> float:
     """GFLOP/s of one large ``dgemm`` (numpy, BLAS on its default threads)."""
     rng = np.random.default_rng(0)
@@ -115,10 +138,8 @@ def single_phases(X: np.ndarray, order: int, lag: int) -> dict:
 
     delays = [m * lag for m in range(order)]
     scale = 1.0 / (n_window(X.shape[-1], order, lag) - 1)
-    bare = lambda: LaggedProducts(X, ())  # noqa: E731
     with_delays = lambda: LaggedProducts(X, delays)  # noqa: E731
-    return {"means": (lambda: None, lambda _: bare()),
-            "products": (bare, lambda p: p.add_delays(delays)),
+    return {"means and products": (lambda: None, lambda _: with_delays()),
             "rank": (with_delays, lambda p: p.check_full_rank()),
             "assembly": (with_delays, lambda p: p.scatter(order, lag, scale)[0])}
 
@@ -137,7 +158,7 @@ def single(X: np.ndarray, order: int, lag: int, repeat: int) -> dict:
     shape = (n, c * order, c * order)
     time.sleep(PAUSE_S)
     fill_ms = fill_new_ms(shape, repeat)
-    flops = product_flops(n, c, t, [m * lag for m in range(order)])
+    flops = computed_product_flops(n, c, t, [m * lag for m in range(order)])
     time.sleep(PAUSE_S)
     rate = gemm_gflops(repeat)
     time.sleep(PAUSE_S)

@@ -56,8 +56,7 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     delays = [m * lag for m in range(order)]
     groups = order // GROUP
     blocks = paired_blocks(n_times, lag, groups)
-    if blocks < GROUP:
-        pytest.skip("too short for a group")
+    assert blocks >= GROUP
     prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
     progression_products(X, X.mean(axis=-1), False, lag, groups, blocks, *karatsuba_plan(),
                          prod, total)
@@ -72,24 +71,48 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     assert (blocks + GROUP + GROUP * groups - 1) * lag > n_times
 
 
-def test_single_transform_uses_the_progression_and_stays_exact(monkeypatch):
-    """Order ≥ 4 on ≥ 16 channels takes the progression; the matrices are the reference's."""
-    from pyriemann.estimation import Covariances
-
+@pytest.fixture()
+def taken(monkeypatch):
+    """The steps ``progression_step`` returned (0: the direct products)."""
     calls = []
     real = augmented.progression_step
     monkeypatch.setattr(augmented, "progression_step",
                         lambda *a: calls.append(real(*a)) or calls[-1])
+    return calls
+
+
+def per_matrix(a, b):
+    return float(np.max(np.abs(a - b).max(axis=(1, 2)) / np.abs(b).max(axis=(1, 2))))
+
+
+@pytest.mark.parametrize("estimator", ["cov", "oas", "lwf"])
+def test_single_transform_uses_the_progression_and_stays_exact(taken, estimator):
+    """Order ≥ 4 on ≥ 16 channels takes the progression; the matrices are the reference's."""
+    from pyriemann.estimation import Covariances
+
     rng = np.random.default_rng(7)
     X = rng.standard_normal((4, 18, 400)) * 1e-5 + 3e-5
-    out = augmented_covariances(X, 6, 3)
-    assert calls == [3]
-    ref = Covariances("cov").fit_transform(delay_embed(X, 6, 3))
-    assert np.max(np.abs(out - ref).max(axis=(1, 2)) / np.abs(ref).max(axis=(1, 2))) <= 1e-10
+    out = augmented_covariances(X, 6, 3, estimator)
+    assert taken == [3]
+    ref = Covariances(estimator).fit_transform(delay_embed(X, 6, 3))
+    assert per_matrix(out, ref) <= 1e-10
+
+
+def test_a_one_lag_grid_takes_the_progression_and_survives_release(taken):
+    from pyriemann.estimation import Covariances
+
+    X = np.random.default_rng(11).standard_normal((3, 16, 250)) + 0.5
+    products = LaggedProducts.for_grid(X, [2, 4, 5], [2])  # delays 0, 2, 4, 6, 8
+    assert taken == [2]
+    products.release_signals(10)
+    for order in (2, 4, 5):
+        for estimator in ("cov", "oas"):
+            ref = Covariances(estimator).fit_transform(delay_embed(X, order, 2))
+            assert per_matrix(products.covariances(order, 2, estimator), ref) <= 1e-10
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_or_inf_in_a_progression_is_named(bad):
+def test_nan_or_inf_in_a_progression_is_named(bad, taken):
     """The progression computes the channel means itself; a NaN or inf is still named, and
     nothing warns on the way (warnings as errors)."""
     import warnings
@@ -101,8 +124,10 @@ def test_nan_or_inf_in_a_progression_is_named(bad):
         with pytest.raises(ValueError,
                            match=r"1 NaN/inf values \(epochs \[1\], channels \[5\]\)"):
             augmented_covariances(X, 4, 2)
+    assert taken == [2]
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 kernel threads")
 def test_progression_bits_do_not_depend_on_the_thread_split():
     rng = np.random.default_rng(8)
     X = rng.standard_normal((40, 20, 300))
@@ -111,7 +136,7 @@ def test_progression_bits_do_not_depend_on_the_thread_split():
     try:
         numba.set_num_threads(1)
         one = LaggedProducts(X, delays)
-        numba.set_num_threads(threads)
+        numba.set_num_threads(2)
         split = LaggedProducts(X, delays)
     finally:
         numba.set_num_threads(threads)
@@ -127,6 +152,8 @@ def test_progression_bits_do_not_depend_on_the_thread_split():
     ([4, 8, 12, 16], 1000, 22, 0),  # not from 0
     ([0, 4, 8, 12], 1000, 15, 0),  # too few channels: the direct products are faster
     ([0, 10, 20, 30, 40, 50, 60, 70], 100, 22, 0),  # too few paired blocks
+    ([0, 1, 2, 3], 70_000, 16, 0),  # an 8.5-MiB epoch: the scratch would be 5.5 times that
+    ([0, 1, 2, 3], 65_536, 16, 1),  # 8 MiB
 ])
 def test_progression_step_rule(delays, n_times, n_channels, expected):
     assert augmented.progression_step(delays, n_times, n_channels) == expected

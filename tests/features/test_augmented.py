@@ -376,6 +376,35 @@ def test_rank_screen_never_clears_a_matrix_the_eigenvalues_reject():
     assert not sure[:3].any()  # zero, indefinite, NaN: left to the eigenvalues
 
 
+@pytest.mark.parametrize("rtol", [0.0, 1e-16, 1e-13])
+def test_rank_screen_agrees_with_the_eigenvalues_for_any_rtol(rtol):
+    """Down to ``rtol = 0`` the bound's margin keeps it from clearing a matrix whose computed
+    eigenvalues fall under the line (rank-deficient products of 22 channels)."""
+    from brainmill.features._acm_kernels import surely_full_rank
+
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((400, 22, 60))
+    X[:200, 21] = X[:200, :21].sum(axis=1) / 7  # singular but for rounding
+    mats = X @ X.transpose(0, 2, 1)
+    sure = np.empty(len(mats), dtype=bool)
+    surely_full_rank(mats, rtol, sure)
+    eig = np.linalg.eigvalsh(mats)
+    assert not np.any(sure & (eig[:, 0] <= rtol * eig[:, -1]))
+    assert sure.any()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_rank_screen_leaves_overflow_to_the_eigenvalues():
+    from brainmill.features._acm_kernels import surely_full_rank
+
+    sure = np.ones(2, dtype=bool)
+    surely_full_rank(np.stack([np.diag([np.inf, 1.0]), np.diag([1e308, 1e308])]), 1e-10, sure)
+    assert not sure[0]  # an infinite trace
+    X = np.random.default_rng(13).standard_normal((2, 1, 300)) * 1e160  # products overflow
+    with pytest.raises(ValueError, match="singular"):
+        augmented_covariances(X, 1, 1)
+
+
 def test_rank_check_names_exactly_the_singular_epochs():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((9, 4, 200))

@@ -626,14 +626,20 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 #: 4–10, lags 1–10).
 PROGRESSION_MIN_BLOCKS = 8
 PROGRESSION_MIN_CHANNELS = 16
+#: Longest epoch (bytes) the progression takes: its scratch is about 5.5 epochs per thread,
+#: where the direct products centre at most a 4-MB chunk (or one epoch) at a time.
+PROGRESSION_MAX_EPOCH_BYTES = 8 << 20
 
 
 def progression_step(delays: Sequence[int], n_times: int, n_channels: int) -> int:
     """``τ`` if ``delays`` are ``0, τ, …, (p−1)·τ`` with ``p ≥ 4``, on epochs where
-    :mod:`~brainmill.features._acm_products` pays off; else 0 (the direct products)."""
+    :mod:`~brainmill.features._acm_products` pays off (at least 16 channels and 8 paired
+    blocks) and whose scratch stays small (epochs of at most 8 MiB); else 0 (the direct
+    products)."""
     from ._acm_products import GROUP, paired_blocks
 
-    if len(delays) < GROUP or delays[0] != 0 or n_channels < PROGRESSION_MIN_CHANNELS:
+    if len(delays) < GROUP or delays[0] != 0 or n_channels < PROGRESSION_MIN_CHANNELS \
+            or 8 * n_channels * n_times > PROGRESSION_MAX_EPOCH_BYTES:
         return 0
     step = delays[1]
     if list(delays) != list(range(0, step * len(delays), step)):
@@ -666,6 +672,13 @@ def augmented_covariances(
     Returns
     -------
     ndarray, shape (n_epochs, n_channels·order, n_channels·order)
+
+    Raises
+    ------
+    ValueError
+        For an embedding that does not fit the epochs (checked first, from the shape alone)
+        or NaN/inf values (found with the channel means, in the same pass as the products
+        where it can).
     """
     X = check_signals(X, finite=False)  # LaggedProducts checks the values
     check_embedding(X.shape[-1], X.shape[1], order, lag, estimator)

@@ -58,12 +58,12 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     blocks = paired_blocks(n_times, lag, groups)
     assert blocks >= GROUP
     prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
-    progression_products(X, X.mean(axis=-1), False, lag, groups, blocks, *karatsuba_plan(),
-                         prod, total)
+    recon = karatsuba_plan()[-1]
+    progression_products(X, X.mean(axis=-1), False, lag, groups, blocks, recon, prod, total)
     assert relative(prod, direct_products(X, delays)) <= 1e-13
     np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs
     mean, again = np.full((5, n_channels), np.nan), np.empty_like(prod)
-    progression_products(X, mean, True, lag, groups, blocks, *karatsuba_plan(), again, total)
+    progression_products(X, mean, True, lag, groups, blocks, recon, again, total)
     np.testing.assert_allclose(mean, X.mean(axis=-1), rtol=1e-14)  # computed on the way
     assert relative(again, direct_products(X, delays)) <= 1e-13
     # the largest delay's partner samples lie inside the epochs, and a group more would not
@@ -152,8 +152,8 @@ def test_progression_bits_do_not_depend_on_the_thread_split():
     ([4, 8, 12, 16], 1000, 22, 0),  # not from 0
     ([0, 4, 8, 12], 1000, 15, 0),  # too few channels: the direct products are faster
     ([0, 10, 20, 30, 40, 50, 60, 70], 100, 22, 0),  # too few paired blocks
-    ([0, 1, 2, 3], 70_000, 16, 0),  # an 8.5-MiB epoch: the scratch would be 5.5 times that
-    ([0, 1, 2, 3], 65_536, 16, 1),  # 8 MiB
+    ([0, 1, 2, 3], 33_000, 16, 0),  # a 4.03-MiB epoch: the scratch would be 8.5 times that
+    ([0, 1, 2, 3], 32_768, 16, 1),  # 4 MiB
 ])
 def test_progression_step_rule(delays, n_times, n_channels, expected):
     assert augmented.progression_step(delays, n_times, n_channels) == expected

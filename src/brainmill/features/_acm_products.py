@@ -19,8 +19,9 @@ equal ``M1 + M2`` and ``M2 + M3`` with
 three products over half the samples instead of two over all of them. Applied again to each
 ``M`` (``s = e``, then ``2e``), four consecutive delays come from nine products over a quarter
 of the samples each: 9/16 of the multiplications, plus sums and differences of the samples
-("leaves"), which took about 40 % of the time of the products themselves (22 channels, one
-thread; the reason for the 16-channel threshold in ``progression_step``). The leaves of one group of
+("leaves", built level by level), which take about a third of the time of the products
+themselves (22 channels, one thread; the reason for the 16-channel threshold in
+``progression_step``). The leaves of one group of
 four delays serve the next group too (its leaves are the same sequences shifted), so ``4·G``
 delays take ``9·G`` products. The samples past the last whole block of the paired range are
 added directly. Only additions, subtractions and the products are involved: the result
@@ -100,33 +101,41 @@ def paired_blocks(n_times: int, step: int, groups: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _leaf(xc, e, nv, beta, w, cnt, dst):  # pragma: no cover - compiled
-    """``dst[v·e + g] = Σ_k w[k] · xc[(4v + beta[k])·e + g]`` for ``v < nv``, ``g < e``.
+def _split_a(src, n_rows, span, first, both, second):  # pragma: no cover - compiled
+    """One level's ``a`` operands: for rows ``2v`` and ``2v + 1`` of ``span`` values,
+    ``first[v] = src[2v]``, ``both[v] = src[2v] + src[2v+1]``, ``second[v] = src[2v+1]``.
 
-    Rows of ``C`` values; unsigned indices, so that numba adds no wrap-around check and the
-    inner loop vectorises (three times faster).
+    Unsigned indices, so that numba adds no wrap-around check and the loop vectorises.
     """
-    c = xc.shape[1]
-    src, out = xc.ravel(), dst.ravel()
-    span = np.uint64(e * c)
-    for v in range(nv):
-        o = np.uint64(v * e * c)
-        base = np.uint64((GROUP * v + beta[0]) * e * c)
-        w0 = w[0]
-        for q in range(span):
-            out[o + q] = w0 * src[base + q]
-        for k in range(1, cnt):
-            base = np.uint64((GROUP * v + beta[k]) * e * c)
-            wk = w[k]
-            if wk == 1.0:
-                for q in range(span):
-                    out[o + q] += src[base + q]
-            elif wk == -1.0:
-                for q in range(span):
-                    out[o + q] -= src[base + q]
-            else:
-                for q in range(span):
-                    out[o + q] += wk * src[base + q]
+    s, o0, o1, o2 = src.ravel(), first.ravel(), both.ravel(), second.ravel()
+    width = np.uint64(span)
+    for v in range(n_rows):
+        o = np.uint64(v * span)
+        p = np.uint64(2 * v * span)
+        q = p + width
+        for k in range(width):
+            x0, x1 = s[p + k], s[q + k]
+            o0[o + k] = x0
+            o1[o + k] = x0 + x1
+            o2[o + k] = x1
+
+
+@njit(cache=True, nogil=True)
+def _split_b(src, n_rows, span, first, middle, second):  # pragma: no cover - compiled
+    """One level's ``b`` operands: ``first[v] = src[2v] − src[2v+1]``,
+    ``middle[v] = src[2v+1]``, ``second[v] = src[2v+2] − src[2v+1]`` (rows of ``span``)."""
+    s, o0, o1, o2 = src.ravel(), first.ravel(), middle.ravel(), second.ravel()
+    width = np.uint64(span)
+    for v in range(n_rows):
+        o = np.uint64(v * span)
+        p = np.uint64(2 * v * span)
+        q = p + width
+        r = q + width
+        for k in range(width):
+            x0, x1, x2 = s[p + k], s[q + k], s[r + k]
+            o0[o + k] = x0 - x1
+            o1[o + k] = x1
+            o2[o + k] = x2 - x1
 
 
 @njit(cache=True, nogil=True)
@@ -150,8 +159,8 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def progression_products(X, mean, fill_mean, e, groups, blocks, a_beta, a_w, a_cnt, b_beta,
-                         b_w, b_cnt, recon, prod, total):  # pragma: no cover - compiled
+def progression_products(X, mean, fill_mean, e, groups, blocks, recon, prod,
+                         total):  # pragma: no cover - compiled
     """``prod[:, m] = R(m·e)`` of the centred epochs, ``m < prod.shape[1]``.
 
     Parameters
@@ -169,19 +178,23 @@ def progression_products(X, mean, fill_mean, e, groups, blocks, a_beta, a_w, a_c
         Delays ``m < 4·groups`` by :func:`karatsuba_plan`; the rest directly.
     blocks : int
         :func:`paired_blocks` ``(T, e, groups)`` (≥ 4).
-    a_beta, a_w, a_cnt, b_beta, b_w, b_cnt, recon
-        :func:`karatsuba_plan`.
+    recon : ndarray, shape (4, 9)
+        ``karatsuba_plan()[-1]`` (two levels): the leaves themselves are built level by
+        level here (:func:`_split_a`, :func:`_split_b`), in the plan's order.
     prod : ndarray, shape (n, p, C, C)
         Written.
     total : ndarray, shape (n, C)
         Written: ``Σ_t`` of each centred epoch.
     """
     n, c, t = X.shape
-    n_leaves = a_cnt.shape[0]
+    n_leaves = recon.shape[1]
     rows_a = blocks // GROUP
     rows_b = rows_a + groups - 1
     paired = blocks * e
+    span = e * c
     xc = np.empty((t, c))
+    A1 = np.empty((3, 2 * rows_a * e, c))  # level 1's operands
+    B1 = np.empty((3, (2 * rows_b + 1) * e, c))
     A = np.empty((n_leaves, rows_a * e, c))
     B = np.empty((n_leaves, rows_b * e, c))
     M = np.empty((n_leaves, c, c))
@@ -199,9 +212,13 @@ def progression_products(X, mean, fill_mean, e, groups, blocks, a_beta, a_w, a_c
                 xc[k, i] = v
                 s += v
             total[ep, i] = s
-        for leaf in range(n_leaves):
-            _leaf(xc, e, rows_a, a_beta[leaf], a_w[leaf], a_cnt[leaf], A[leaf])
-            _leaf(xc, e, rows_b, b_beta[leaf], b_w[leaf], b_cnt[leaf], B[leaf])
+        # the leaves level by level: blocks of e samples paired, then pairs of those; leaf
+        # 3·i1 + i2 is level 1's operand i1 split by level 2 (karatsuba_plan's order)
+        _split_a(xc, 2 * rows_a, span, A1[0], A1[1], A1[2])
+        _split_b(xc, 2 * rows_b + 1, span, B1[0], B1[1], B1[2])
+        for i1 in range(3):
+            _split_a(A1[i1], rows_a, span, A[3 * i1], A[3 * i1 + 1], A[3 * i1 + 2])
+            _split_b(B1[i1], rows_b, span, B[3 * i1], B[3 * i1 + 1], B[3 * i1 + 2])
         for g in range(groups):
             for leaf in range(n_leaves):
                 np.dot(A[leaf].T, B[leaf, g * e:(g + rows_a) * e], M[leaf])

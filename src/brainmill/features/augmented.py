@@ -314,12 +314,12 @@ class LaggedProducts:
             from ._acm_products import GROUP, karatsuba_plan, paired_blocks, progression_products
 
             groups = len(new) // GROUP
-            blocks, plan = paired_blocks(t, step, groups), karatsuba_plan()
+            blocks, recon = paired_blocks(t, step, groups), karatsuba_plan()[-1]
             sums = np.empty((n, c)) if total is None else total
             fill = self._mean is None
             mean = np.empty((n, c)) if fill else self._mean
             over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, groups,
-                                                        blocks, *plan, prod[sl], sums[sl]),
+                                                        blocks, recon, prod[sl], sums[sl]),
                         n, X.size * len(new), hold_blas=True)
             if fill:
                 self._set_means(mean)
@@ -626,15 +626,15 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 #: 4–10, lags 1–10).
 PROGRESSION_MIN_BLOCKS = 8
 PROGRESSION_MIN_CHANNELS = 16
-#: Longest epoch (bytes) the progression takes: its scratch is about 5.5 epochs per thread,
-#: where the direct products centre at most a 4-MB chunk (or one epoch) at a time.
-PROGRESSION_MAX_EPOCH_BYTES = 8 << 20
+#: Longest epoch (bytes) the progression takes: its scratch is about 8.5 epochs per thread,
+#: where the direct products centre at most a 4-MiB chunk (or one epoch) at a time.
+PROGRESSION_MAX_EPOCH_BYTES = 4 << 20
 
 
 def progression_step(delays: Sequence[int], n_times: int, n_channels: int) -> int:
     """``τ`` if ``delays`` are ``0, τ, …, (p−1)·τ`` with ``p ≥ 4``, on epochs where
     :mod:`~brainmill.features._acm_products` pays off (at least 16 channels and 8 paired
-    blocks) and whose scratch stays small (epochs of at most 8 MiB); else 0 (the direct
+    blocks) and whose scratch stays small (epochs of at most 4 MiB); else 0 (the direct
     products)."""
     from ._acm_products import GROUP, paired_blocks
 

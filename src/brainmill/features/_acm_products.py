@@ -19,7 +19,7 @@ equal ``M1 + M2`` and ``M2 + M3`` with
 three products over half the samples instead of two over all of them. Applied again to each
 ``M`` (``s = e``, then ``2e``), four consecutive delays come from nine products over a quarter
 of the samples each: 9/16 of the multiplications, plus sums and differences of the samples
-("leaves", built level by level), which take about a third of the time of the products
+("leaves", built level by level), which take about 30 % of the time of the products
 themselves (22 channels, one thread; the reason for the 16-channel threshold in
 ``progression_step``). The leaves of one group of
 four delays serve the next group too (its leaves are the same sequences shifted), so ``4·G``

@@ -621,9 +621,9 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 
 #: Fewest paired blocks (of ``τ`` samples), and fewest channels, for which the progression's
 #: products pay off: their sums of samples cost ``O(C)`` per sample against the products'
-#: ``O(C²)``. Below 16 channels they were slower (3–12 channels: 0.3–1.0× of the direct
-#: products), from 16 they were 1.0–1.8× faster (throw-away timings, 2 threads, orders
-#: 4–10, lags 1–10).
+#: ``O(C²)``. Below 16 channels they were slower (3–12 channels: 0.3–1.0× the speed of the
+#: direct products), from 16 channels 0.8–2.0× (median 1.2×; throw-away timings, 2 threads,
+#: orders 4–10, lags 1–10; BENCHMARKS.md, eleventh session).
 PROGRESSION_MIN_BLOCKS = 8
 PROGRESSION_MIN_CHANNELS = 16
 #: Longest epoch (bytes) the progression takes: its scratch is about 8.5 epochs per thread,

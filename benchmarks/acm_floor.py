@@ -48,6 +48,7 @@ import os
 import platform
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def computed_product_flops(n_epochs: int, n_channels: int, n_times: int, delays)
     for a progression of delays (``progression_step``), its leaf products over the paired
     blocks (nine per group of four delays, each over a quarter of them), the samples past
     them and the delays past the last group directly. The leaves' sums are not counted."""
-    from brainmill.features._acm_products import GROUP, karatsuba_plan, paired_blocks
+    from brainmill.features._acm_products import GROUP, paired_blocks, recombination
     from brainmill.features.augmented import progression_step
 
     delays = list(delays)
@@ -92,7 +93,7 @@ def computed_product_flops(n_epochs: int, n_channels: int, n_times: int, delays)
         return product_flops(n_epochs, n_channels, n_times, delays)
     groups = len(delays) // GROUP
     paired = paired_blocks(n_times, step, groups) * step
-    leaves = len(karatsuba_plan()[2]) * groups * (paired // GROUP)
+    leaves = recombination().shape[1] * groups * (paired // GROUP)
     grouped = delays[:GROUP * groups]
     rest = product_flops(n_epochs, n_channels, n_times - paired, grouped)
     return (2.0 * n_epochs * n_channels**2 * leaves + rest
@@ -107,6 +108,7 @@ def gemm_gflops(repeat: int) -> float:
     return 2.0 * GEMM_SIZE**3 / (ms * 1e-3) / 1e9
 
 
+@lru_cache(maxsize=1)
 def _fill_kernel():
     from numba import njit
 

@@ -7,9 +7,11 @@ import pytest
 import brainmill.features.augmented as augmented
 from brainmill.features._acm_products import (
     GROUP,
-    karatsuba_plan,
+    _split_a,
+    _split_b,
     paired_blocks,
     progression_products,
+    recombination,
 )
 from brainmill.features.augmented import LaggedProducts, augmented_covariances, delay_embed
 
@@ -26,25 +28,34 @@ def relative(a, b):
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3])
-def test_plan_reproduces_lagged_products_in_numpy(levels):
-    """The plan's leaves and recombination, applied with numpy to one channel pair, give
-    ``Σ_t a(t) b(t + k·e)`` for the group's ``2^levels`` delays."""
-    a_beta, a_w, a_cnt, b_beta, b_w, b_cnt, recon = karatsuba_plan(levels)
+def test_splits_and_recombination_reproduce_lagged_products(levels):
+    """The kernel's level splits, applied ``levels`` times to one channel, and
+    :func:`recombination` give ``Σ_t x(t) x(t + k·e)`` for the group's ``2^levels`` delays."""
+    recon = recombination(levels)
     width, e, rows = 2**levels, 3, 7
     rng = np.random.default_rng(levels)
-    x = rng.standard_normal((rows * width + 2 * width) * e)
-    blocks = x.reshape(-1, e)
-
-    def leaf(beta, w, cnt, nrows):
-        return sum(w[k] * blocks[width * np.arange(nrows)[:, None] + beta[k]][:, 0]
-                   for k in range(cnt))
-
-    M = np.array([np.sum(leaf(a_beta[i], a_w[i], a_cnt[i], rows)
-                         * leaf(b_beta[i], b_w[i], b_cnt[i], rows)) for i in range(len(a_cnt))])
+    x = rng.standard_normal(((rows + 2) * width) * e).reshape(-1, 1)  # time-major, 1 channel
+    # rows (blocks of e samples) each level's b operands need: the last level needs `rows`
+    b_rows = [rows]
+    for _ in range(levels):
+        b_rows.insert(0, 2 * b_rows[0] + 1)
+    a_ops, b_ops = [x], [x]
+    for level in range(levels):
+        n_a, n_b = rows * width >> (level + 1), b_rows[level + 1]
+        new_a, new_b = [], []
+        for a, b in zip(a_ops, b_ops, strict=True):  # operand i of this level → 3·i + j
+            split_a = [np.empty((n_a * e, 1)) for _ in range(3)]
+            split_b = [np.empty((n_b * e, 1)) for _ in range(3)]
+            _split_a(a, n_a, e, *split_a)
+            _split_b(b, n_b, e, *split_b)
+            new_a += split_a
+            new_b += split_b
+        a_ops, b_ops = new_a, new_b
+    M = np.array([a[:rows * e, 0] @ b[:rows * e, 0] for a, b in zip(a_ops, b_ops, strict=True)])
     n = rows * width * e
-    expected = [x[:n] @ x[k * e:k * e + n] for k in range(width)]
+    expected = [x[:n, 0] @ x[k * e:k * e + n, 0] for k in range(width)]
     np.testing.assert_allclose(recon @ M, expected, rtol=1e-12)
-    assert len(a_cnt) == 3**levels  # 3 products per level instead of 2 pairs of 2
+    assert len(M) == 3**levels  # 3 products per level instead of 2 pairs of 2
 
 
 @pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97)])
@@ -58,7 +69,7 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     blocks = paired_blocks(n_times, lag, groups)
     assert blocks >= GROUP
     prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
-    recon = karatsuba_plan()[-1]
+    recon = recombination()
     progression_products(X, X.mean(axis=-1), False, lag, groups, blocks, recon, prod, total)
     assert relative(prod, direct_products(X, delays)) <= 1e-13
     np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs

@@ -39,7 +39,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-__all__ = ["GROUP", "karatsuba_plan", "paired_blocks", "progression_products"]
+__all__ = ["GROUP", "paired_blocks", "progression_products", "recombination"]
 
 #: Delays per group: two levels of the trick.
 GROUP = 4
@@ -47,48 +47,26 @@ _LEVELS = 2
 
 
 @lru_cache(maxsize=4)
-def karatsuba_plan(levels: int = _LEVELS):
-    """Leaves and recombination of ``levels`` nested levels.
+def recombination(levels: int = _LEVELS) -> np.ndarray:
+    """How the products of ``levels`` nested levels make the group's delays.
 
-    Leaf ``i`` is a multi-index ``(i_1, …, i_levels)`` of the three products of each level
-    (``i_1`` the finest). Its ``a`` operand is ``Σ_k a_w[i, k] · x(block·2^L + a_beta[i, k])``
-    and its ``b`` operand likewise, in blocks of ``e`` samples (``2^L`` blocks per leaf row).
+    Each level splits every operand pair in three (``M1``, ``M2``, ``M3`` above), so there
+    are ``3^levels`` leaf products; leaf ``Σ_l i_l·3^(levels−1−l)`` is operand ``i_0`` of
+    level 1 (the finest, pairing blocks of ``e`` samples), split into operand ``i_1`` by
+    level 2, and so on: the order in which :func:`progression_products` builds them.
 
     Returns
     -------
-    a_beta, a_w, a_cnt, b_beta, b_w, b_cnt : ndarrays, shape (3^L, ·)
-        Block offsets, weights and number of terms of each leaf's two operands.
-    recon : ndarray, shape (2^L, 3^L)
-        ``y(k) = Σ_i recon[k, i] · M_i`` for the ``2^L`` delays of a group (0 or 1).
+    recon : ndarray, shape (2^levels, 3^levels)
+        ``y(k) = Σ_i recon[k, i] · M_i`` for delays ``k·e``, ``k < 2^levels`` (0 or 1):
+        level ``l`` takes ``M1 + M2`` for bit ``l`` of ``k`` clear, ``M2 + M3`` for it set.
     """
-    a_terms = [{0: 1.0}, {0: 1.0, 1: 1.0}, {1: 1.0}]  # M1, M2, M3: a(t), a(t)+a(t+s), a(t+s)
-    b_terms = [{0: 1.0, 1: -1.0}, {1: 1.0}, {1: -1.0, 2: 1.0}]
     recombine = [[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]  # y(d) = M1 + M2, y(d+s) = M2 + M3
-    leaves = list(itertools.product(range(3), repeat=levels))
-
-    def operand(terms, leaf):
-        weights: dict[int, float] = {}
-        for combo in itertools.product(*(terms[i].items() for i in leaf)):
-            beta = sum(b << level for level, (b, _) in enumerate(combo))
-            weights[beta] = weights.get(beta, 0.0) + float(np.prod([w for _, w in combo]))
-        return sorted((b, w) for b, w in weights.items() if w != 0.0)
-
-    def pack(terms):
-        lists = [operand(terms, leaf) for leaf in leaves]
-        width = max(len(t) for t in lists)
-        beta = np.zeros((len(lists), width), dtype=np.int64)
-        weight = np.zeros((len(lists), width))
-        for i, t in enumerate(lists):
-            for k, (b, w) in enumerate(t):
-                beta[i, k], weight[i, k] = b, w
-        return beta, weight, np.array([len(t) for t in lists], dtype=np.int64)
-
+    leaves = itertools.product(range(3), repeat=levels)
     recon = np.array([[np.prod([recombine[(k >> lv) & 1][leaf[lv]] for lv in range(levels)])
-                       for leaf in leaves] for k in range(2**levels)])
-    out = (*pack(a_terms), *pack(b_terms), recon)
-    for array in out:
-        array.flags.writeable = False  # shared by the cache
-    return out
+                       for k in range(2**levels)] for leaf in leaves]).T
+    recon.flags.writeable = False  # shared by the cache
+    return recon
 
 
 def paired_blocks(n_times: int, step: int, groups: int) -> int:
@@ -175,12 +153,12 @@ def progression_products(X, mean, fill_mean, e, groups, blocks, recon, prod,
     e : int
         Delay step (the lag).
     groups : int
-        Delays ``m < 4·groups`` by :func:`karatsuba_plan`; the rest directly.
+        Delays ``m < 4·groups`` by the leaves; the rest directly.
     blocks : int
         :func:`paired_blocks` ``(T, e, groups)`` (≥ 4).
     recon : ndarray, shape (4, 9)
-        ``karatsuba_plan()[-1]`` (two levels): the leaves themselves are built level by
-        level here (:func:`_split_a`, :func:`_split_b`), in the plan's order.
+        :func:`recombination` of two levels; the leaves are built level by level here
+        (:func:`_split_a`, :func:`_split_b`), in its order.
     prod : ndarray, shape (n, p, C, C)
         Written.
     total : ndarray, shape (n, C)
@@ -213,7 +191,7 @@ def progression_products(X, mean, fill_mean, e, groups, blocks, recon, prod,
                 s += v
             total[ep, i] = s
         # the leaves level by level: blocks of e samples paired, then pairs of those; leaf
-        # 3·i1 + i2 is level 1's operand i1 split by level 2 (karatsuba_plan's order)
+        # 3·i1 + i2 is level 1's operand i1 split by level 2 (recombination's order)
         _split_a(xc, 2 * rows_a, span, A1[0], A1[1], A1[2])
         _split_b(xc, 2 * rows_b + 1, span, B1[0], B1[1], B1[2])
         for i1 in range(3):

@@ -311,10 +311,10 @@ class LaggedProducts:
         X = self._X
         step = progression_step(new, t, c)
         if step:  # 0, τ, 2τ, …: the single transform's delays
-            from ._acm_products import GROUP, karatsuba_plan, paired_blocks, progression_products
+            from ._acm_products import GROUP, paired_blocks, progression_products, recombination
 
             groups = len(new) // GROUP
-            blocks, recon = paired_blocks(t, step, groups), karatsuba_plan()[-1]
+            blocks, recon = paired_blocks(t, step, groups), recombination()
             sums = np.empty((n, c)) if total is None else total
             fill = self._mean is None
             mean = np.empty((n, c)) if fill else self._mean
@@ -566,7 +566,7 @@ class LaggedProducts:
         over_epochs(lambda sl: surely_full_rank(lagged[sl], rtol, sure[sl]), n_ep,
                     n_ep * lagged.shape[1] ** 3 // 3)
         unsure = np.flatnonzero(~sure)
-        eig = np.linalg.eigvalsh(lagged[unsure]) if len(unsure) else np.ones((0, 1))
+        eig = np.linalg.eigvalsh(lagged[unsure])  # shape (0, C) when none is unsure
         bad = unsure[eig[:, 0] <= rtol * eig[:, -1]]
         if len(bad):
             raise ValueError(

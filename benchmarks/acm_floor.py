@@ -81,10 +81,10 @@ def product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float
 
 def computed_product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float:
     """The products' operations as the fast path computes them: :func:`product_flops`, or,
-    for a progression of delays (``progression_step``), its leaf products over the paired
-    blocks (nine per group of four delays, each over a quarter of them), the samples past
-    them and the delays past the last group directly. The leaves' sums are not counted."""
-    from brainmill.features._acm_products import GROUP, paired_blocks, recombination
+    for a progression of delays (``progression_step``), its leaf products (nine per group of
+    four delays, each over a quarter of the epoch padded to whole rows of four blocks) and
+    the delays past the last group directly. The leaves' sums are not counted."""
+    from brainmill.features._acm_products import GROUP, recombination
     from brainmill.features.augmented import progression_step
 
     delays = list(delays)
@@ -92,11 +92,9 @@ def computed_product_flops(n_epochs: int, n_channels: int, n_times: int, delays)
     if not step:
         return product_flops(n_epochs, n_channels, n_times, delays)
     groups = len(delays) // GROUP
-    paired = paired_blocks(n_times, step, groups) * step
-    leaves = recombination().shape[1] * groups * (paired // GROUP)
-    grouped = delays[:GROUP * groups]
-    rest = product_flops(n_epochs, n_channels, n_times - paired, grouped)
-    return (2.0 * n_epochs * n_channels**2 * leaves + rest
+    quarter = -(-n_times // (GROUP * step)) * step  # samples per leaf
+    leaves = recombination().shape[1] * groups * quarter
+    return (2.0 * n_epochs * n_channels**2 * leaves
             + product_flops(n_epochs, n_channels, n_times, delays[GROUP * groups:]))
 
 

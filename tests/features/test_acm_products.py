@@ -6,9 +6,12 @@ import pytest
 
 import brainmill.features.augmented as augmented
 from brainmill.features._acm_products import (
+    _A_PHASE,
+    _A_SLOT,
+    _B_SLOT,
     GROUP,
-    _split_a,
-    _split_b,
+    _leaves_a,
+    _leaves_b,
     paired_blocks,
     progression_products,
     recombination,
@@ -27,30 +30,37 @@ def relative(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def split_a(src, e):
+    """One level's a operands (numpy): rows 2v and 2v + 1 of e samples, and their sum."""
+    blocks = src.reshape(-1, 2, e, src.shape[-1])
+    first, second = blocks[:, 0], blocks[:, 1]
+    return [x.reshape(-1, src.shape[-1]) for x in (first, first + second, second)]
+
+
+def split_b(src, e, rows):
+    """One level's b operands (numpy): row 2v − row 2v+1, row 2v+1, row 2v+2 − row 2v+1."""
+    r = src.reshape(-1, e, src.shape[-1])
+    first, middle, second = r[0:2 * rows:2] - r[1:2 * rows:2], r[1:2 * rows:2], \
+        r[2:2 * rows + 1:2] - r[1:2 * rows:2]
+    return [x.reshape(-1, src.shape[-1]) for x in (first, middle, second)]
+
+
 @pytest.mark.parametrize("levels", [1, 2, 3])
-def test_splits_and_recombination_reproduce_lagged_products(levels):
-    """The kernel's level splits, applied ``levels`` times to one channel, and
-    :func:`recombination` give ``Σ_t x(t) x(t + k·e)`` for the group's ``2^levels`` delays."""
+def test_recombination_reproduces_lagged_products(levels):
+    """Each level's three operand pairs, applied ``levels`` times, and :func:`recombination`
+    give ``Σ_t x(t) x(t + k·e)`` for the group's ``2^levels`` delays."""
     recon = recombination(levels)
     width, e, rows = 2**levels, 3, 7
-    rng = np.random.default_rng(levels)
-    x = rng.standard_normal(((rows + 2) * width) * e).reshape(-1, 1)  # time-major, 1 channel
-    # rows (blocks of e samples) each level's b operands need: the last level needs `rows`
+    x = np.random.default_rng(levels).standard_normal(((rows + 2) * width) * e).reshape(-1, 1)
+    # rows of e samples each level's b operands need (the last level: `rows`); every level
+    # pairs rows of the level before
     b_rows = [rows]
-    for _ in range(levels):
+    for _ in range(levels - 1):
         b_rows.insert(0, 2 * b_rows[0] + 1)
-    a_ops, b_ops = [x], [x]
+    a_ops, b_ops = [x[:rows * width * e]], [x]
     for level in range(levels):
-        n_a, n_b = rows * width >> (level + 1), b_rows[level + 1]
-        new_a, new_b = [], []
-        for a, b in zip(a_ops, b_ops, strict=True):  # operand i of this level → 3·i + j
-            split_a = [np.empty((n_a * e, 1)) for _ in range(3)]
-            split_b = [np.empty((n_b * e, 1)) for _ in range(3)]
-            _split_a(a, n_a, e, *split_a)
-            _split_b(b, n_b, e, *split_b)
-            new_a += split_a
-            new_b += split_b
-        a_ops, b_ops = new_a, new_b
+        a_ops = [part for a in a_ops for part in split_a(a, e)]
+        b_ops = [part for b in b_ops for part in split_b(b, e, b_rows[level])]
     M = np.array([a[:rows * e, 0] @ b[:rows * e, 0] for a, b in zip(a_ops, b_ops, strict=True)])
     n = rows * width * e
     expected = [x[:n, 0] @ x[k * e:k * e + n, 0] for k in range(width)]
@@ -58,7 +68,25 @@ def test_splits_and_recombination_reproduce_lagged_products(levels):
     assert len(M) == 3**levels  # 3 products per level instead of 2 pairs of 2
 
 
-@pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97)])
+def test_kernel_leaves_and_recombination_reproduce_lagged_products():
+    """The kernel's own leaves, built from the phases of the blocks, with
+    :func:`recombination` give the four delays' products over the paired samples."""
+    e, rows, c = 3, 7, 2
+    x = np.random.default_rng(4).standard_normal((4 * (rows + 1) * e, c))
+    xcp = x.reshape(rows + 1, 4, e, c).transpose(1, 0, 2, 3).reshape(4, -1, c).copy()
+    A, B = np.empty((5, rows * e, c)), np.empty((8, rows * e, c))
+    _leaves_a(xcp, rows, e * c, A)
+    _leaves_b(xcp, rows, e * c, B)
+    a = [xcp[j, :rows * e] if j >= 0 else A[k] for j, k in zip(_A_PHASE, _A_SLOT, strict=True)]
+    b = [B[k] if k >= 0 else xcp[3, :rows * e] for k in _B_SLOT]
+    M = np.array([ai.T @ bi for ai, bi in zip(a, b, strict=True)])
+    n = 4 * rows * e
+    expected = [x[:n].T @ x[k * e:k * e + n] for k in range(4)]
+    np.testing.assert_allclose(np.einsum("kl,lij->kij", recombination(), M), expected,
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97), (3, 60)])
 @pytest.mark.parametrize("order,lag", [(4, 1), (5, 3), (6, 2), (8, 4), (9, 1), (10, 5),
                                        (12, 2)])
 def test_progression_products_equal_direct_products(n_channels, n_times, order, lag):
@@ -66,20 +94,26 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     X = rng.standard_normal((5, n_channels, n_times)) + 3.0
     delays = [m * lag for m in range(order)]
     groups = order // GROUP
-    blocks = paired_blocks(n_times, lag, groups)
-    assert blocks >= GROUP
     prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
     recon = recombination()
-    progression_products(X, X.mean(axis=-1), False, lag, groups, blocks, recon, prod, total)
+    progression_products(X, X.mean(axis=-1), False, lag, groups, recon, prod, total)
     assert relative(prod, direct_products(X, delays)) <= 1e-13
     np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs
     mean, again = np.full((5, n_channels), np.nan), np.empty_like(prod)
-    progression_products(X, mean, True, lag, groups, blocks, recon, again, total)
+    progression_products(X, mean, True, lag, groups, recon, again, total)
     np.testing.assert_allclose(mean, X.mean(axis=-1), rtol=1e-14)  # computed on the way
     assert relative(again, direct_products(X, delays)) <= 1e-13
+
+
+@pytest.mark.parametrize("n_times,lag,groups,expected", [
+    (1000, 4, 2, 240), (481, 4, 2, 112), (481, 5, 2, 88), (97, 1, 2, 88), (40, 10, 1, 0)])
+def test_paired_blocks_leave_the_largest_delay_inside_the_epoch(n_times, lag, groups,
+                                                                expected):
+    blocks = paired_blocks(n_times, lag, groups)
+    assert blocks == expected and blocks % GROUP == 0
     # the largest delay's partner samples lie inside the epochs, and a group more would not
     assert (blocks + GROUP * groups - 1) * lag <= n_times
-    assert (blocks + GROUP + GROUP * groups - 1) * lag > n_times
+    assert blocks == 0 or (blocks + GROUP + GROUP * groups - 1) * lag > n_times
 
 
 @pytest.fixture()

@@ -41,13 +41,12 @@ def test_product_flops_count_each_delay_over_its_overlap(floor):
 
 
 def test_computed_product_flops_follow_the_path_taken(floor):
-    # 16 channels, 100 samples, delays 0..3: one group over 96 paired samples (nine leaf
-    # products over 24 each), then 4, 3, 2 and 1 samples past them
-    assert floor.computed_product_flops(1, 16, 100, [0, 1, 2, 3]) == \
-        2 * 256 * (9 * 24 + 4 + 3 + 2 + 1)
-    # 5 delays: the fifth directly, over its 96 samples
-    assert floor.computed_product_flops(1, 16, 100, [0, 1, 2, 3, 4]) == \
-        2 * 256 * (9 * 24 + 4 + 3 + 2 + 1 + 96)
+    # 16 channels, 102 samples, delays 0..3: one group, nine leaf products over 26 samples
+    # each (the epoch padded to 104)
+    assert floor.computed_product_flops(1, 16, 102, [0, 1, 2, 3]) == 2 * 256 * 9 * 26
+    # 5 delays: the fifth directly, over its 98 samples
+    assert floor.computed_product_flops(1, 16, 102, [0, 1, 2, 3, 4]) == \
+        2 * 256 * (9 * 26 + 98)
     for delays, c in (([0, 2, 5], 16), ([0, 1, 2, 3], 8)):  # not a progression; few channels
         assert floor.computed_product_flops(2, c, 100, delays) == \
             floor.product_flops(2, c, 100, delays)

@@ -311,15 +311,14 @@ class LaggedProducts:
         X = self._X
         step = progression_step(new, t, c)
         if step:  # 0, τ, 2τ, …: the single transform's delays
-            from ._acm_products import GROUP, paired_blocks, progression_products, recombination
+            from ._acm_products import GROUP, progression_products, recombination
 
-            groups = len(new) // GROUP
-            blocks, recon = paired_blocks(t, step, groups), recombination()
+            groups, recon = len(new) // GROUP, recombination()
             sums = np.empty((n, c)) if total is None else total
             fill = self._mean is None
             mean = np.empty((n, c)) if fill else self._mean
             over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, groups,
-                                                        blocks, recon, prod[sl], sums[sl]),
+                                                        recon, prod[sl], sums[sl]),
                         n, X.size * len(new), hold_blas=True)
             if fill:
                 self._set_means(mean)

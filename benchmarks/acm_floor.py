@@ -81,21 +81,22 @@ def product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float
 
 def computed_product_flops(n_epochs: int, n_channels: int, n_times: int, delays) -> float:
     """The products' operations as the fast path computes them: :func:`product_flops`, or,
-    for a progression of delays (``progression_step``), its leaf products (nine per group of
-    four delays, each over a quarter of the epoch padded to whole rows of four blocks) and
-    the delays past the last group directly. The leaves' sums are not counted."""
-    from brainmill.features._acm_products import GROUP, recombination
+    for a progression of delays (``progression_step``), its leaf products
+    (``3^levels`` per group of ``2^levels`` delays, :func:`progression_plan`, each over
+    ``1/2^levels`` of the epoch padded to whole rows of blocks) and the delays past the
+    groups directly. The leaves' sums are not counted."""
+    from brainmill.features._acm_products import progression_plan
     from brainmill.features.augmented import progression_step
 
     delays = list(delays)
     step = progression_step(delays, n_times, n_channels)
     if not step:
         return product_flops(n_epochs, n_channels, n_times, delays)
-    groups = len(delays) // GROUP
-    quarter = -(-n_times // (GROUP * step)) * step  # samples per leaf
-    leaves = recombination().shape[1] * groups * quarter
-    return (2.0 * n_epochs * n_channels**2 * leaves
-            + product_flops(n_epochs, n_channels, n_times, delays[GROUP * groups:]))
+    levels, groups = progression_plan(len(delays))
+    size = 2**levels
+    width = -(-n_times // (size * step)) * step  # samples per leaf
+    return (2.0 * n_epochs * n_channels**2 * 3**levels * groups * width
+            + product_flops(n_epochs, n_channels, n_times, delays[size * groups:]))
 
 
 def gemm_gflops(repeat: int) -> float:

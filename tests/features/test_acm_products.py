@@ -1,4 +1,5 @@
-"""Lagged products of a delay progression (two levels of Karatsuba) against the direct ones."""
+"""Lagged products of a delay progression (two or three levels of Karatsuba) against the
+direct ones."""
 
 import numba
 import numpy as np
@@ -6,13 +7,11 @@ import pytest
 
 import brainmill.features.augmented as augmented
 from brainmill.features._acm_products import (
-    _A_PHASE,
-    _A_SLOT,
-    _B_SLOT,
     GROUP,
-    _leaves_a,
-    _leaves_b,
+    _build_leaves,
+    leaf_sources,
     paired_blocks,
+    progression_plan,
     progression_products,
     recombination,
 )
@@ -68,22 +67,51 @@ def test_recombination_reproduces_lagged_products(levels):
     assert len(M) == 3**levels  # 3 products per level instead of 2 pairs of 2
 
 
-def test_kernel_leaves_and_recombination_reproduce_lagged_products():
-    """The kernel's own leaves, built from the phases of the blocks, with
-    :func:`recombination` give the four delays' products over the paired samples."""
-    e, rows, c = 3, 7, 2
-    x = np.random.default_rng(4).standard_normal((4 * (rows + 1) * e, c))
-    xcp = x.reshape(rows + 1, 4, e, c).transpose(1, 0, 2, 3).reshape(4, -1, c).copy()
-    A, B = np.empty((5, rows * e, c)), np.empty((8, rows * e, c))
-    _leaves_a(xcp, rows, e * c, A)
-    _leaves_b(xcp, rows, e * c, B)
-    a = [xcp[j, :rows * e] if j >= 0 else A[k] for j, k in zip(_A_PHASE, _A_SLOT, strict=True)]
-    b = [B[k] if k >= 0 else xcp[3, :rows * e] for k in _B_SLOT]
-    M = np.array([ai.T @ bi for ai, bi in zip(a, b, strict=True)])
-    n = 4 * rows * e
-    expected = [x[:n].T @ x[k * e:k * e + n] for k in range(4)]
-    np.testing.assert_allclose(np.einsum("kl,lij->kij", recombination(), M), expected,
+@pytest.mark.parametrize("levels", [2, 3])
+def test_kernel_leaves_and_recombination_reproduce_lagged_products(levels):
+    """The kernel's own leaves, built from the phases of the blocks in the slots of
+    :func:`leaf_sources`, with :func:`recombination` give the group's delays' products."""
+    size, e, rows, c = 2**levels, 3, 7, 2
+    x = np.random.default_rng(levels).standard_normal((size * (rows + levels) * e, c))
+    sources, n_slots = leaf_sources(levels)
+    work = np.full((n_slots, (rows + levels) * e, c), np.nan)  # a slot not built stays NaN
+    work[:size] = x.reshape(rows + levels, size, e, c).transpose(1, 0, 2, 3) \
+        .reshape(size, -1, c)
+    _build_leaves(work.reshape(n_slots, -1), levels, rows * e * c, rows * e * c, e * c)
+    M = np.array([work[a, :rows * e].T @ work[b, :rows * e] for a, b in sources.T])
+    n = size * rows * e
+    expected = [x[:n].T @ x[k * e:k * e + n] for k in range(size)]
+    np.testing.assert_allclose(np.einsum("kl,lij->kij", recombination(levels), M), expected,
                                rtol=1e-12)
+
+
+def test_leaf_sources_use_each_built_slot_once():
+    for levels, n_leaves in ((2, 9), (3, 27)):
+        sources, n_slots = leaf_sources(levels)
+        assert sources.shape == (2, n_leaves)
+        built = [s for s in sources.ravel() if s >= 2**levels]
+        assert len(built) == len(set(built))  # no leaf overwrites another
+        assert max(sources.ravel()) < n_slots
+        # a's pure leaves are distinct phases; b's one pure leaf is the last phase
+        assert sorted(s for s in sources[0] if s < 2**levels) == list(range(2**levels))
+        assert [s for s in sources[1] if s < 2**levels] == [2**levels - 1]
+    with pytest.raises(ValueError, match="levels must be 2 or 3"):
+        leaf_sources(4)
+
+
+@pytest.mark.parametrize("n_delays,plan", [
+    (4, (2, 1)), (5, (2, 1)), (6, (3, 1)), (8, (3, 1)), (10, (3, 1)), (11, (3, 1)),
+    (12, (2, 3)), (13, (3, 2)), (16, (3, 2)), (20, (3, 3))])
+def test_progression_plan_takes_the_fewest_multiplications(n_delays, plan):
+    """Eight delays from 27 products over an eighth (3.375 full products) instead of 18 over
+    a quarter (4.5); twelve: three two-level groups (6.75), not 3.375 + 4 direct."""
+    assert progression_plan(n_delays) == plan
+
+
+def plans(order):
+    """Every (levels, groups) that covers ``order`` delays with at least one group."""
+    return sorted({(lv, g) for lv in (2, 3) for g in (order // 2**lv, -(-order // 2**lv))
+                   if g >= 1})
 
 
 @pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97), (3, 60)])
@@ -93,16 +121,17 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     rng = np.random.default_rng(order * 100 + lag)
     X = rng.standard_normal((5, n_channels, n_times)) + 3.0
     delays = [m * lag for m in range(order)]
-    groups = order // GROUP
-    prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
-    recon = recombination()
-    progression_products(X, X.mean(axis=-1), False, lag, groups, recon, prod, total)
-    assert relative(prod, direct_products(X, delays)) <= 1e-13
-    np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs
-    mean, again = np.full((5, n_channels), np.nan), np.empty_like(prod)
-    progression_products(X, mean, True, lag, groups, recon, again, total)
-    np.testing.assert_allclose(mean, X.mean(axis=-1), rtol=1e-14)  # computed on the way
-    assert relative(again, direct_products(X, delays)) <= 1e-13
+    expected = direct_products(X, delays)
+    for levels, groups in plans(order):  # the plan's choice and the others
+        args = levels, groups, recombination(levels), *leaf_sources(levels)
+        prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
+        progression_products(X, X.mean(axis=-1), False, lag, *args, prod, total)
+        assert relative(prod, expected) <= 1e-13, (levels, groups)
+        np.testing.assert_allclose(total, 0.0, atol=1e-10)  # Σ_t of centred epochs
+        mean, again = np.full((5, n_channels), np.nan), np.empty_like(prod)
+        progression_products(X, mean, True, lag, *args, again, total)
+        np.testing.assert_allclose(mean, X.mean(axis=-1), rtol=1e-14)  # computed on the way
+        assert relative(again, expected) <= 1e-13, (levels, groups)
 
 
 @pytest.mark.parametrize("n_times,lag,groups,expected", [
@@ -197,7 +226,7 @@ def test_progression_bits_do_not_depend_on_the_thread_split():
     ([4, 8, 12, 16], 1000, 22, 0),  # not from 0
     ([0, 4, 8, 12], 1000, 15, 0),  # too few channels: the direct products are faster
     ([0, 10, 20, 30, 40, 50, 60, 70], 100, 22, 0),  # too few paired blocks
-    ([0, 1, 2, 3], 33_000, 16, 0),  # a 4.03-MiB epoch: the scratch would be 8.5 times that
+    ([0, 1, 2, 3], 33_000, 16, 0),  # a 4.03-MiB epoch: the scratch would be about 8 times that
     ([0, 1, 2, 3], 32_768, 16, 1),  # 4 MiB
 ])
 def test_progression_step_rule(delays, n_times, n_channels, expected):

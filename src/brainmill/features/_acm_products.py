@@ -1,4 +1,4 @@
-"""Lagged products of a progression of delays with 9/16 of the multiplications (numba).
+"""Lagged products of a progression of delays with 27/64 or 9/16 of the multiplications.
 
 The single (order, lag) transform needs ``R(m·e) = Σ_{t < T − m·e} x(t) x(t + m·e)ᵀ`` for
 ``m = 0 … p−1`` (``e`` the lag, ``p`` the order). Computed one delay at a time, these products
@@ -17,21 +17,26 @@ equal ``M1 + M2`` and ``M2 + M3`` with
     M3 = Σ a(t+s) [b(t+d+2s) − b(t+d+s)]ᵀ:
 
 three products over half the samples instead of two over all of them. Applied again to each
-``M`` (``s = e``, then ``2e``), four consecutive delays come from nine products over a quarter
-of the samples each: 9/16 of the multiplications, plus sums and differences of the samples
-("leaves"). The leaves of one group of four delays serve the next group too (its leaves are
-the same sequences shifted), so ``4·G`` delays take ``9·G`` products.
+``M`` (``s = e``, then ``2e``, ``4e``), ``L`` nested levels make ``2^L`` consecutive delays
+from ``3^L`` products over ``1/2^L`` of the samples each: for ``L = 2`` four delays from nine
+products (9/16 of the multiplications), for ``L = 3`` eight from 27 (27/64). The operands of
+these products ("leaves") are sums and differences of the samples. The leaves of one group of
+delays serve the next group too (its leaves are the same sequences shifted), so ``G`` groups
+take ``3^L·G`` products. :func:`progression_plan` picks ``L`` and ``G`` for the number of
+delays.
 
-Each leaf is a sum or difference of the blocks ``4v + j`` (``j = 0 … 3``) of ``e`` samples,
-and of ``4v + 4 … 4v + 6`` for ``b``. The epoch is therefore centred straight into its four
-*phases* (the blocks ``4v + j``, one array per ``j``), padded with zeros to whole rows of four
-blocks so that every sample is paired and none is left over. Five of the nine ``a`` leaves
-and one of the ``b`` leaves are phases themselves; the other twelve are built in one pass
-over the phases. Built level by level from the whole time-major epoch instead, with the
-samples past the paired blocks added directly, the products took 1.07× as long (synthetic
-(8, 4) transform, 2 threads). Only additions, subtractions and the products are involved:
-the result differs from the direct products by rounding (about 1e-15 of their largest
-entry).
+Each leaf is a sum or difference of the blocks ``2^L·v + j`` of ``e`` samples (of rows ``v``
+and, for ``b``, ``v + 1``). The epoch is therefore centred straight into its ``2^L`` *phases*
+(the blocks ``2^L·v + j``, one array per ``j``), padded with zeros to whole rows so that every
+sample is paired and none is left over. For two levels, four of the nine ``a`` leaves and one
+of the ``b`` leaves are phases themselves and the others are built in one pass over the
+phases; three levels split the phases once (level 1) into three sequences of four phases
+each and take two levels of each. Built level by level from the whole time-major epoch
+instead, with the samples past the paired blocks added directly, two levels' products took
+1.07× as long; three levels take 0.87× the time of two (synthetic (8, 4) transform, 2
+threads, alternating in one process). Only additions, subtractions and the products are
+involved: the result differs from the direct products by rounding (about 1e-15 of their
+largest entry).
 
 The operands are time-major ``(samples, C)`` and the products are BLAS calls (``np.dot``)
 from the compiled kernel.
@@ -45,21 +50,23 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-__all__ = ["GROUP", "paired_blocks", "progression_products", "recombination"]
+__all__ = ["GROUP", "leaf_sources", "paired_blocks", "progression_plan", "progression_products",
+           "recombination"]
 
-#: Delays per group: two levels of the trick.
+#: Fewest delays a group makes (two levels of the trick); ``progression_step`` needs as many.
 GROUP = 4
-_LEVELS = 2
+#: Levels a group may have: 2 (4 delays from 9 products) or 3 (8 delays from 27).
+LEVEL_CHOICES = (2, 3)
 
 
 @lru_cache(maxsize=4)
-def recombination(levels: int = _LEVELS) -> np.ndarray:
+def recombination(levels: int) -> np.ndarray:
     """How the products of ``levels`` nested levels make the group's delays.
 
     Each level splits every operand pair in three (``M1``, ``M2``, ``M3`` above), so there
     are ``3^levels`` leaf products; leaf ``Σ_l i_l·3^(levels−1−l)`` is operand ``i_0`` of
     level 1 (the finest, pairing blocks of ``e`` samples), split into operand ``i_1`` by
-    level 2, and so on: the order in which :func:`progression_products` builds them.
+    level 2, and so on: the order of :func:`leaf_sources`.
 
     Returns
     -------
@@ -75,9 +82,75 @@ def recombination(levels: int = _LEVELS) -> np.ndarray:
     return recon
 
 
+#: Two levels' leaves from four phases ``x0 … x3`` (blocks ``4v + j``): ``x_j`` for ``j ≥ 0``,
+#: else built slot ``−1 − k`` of :func:`_leaves_a2` / :func:`_leaves_b2`, in leaf order.
+_TWO_LEVEL_A = (0, -1, 2, -2, -3, -4, 1, -5, 3)
+_TWO_LEVEL_B = (-1, -2, -3, -4, 3, -5, -6, -7, -8)
+
+
+@lru_cache(maxsize=4)
+def leaf_sources(levels: int) -> tuple[np.ndarray, int]:
+    """Where :func:`progression_products` keeps each leaf's operands, in its scratch ``work``.
+
+    ``work[0 … 2^levels − 1]`` hold the phases of the epoch (the blocks ``2^levels·v + j``);
+    the slots after them the leaves that are not phases themselves and, for three levels,
+    the first level's operands:
+
+    * two levels: a's five sums (slots 4–8), b's eight differences (9–16);
+    * three levels: level 1 splits the eight phases into three sequences of four phases each
+      (for a: the even phases, their pair sums, the odd phases; for b: differences,
+      the odd phases, differences), and each of them takes two more levels as above: a's
+      pair sums in slots 13–16 and their leaves in 8–12, 17–21, 22–26; b's level-1
+      differences in 27–34 and their leaves in 35–58.
+
+    Returns
+    -------
+    sources : int64 ndarray, shape (2, 3^levels)
+        Slot of each leaf of ``a`` (row 0) and ``b`` (row 1), leaf ``Σ_l i_l·3^(levels−1−l)``
+        as in :func:`recombination`.
+    n_slots : int
+    """
+    if levels == 2:
+        branches_a = [((0, 1, 2, 3), 4)]
+        branches_b = [((0, 1, 2, 3), 9)]
+        n_slots = 17
+    elif levels == 3:
+        # (phases of the branch's sequence, its first built slot), level-1 operand order
+        branches_a = [((0, 2, 4, 6), 8), ((13, 14, 15, 16), 17), ((1, 3, 5, 7), 22)]
+        branches_b = [((27, 28, 29, 30), 35), ((1, 3, 5, 7), 43), ((31, 32, 33, 34), 51)]
+        n_slots = 59
+    else:
+        raise ValueError(f"levels must be 2 or 3; got {levels}")
+    sources = np.array([[phases[j] if j >= 0 else first - 1 - j
+                         for phases, first in branches for j in table]
+                        for branches, table in ((branches_a, _TWO_LEVEL_A),
+                                                (branches_b, _TWO_LEVEL_B))], dtype=np.int64)
+    sources.flags.writeable = False  # shared by the cache
+    return sources, n_slots
+
+
+def progression_plan(n_delays: int) -> tuple[int, int]:
+    """``(levels, groups)`` that compute ``n_delays ≥ 4`` delays of a progression with the
+    fewest multiplications.
+
+    ``groups`` groups of ``2^levels`` delays cost ``(3/2)^levels`` full products each (a
+    group may reach past the last delay: its extra delays are dropped); delays past the
+    groups cost one each. Ties go to two levels (fewer leaves to build). Eight delays: one
+    three-level group, 3.375 full products, against 4.5 for two two-level groups.
+    """
+    best = None
+    for levels in LEVEL_CHOICES:
+        size = 2**levels
+        for groups in {max(1, n_delays // size), -(-n_delays // size)}:
+            cost = groups * 1.5**levels + max(0, n_delays - groups * size)
+            if best is None or cost < best[0]:
+                best = (cost, levels, groups)
+    return best[1], best[2]
+
+
 def paired_blocks(n_times: int, step: int, groups: int) -> int:
-    """Whole blocks of ``step`` samples whose partners for every delay of the groups lie
-    inside the epoch (a multiple of :data:`GROUP`; 0: too short).
+    """Whole blocks of ``step`` samples whose partners for every delay of ``groups`` groups of
+    4 lie inside the epoch (a multiple of :data:`GROUP`; 0: too short).
 
     :func:`progression_products` pairs every sample, padding the epoch with zeros; this
     count of the blocks no padding touches is what ``progression_step`` requires enough of.
@@ -85,29 +158,25 @@ def paired_blocks(n_times: int, step: int, groups: int) -> int:
     return max(0, (n_times // step - (GROUP * groups - 1)) // GROUP * GROUP)
 
 
-#: Where :func:`progression_products` finds each leaf of a: ``phase`` ``j ≥ 0``, the centred
-#: samples of blocks ``4v + j`` themselves; else ``slot`` of the sums it builds.
-_A_PHASE = np.array([0, -1, 2, -1, -1, -1, 1, -1, 3], dtype=np.int64)
-_A_SLOT = np.array([-1, 0, -1, 1, 2, 3, -1, 4, -1], dtype=np.int64)
-#: Slot of each leaf of b among the differences it builds (leaf 4: blocks ``4v + 3``).
-_B_SLOT = np.array([0, 1, 2, 3, -1, 4, 5, 6, 7], dtype=np.int64)
 #: Samples per tile of the centring transposition (measured: 32 against 8–64, one thread).
 _TILE = 32
 
 
 @njit(cache=True, nogil=True)
-def _centre_by_phase(X, ep, mean, e, xcp, total, dst):  # pragma: no cover - compiled
+def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cover - compiled
     """Centred epoch ``ep``, time-major and split by block phase.
 
-    ``xcp[j, v·e + r] = X[ep, :, (4v + j)·e + r] − mean`` for every sample (slots past the
-    epoch are left as they are: zero); ``total`` the sum of the centred samples. The
-    transposition goes a tile of samples at a time, so that the rows it writes stay in L1:
-    1.2–1.9× faster than sample by sample over the whole epoch. ``dst`` ``(TILE,)``: scratch.
+    ``xcp[j, v·e + r] = X[ep, :, (P·v + j)·e + r] − mean`` (``P = 2^levels`` phases) for every
+    sample; slots past the epoch are left as they are (zero). ``total``: the sum of the
+    centred samples. The transposition goes a tile of samples at a time, so that the rows
+    it writes stay in L1: 1.2–1.9× faster than sample by sample over the whole epoch.
+    ``dst`` ``(TILE,)``: scratch.
     """
     c, t = X.shape[1], X.shape[2]
     width = xcp.shape[1]
     flat = xcp.ravel()
     tile = dst.shape[0]
+    last = (1 << levels) - 1
     total[:] = 0.0
     k0 = 0
     while k0 < t:
@@ -115,7 +184,7 @@ def _centre_by_phase(X, ep, mean, e, xcp, total, dst):  # pragma: no cover - com
         for q in range(w):
             s = k0 + q
             blk = s // e
-            dst[q] = ((blk & 3) * width + (blk >> 2) * e + s - blk * e) * c
+            dst[q] = ((blk & last) * width + (blk >> levels) * e + s - blk * e) * c
         for i in range(c):
             mu = mean[i]
             acc = total[i]
@@ -128,49 +197,91 @@ def _centre_by_phase(X, ep, mean, e, xcp, total, dst):  # pragma: no cover - com
 
 
 @njit(cache=True, nogil=True)
-def _leaves_a(xcp, rows, span, out):  # pragma: no cover - compiled
-    """The five leaves of a that are sums: ``a0 + a2``, ``a0 + a1``, ``(a0 + a1) + (a2 + a3)``,
-    ``a2 + a3``, ``a1 + a3`` (``aj`` the phase-``j`` rows of ``span`` values), into ``out``
-    ``(5, rows·e, C)``; the other four leaves are the phases themselves."""
-    p, o = xcp.reshape(4, -1), out.reshape(5, -1)
-    for q in range(rows * span):
-        a0, a1, a2, a3 = p[0, q], p[1, q], p[2, q], p[3, q]
+def _leaves_a2(x0, x1, x2, x3, n, out):  # pragma: no cover - compiled
+    """Two levels of a from four phases ``x_j`` (flat, blocks ``4v + j``): the five leaves
+    that are sums, ``x0 + x2``, ``x0 + x1``, ``(x0 + x1) + (x2 + x3)``, ``x2 + x3``,
+    ``x1 + x3``, into ``out`` ``(5, ≥ n)`` (the other four are the phases)."""
+    for q in range(n):
+        a0, a1, a2, a3 = x0[q], x1[q], x2[q], x3[q]
         s01 = a0 + a1
         s23 = a2 + a3
-        o[0, q] = a0 + a2
-        o[1, q] = s01
-        o[2, q] = s01 + s23
-        o[3, q] = s23
-        o[4, q] = a1 + a3
+        out[0, q] = a0 + a2
+        out[1, q] = s01
+        out[2, q] = s01 + s23
+        out[3, q] = s23
+        out[4, q] = a1 + a3
 
 
 @njit(cache=True, nogil=True)
-def _leaves_b(xcp, rows, span, out):  # pragma: no cover - compiled
-    """The eight leaves of b that are differences, into ``out`` ``(8, rows·e, C)``, from the
-    phases of rows ``v`` (``b0 … b3``) and ``v + 1`` (``b4 … b6``); leaf 4 is ``b3``."""
-    p, o = xcp.reshape(4, -1), out.reshape(8, -1)
-    for q in range(rows * span):
-        n = q + span
-        b0, b1, b2, b3 = p[0, q], p[1, q], p[2, q], p[3, q]
-        b4, b5, b6 = p[0, n], p[1, n], p[2, n]
+def _leaves_b2(x0, x1, x2, x3, n, span, out):  # pragma: no cover - compiled
+    """Two levels of b from four phases: the eight leaves that are differences, into ``out``
+    ``(8, ≥ n)``, from rows ``v`` (``b0 … b3``) and ``v + 1`` (``b4 … b6``, ``span`` values
+    on); the ninth leaf is ``x3``."""
+    for q in range(n):
+        r = q + span
+        b0, b1, b2, b3 = x0[q], x1[q], x2[q], x3[q]
+        b4, b5, b6 = x0[r], x1[r], x2[r]
         d23 = b2 - b3
         d43 = b4 - b3
-        o[0, q] = (b0 - b1) - d23
-        o[1, q] = d23
-        o[2, q] = (b4 - b5) - d23
-        o[3, q] = b1 - b3
-        o[4, q] = b5 - b3
-        o[5, q] = (b2 - b1) - d43
-        o[6, q] = d43
-        o[7, q] = (b6 - b5) - d43
+        out[0, q] = (b0 - b1) - d23
+        out[1, q] = d23
+        out[2, q] = (b4 - b5) - d23
+        out[3, q] = b1 - b3
+        out[4, q] = b5 - b3
+        out[5, q] = (b2 - b1) - d43
+        out[6, q] = d43
+        out[7, q] = (b6 - b5) - d43
 
 
 @njit(cache=True, nogil=True)
-def _plain(xcp, e, out):  # pragma: no cover - compiled
+def _level_one(work, n_a, n_b, span):  # pragma: no cover - compiled
+    """Level 1 of three: a's pair sums (slots 13–16, ``n_a`` values) and b's differences
+    (27–34, ``n_b`` values and one row more, ``span``) of the eight phases."""
+    for j in range(4):
+        e0, o1 = work[2 * j], work[2 * j + 1]
+        pair = work[13 + j]
+        for q in range(n_a):
+            pair[q] = e0[q] + o1[q]
+    m = n_b + span
+    for j in range(4):
+        e0, o1 = work[2 * j], work[2 * j + 1]
+        first, second = work[27 + j], work[31 + j]
+        if j < 3:
+            e2 = work[2 * j + 2]
+            for q in range(m):
+                first[q] = e0[q] - o1[q]
+                second[q] = e2[q] - o1[q]
+        else:  # block 8v + 8 is phase 0 of the next row
+            e2 = work[0, span:]
+            for q in range(m):
+                first[q] = e0[q] - o1[q]
+                second[q] = e2[q] - o1[q]
+
+
+@njit(cache=True, nogil=True)
+def _build_leaves(work, levels, n_a, n_b, span):  # pragma: no cover - compiled
+    """Every leaf that is not a phase, into ``work`` (:func:`leaf_sources`' slots): ``n_a``
+    values of each of a's, ``n_b`` of b's."""
+    if levels == 2:
+        _leaves_a2(work[0], work[1], work[2], work[3], n_a, work[4:9])
+        _leaves_b2(work[0], work[1], work[2], work[3], n_b, span, work[9:17])
+        return
+    _level_one(work, n_a, n_b, span)
+    _leaves_a2(work[0], work[2], work[4], work[6], n_a, work[8:13])
+    _leaves_a2(work[13], work[14], work[15], work[16], n_a, work[17:22])
+    _leaves_a2(work[1], work[3], work[5], work[7], n_a, work[22:27])
+    _leaves_b2(work[27], work[28], work[29], work[30], n_b, span, work[35:43])
+    _leaves_b2(work[1], work[3], work[5], work[7], n_b, span, work[43:51])
+    _leaves_b2(work[31], work[32], work[33], work[34], n_b, span, work[51:59])
+
+
+@njit(cache=True, nogil=True)
+def _plain(xcp, e, levels, out):  # pragma: no cover - compiled
     """``out[s]`` = centred sample ``s`` (time-major ``(T, C)``), gathered from the phases."""
+    last = (1 << levels) - 1
     for s in range(out.shape[0]):
         blk = s // e
-        out[s] = xcp[blk & 3, (blk >> 2) * e + s - blk * e]
+        out[s] = xcp[blk & last, (blk >> levels) * e + s - blk * e]
 
 
 @njit(cache=True, nogil=True)
@@ -194,7 +305,7 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def progression_products(X, mean, fill_mean, e, groups, recon, prod,
+def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, n_slots, prod,
                          total):  # pragma: no cover - compiled
     """``prod[:, m] = R(m·e)`` of the centred epochs, ``m < prod.shape[1]``.
 
@@ -209,10 +320,13 @@ def progression_products(X, mean, fill_mean, e, groups, recon, prod,
         the epochs instead of two.
     e : int
         Delay step (the lag).
-    groups : int
-        Delays ``m < 4·groups`` by the leaves; the rest directly.
-    recon : ndarray, shape (4, 9)
-        :func:`recombination` of two levels; the leaves are in its order.
+    levels, groups : int
+        :func:`progression_plan`: delays ``m < 2^levels·groups`` by the leaves (those past
+        ``prod.shape[1]`` dropped), the rest directly.
+    recon : ndarray, shape (2^levels, 3^levels)
+        :func:`recombination` ``(levels)``.
+    sources, n_slots
+        :func:`leaf_sources` ``(levels)``.
     prod : ndarray, shape (n, p, C, C)
         Written.
     total : ndarray, shape (n, C)
@@ -220,41 +334,43 @@ def progression_products(X, mean, fill_mean, e, groups, recon, prod,
     """
     n, c, t = X.shape
     n_leaves = recon.shape[1]
-    rows_a = -(-t // (GROUP * e))  # rows of 4 blocks of e samples covering the epoch
+    size = 1 << levels  # delays a group, phases of the blocks
+    rows_a = -(-t // (size * e))  # rows of `size` blocks of e samples covering the epoch
     rows_b = rows_a + groups - 1
     width = rows_a * e
     span = e * c
-    # the phases, zero past the epoch: one row more than the last group's b reads
-    xcp = np.zeros((GROUP, (rows_b + 1) * e, c))
-    A = np.empty((5, width, c))
-    B = np.empty((8, rows_b * e, c))
+    # phases and leaves; the phases zero past the epoch. b reads one row past its leaves,
+    # and three levels' level-1 differences one more
+    length = (rows_b + levels - 1) * e
+    work = np.zeros((n_slots, length, c))
+    flat = work.reshape(n_slots, length * c)
     M = np.empty((n_leaves, c, c))
     dst = np.empty(_TILE, dtype=np.int64)
-    n_grouped = groups * GROUP
+    n_grouped = groups * size
     plain = np.empty((t if prod.shape[1] > n_grouped else 0, c))
     for ep in range(n):
         if fill_mean:
             _channel_sums(X, ep, mean[ep])
             for i in range(c):
                 mean[ep, i] /= t
-        _centre_by_phase(X, ep, mean[ep], e, xcp, total[ep], dst)
-        _leaves_a(xcp, rows_a, span, A)
-        _leaves_b(xcp, rows_b, span, B)
+        _centre_by_phase(X, ep, mean[ep], e, levels, work[:size], total[ep], dst)
+        _build_leaves(flat, levels, rows_a * span, rows_b * span, span)
         for g in range(groups):
             lo, hi = g * e, (g + rows_a) * e
             for leaf in range(n_leaves):
-                j = _A_PHASE[leaf]
-                a = xcp[j, :width] if j >= 0 else A[_A_SLOT[leaf]]
-                b = B[_B_SLOT[leaf], lo:hi] if leaf != 4 else xcp[3, lo:hi]
-                np.dot(a.T, b, M[leaf])
-            for k in range(GROUP):
-                out = prod[ep, g * GROUP + k]
+                np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi],
+                       M[leaf])
+            for k in range(size):
+                m = g * size + k
+                if m >= prod.shape[1]:
+                    break
+                out = prod[ep, m]
                 out[:, :] = 0.0
                 for leaf in range(n_leaves):
                     if recon[k, leaf] != 0.0:
                         out += M[leaf]
         if plain.shape[0]:
-            _plain(xcp, e, plain)
+            _plain(work[:size], e, levels, plain)
             for m in range(n_grouped, prod.shape[1]):
                 d = m * e
                 np.dot(plain[:t - d].T, plain[d:], prod[ep, m])

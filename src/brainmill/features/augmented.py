@@ -293,9 +293,11 @@ class LaggedProducts:
 
         The delays of one transform, ``0, τ, …, (p−1)·τ``, take
         :mod:`~brainmill.features._acm_products` instead where it pays off
-        (:func:`progression_step`): 9/16 of the multiplications, 24.7 against 30.5 ms for
-        that (8, 4) transform (2 threads, medians of 15 alternating rounds). Those products
-        differ from the direct ones by rounding (about 1e-15 of their largest entry).
+        (:func:`progression_step`): 27/64 of the multiplications for 8 delays, 9/16 for 4
+        (:func:`~brainmill.features._acm_products.progression_plan`); 24.7 against 30.5 ms
+        for that (8, 4) transform with 9/16 (2 threads, medians of 15 alternating rounds),
+        and 27/64 takes 0.87× the time of 9/16. Those products differ from the direct ones
+        by rounding (about 1e-15 of their largest entry).
         """
         from ._acm_kernels import over_epochs
 
@@ -311,14 +313,21 @@ class LaggedProducts:
         X = self._X
         step = progression_step(new, t, c)
         if step:  # 0, τ, 2τ, …: the single transform's delays
-            from ._acm_products import GROUP, progression_products, recombination
+            from ._acm_products import (
+                leaf_sources,
+                progression_plan,
+                progression_products,
+                recombination,
+            )
 
-            groups, recon = len(new) // GROUP, recombination()
+            levels, groups = progression_plan(len(new))
+            recon, (sources, n_slots) = recombination(levels), leaf_sources(levels)
             sums = np.empty((n, c)) if total is None else total
             fill = self._mean is None
             mean = np.empty((n, c)) if fill else self._mean
-            over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, groups,
-                                                        recon, prod[sl], sums[sl]),
+            over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, levels,
+                                                        groups, recon, sources, n_slots,
+                                                        prod[sl], sums[sl]),
                         n, X.size * len(new), hold_blas=True)
             if fill:
                 self._set_means(mean)
@@ -622,10 +631,12 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 #: products pay off: their sums of samples cost ``O(C)`` per sample against the products'
 #: ``O(C²)``. Below 16 channels they were slower (3–12 channels: 0.3–1.0× the speed of the
 #: direct products), from 16 channels 0.8–2.0× (median 1.2×; throw-away timings, 2 threads,
-#: orders 4–10, lags 1–10; BENCHMARKS.md, eleventh session).
+#: orders 4–10, lags 1–10; BENCHMARKS.md, eleventh session). With the phases and three
+#: levels (twelfth session) 16–32 channels ran at 0.77–2.45× (0.77–1.08× only on 100-sample
+#: epochs), 10–12 channels at 0.57–1.46× and 2–8 channels at 0.31–1.42×: the thresholds stay.
 PROGRESSION_MIN_BLOCKS = 8
 PROGRESSION_MIN_CHANNELS = 16
-#: Longest epoch (bytes) the progression takes: its scratch is about 8.5 epochs per thread,
+#: Longest epoch (bytes) the progression takes: its scratch is about 8 epochs per thread,
 #: where the direct products centre at most a 4-MiB chunk (or one epoch) at a time.
 PROGRESSION_MAX_EPOCH_BYTES = 4 << 20
 

@@ -169,14 +169,16 @@ def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cov
     ``xcp[j, v·e + r] = X[ep, :, (P·v + j)·e + r] − mean`` (``P = 2^levels`` phases) for every
     sample; slots past the epoch are left as they are (zero). ``total``: the sum of the
     centred samples. The transposition goes a tile of samples at a time, so that the rows
-    it writes stay in L1: 1.2–1.9× faster than sample by sample over the whole epoch.
-    ``dst`` ``(TILE,)``: scratch.
+    it writes stay in L1 (1.2–1.9× faster than sample by sample over the whole epoch), and
+    four channels at a time, so that each sample's writes are contiguous (1.3× faster than
+    one channel at a time; one thread, throw-away timings). ``dst`` ``(TILE,)``: scratch.
     """
     c, t = X.shape[1], X.shape[2]
     width = xcp.shape[1]
     flat = xcp.ravel()
     tile = dst.shape[0]
     last = (1 << levels) - 1
+    c4 = c - c % 4
     total[:] = 0.0
     k0 = 0
     while k0 < t:
@@ -185,14 +187,34 @@ def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cov
             s = k0 + q
             blk = s // e
             dst[q] = ((blk & last) * width + (blk >> levels) * e + s - blk * e) * c
-        for i in range(c):
+        for i in range(0, c4, 4):
+            x0, x1 = X[ep, i, k0:k0 + w], X[ep, i + 1, k0:k0 + w]
+            x2, x3 = X[ep, i + 2, k0:k0 + w], X[ep, i + 3, k0:k0 + w]
+            m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
+            t0 = t1 = t2 = t3 = 0.0
+            for q in range(w):
+                d = dst[q] + i
+                v0, v1, v2, v3 = x0[q] - m0, x1[q] - m1, x2[q] - m2, x3[q] - m3
+                flat[d] = v0
+                flat[d + 1] = v1
+                flat[d + 2] = v2
+                flat[d + 3] = v3
+                t0 += v0
+                t1 += v1
+                t2 += v2
+                t3 += v3
+            total[i] += t0
+            total[i + 1] += t1
+            total[i + 2] += t2
+            total[i + 3] += t3
+        for i in range(c4, c):
             mu = mean[i]
-            acc = total[i]
+            acc = 0.0
             for q in range(w):
                 v = X[ep, i, k0 + q] - mu
                 flat[dst[q] + i] = v
                 acc += v
-            total[i] = acc
+            total[i] += acc
         k0 += tile
 
 

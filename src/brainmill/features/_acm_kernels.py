@@ -34,7 +34,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
-           "edge_tables", "over_epochs", "splits", "surely_full_rank", "table_positions"]
+           "edge_tables", "over_epochs", "splits", "surely_full_rank", "surely_full_rank_one",
+           "table_positions"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -399,41 +400,46 @@ def surely_full_rank(cov, rtol, sure):  # pragma: no cover - compiled
     sure : bool ndarray, shape (n,)
         Written.
     """
-    n, c = cov.shape[0], cov.shape[1]
-    f = np.empty((c, c))
-    for e in range(n):
-        a = cov[e]
-        trace = 0.0
-        for i in range(c):
-            trace += a[i, i]
-        ok = 0.0 < trace < np.inf
-        for j in range(c):  # Cholesky, column by column, into the lower triangle of f
-            if not ok:
-                break
-            d = a[j, j]
+    f = np.empty((cov.shape[1], cov.shape[1]))
+    for e in range(cov.shape[0]):
+        sure[e] = surely_full_rank_one(cov[e], rtol, f)
+
+
+@njit(cache=True, nogil=True)
+def surely_full_rank_one(a, rtol, f):  # pragma: no cover - compiled
+    """:func:`surely_full_rank` of one matrix ``a`` ``(C, C)``; ``f`` ``(C, C)``: scratch."""
+    c = a.shape[0]
+    trace = 0.0
+    for i in range(c):
+        trace += a[i, i]
+    ok = 0.0 < trace < np.inf
+    for j in range(c):  # Cholesky, column by column, into the lower triangle of f
+        if not ok:
+            break
+        d = a[j, j]
+        for k in range(j):
+            d -= f[j, k] * f[j, k]
+        if not d > 0.0:  # not positive definite in floating point (or NaN)
+            ok = False
+            break
+        d = np.sqrt(d)
+        f[j, j] = d
+        for i in range(j + 1, c):
+            s = a[i, j]
             for k in range(j):
-                d -= f[j, k] * f[j, k]
-            if not d > 0.0:  # not positive definite in floating point (or NaN)
-                ok = False
-                break
-            d = np.sqrt(d)
-            f[j, j] = d
+                s -= f[i, k] * f[j, k]
+            f[i, j] = s / d
+    if ok:  # L⁻¹ in place (lower triangular), summing its squares
+        sq = 0.0
+        for j in range(c):
+            f[j, j] = 1.0 / f[j, j]
+            sq += f[j, j] * f[j, j]
             for i in range(j + 1, c):
-                s = a[i, j]
-                for k in range(j):
-                    s -= f[i, k] * f[j, k]
-                f[i, j] = s / d
-        if ok:  # L⁻¹ in place (lower triangular), summing its squares
-            sq = 0.0
-            for j in range(c):
-                f[j, j] = 1.0 / f[j, j]
-                sq += f[j, j] * f[j, j]
-                for i in range(j + 1, c):
-                    s = 0.0
-                    for k in range(j, i):
-                        s -= f[i, k] * f[k, j]
-                    f[i, j] = s / f[i, i]
-                    sq += f[i, j] * f[i, j]
-            # 1/sq > bound, written so that an overflow or NaN leaves the epoch unsure
-            ok = sq > 0.0 and sq * (2.0 * rtol + 64.0 * c * _EPS) * trace < 1.0
-        sure[e] = ok
+                s = 0.0
+                for k in range(j, i):
+                    s -= f[i, k] * f[k, j]
+                f[i, j] = s / f[i, i]
+                sq += f[i, j] * f[i, j]
+        # 1/sq > bound, written so that an overflow or NaN leaves the epoch unsure
+        ok = sq > 0.0 and sq * (2.0 * rtol + 64.0 * c * _EPS) * trace < 1.0
+    return ok

@@ -50,8 +50,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-__all__ = ["GROUP", "leaf_sources", "paired_blocks", "progression_plan", "progression_products",
-           "recombination"]
+__all__ = ["GROUP", "epoch_products", "leaf_sources", "paired_blocks", "progression_plan",
+           "progression_products", "progression_scratch", "recombination"]
 
 #: Fewest delays a group makes (two levels of the trick); ``progression_step`` needs as many.
 GROUP = 4
@@ -327,6 +327,63 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
+                        n_delays):  # pragma: no cover - compiled
+    """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (zeroed, so
+    the phases are zero past the epoch), ``M``, ``dst`` and ``plain``."""
+    c, t = n_channels, n_times
+    size = 1 << levels
+    rows_b = -(-t // (size * e)) + groups - 1
+    # b reads one row past its leaves, and three levels' level-1 differences one more
+    work = np.zeros((n_slots, (rows_b + levels - 1) * e, c))
+    M = np.empty((3**levels, c, c))
+    dst = np.empty(_TILE, dtype=np.int64)
+    plain = np.empty((t if n_delays > groups * size else 0, c))
+    return work, M, dst, plain
+
+
+@njit(cache=True, nogil=True)
+def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, work, M, dst,
+                   plain, total, prod):  # pragma: no cover - compiled
+    """``prod[m] = R(m·e)`` of epoch ``ep`` centred, ``m < prod.shape[0]``; ``mean`` and
+    ``total`` (``(C,)``) as in :func:`progression_products`; the rest from
+    :func:`progression_scratch`."""
+    c, t = X.shape[1], X.shape[2]
+    n_leaves = recon.shape[1]
+    size = 1 << levels  # delays a group, phases of the blocks
+    rows_a = -(-t // (size * e))  # rows of `size` blocks of e samples covering the epoch
+    rows_b = rows_a + groups - 1
+    width = rows_a * e
+    span = e * c
+    n_slots, length = work.shape[0], work.shape[1]
+    if fill_mean:
+        _channel_sums(X, ep, mean)
+        for i in range(c):
+            mean[i] /= t
+    _centre_by_phase(X, ep, mean, e, levels, work[:size], total, dst)
+    _build_leaves(work.reshape(n_slots, length * c), levels, rows_a * span, rows_b * span,
+                  span)
+    for g in range(groups):
+        lo, hi = g * e, (g + rows_a) * e
+        for leaf in range(n_leaves):
+            np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi], M[leaf])
+        for k in range(size):
+            m = g * size + k
+            if m >= prod.shape[0]:
+                break
+            out = prod[m]
+            out[:, :] = 0.0
+            for leaf in range(n_leaves):
+                if recon[k, leaf] != 0.0:
+                    out += M[leaf]
+    if plain.shape[0]:
+        _plain(work[:size], e, levels, plain)
+        for m in range(groups * size, prod.shape[0]):
+            d = m * e
+            np.dot(plain[:t - d].T, plain[d:], prod[m])
+
+
+@njit(cache=True, nogil=True)
 def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, n_slots, prod,
                          total):  # pragma: no cover - compiled
     """``prod[:, m] = R(m·e)`` of the centred epochs, ``m < prod.shape[1]``.
@@ -355,44 +412,7 @@ def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, 
         Written: ``Σ_t`` of each centred epoch.
     """
     n, c, t = X.shape
-    n_leaves = recon.shape[1]
-    size = 1 << levels  # delays a group, phases of the blocks
-    rows_a = -(-t // (size * e))  # rows of `size` blocks of e samples covering the epoch
-    rows_b = rows_a + groups - 1
-    width = rows_a * e
-    span = e * c
-    # phases and leaves; the phases zero past the epoch. b reads one row past its leaves,
-    # and three levels' level-1 differences one more
-    length = (rows_b + levels - 1) * e
-    work = np.zeros((n_slots, length, c))
-    flat = work.reshape(n_slots, length * c)
-    M = np.empty((n_leaves, c, c))
-    dst = np.empty(_TILE, dtype=np.int64)
-    n_grouped = groups * size
-    plain = np.empty((t if prod.shape[1] > n_grouped else 0, c))
+    work, M, dst, plain = progression_scratch(c, t, e, levels, groups, n_slots, prod.shape[1])
     for ep in range(n):
-        if fill_mean:
-            _channel_sums(X, ep, mean[ep])
-            for i in range(c):
-                mean[ep, i] /= t
-        _centre_by_phase(X, ep, mean[ep], e, levels, work[:size], total[ep], dst)
-        _build_leaves(flat, levels, rows_a * span, rows_b * span, span)
-        for g in range(groups):
-            lo, hi = g * e, (g + rows_a) * e
-            for leaf in range(n_leaves):
-                np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi],
-                       M[leaf])
-            for k in range(size):
-                m = g * size + k
-                if m >= prod.shape[1]:
-                    break
-                out = prod[ep, m]
-                out[:, :] = 0.0
-                for leaf in range(n_leaves):
-                    if recon[k, leaf] != 0.0:
-                        out += M[leaf]
-        if plain.shape[0]:
-            _plain(work[:size], e, levels, plain)
-            for m in range(n_grouped, prod.shape[1]):
-                d = m * e
-                np.dot(plain[:t - d].T, plain[d:], prod[ep, m])
+        epoch_products(X, ep, mean[ep], fill_mean, e, levels, groups, recon, sources, work, M,
+                       dst, plain, total[ep], prod[ep])

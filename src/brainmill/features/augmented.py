@@ -41,6 +41,9 @@ import numpy as np
 
 #: estimators computed exactly by the fast path (pyriemann / scikit-learn semantics).
 ESTIMATORS = ("cov", "oas", "lwf")
+#: The rank check's tolerance (:meth:`LaggedProducts.check_full_rank`'s default): singular when
+#: the smallest eigenvalue of an epoch's channel covariance is ``≤ RANK_RTOL ×`` the largest.
+RANK_RTOL = 1e-10
 #: Output bytes assembled per chunk of epochs (temporaries are about half of it): cache-sized.
 CHUNK_BYTES = 2_000_000
 
@@ -556,7 +559,7 @@ class LaggedProducts:
             return _oas_shrink(emp, n)
         return _lwf_shrink(emp, n, self._sum_sq_norms_squared(order, lag, means, n))
 
-    def check_full_rank(self, rtol: float = 1e-10) -> None:
+    def check_full_rank(self, rtol: float = RANK_RTOL) -> None:
         """Raise if an epoch's channel covariance is singular (then every ACM of it is).
 
         Average referencing, for instance, removes one dimension: the plain estimator then
@@ -574,16 +577,7 @@ class LaggedProducts:
         over_epochs(lambda sl: surely_full_rank(lagged[sl], rtol, sure[sl]), n_ep,
                     n_ep * lagged.shape[1] ** 3 // 3)
         unsure = np.flatnonzero(~sure)
-        eig = np.linalg.eigvalsh(lagged[unsure])  # shape (0, C) when none is unsure
-        bad = unsure[eig[:, 0] <= rtol * eig[:, -1]]
-        if len(bad):
-            raise ValueError(
-                f"{len(bad)} of {n_ep} epochs (e.g. {bad[:5].tolist()}) have a singular "
-                f"{self.shape[1]}-channel covariance (smallest/largest eigenvalue ≤ {rtol:g}; "
-                "average referencing or a flat or duplicated channel does this), so the plain "
-                "estimator 'cov' gives singular augmented covariances; use estimator='oas' or "
-                "'lwf', or drop one channel after average referencing"
-            )
+        raise_if_singular(lagged[unsure], unsure, n_ep, rtol)
         self._rank_checked = True
 
     def iter_grid(
@@ -609,6 +603,33 @@ class LaggedProducts:
         for lag in lags:
             for order in orders:
                 yield order, lag, self.covariances(order, lag, estimator, out=buffer)
+
+
+def raise_if_singular(channel_covs: np.ndarray, epochs: np.ndarray, n_epochs: int,
+                      rtol: float) -> None:
+    """Raise if any of these epochs' channel covariances is singular, by its eigenvalues.
+
+    Parameters
+    ----------
+    channel_covs : ndarray, shape (k, C, C)
+        ``R(0)`` (or any positive multiple) of the epochs a Cholesky bound did not clear.
+    epochs : ndarray of int, shape (k,)
+        Their indices, for the message.
+    n_epochs : int
+        Epochs in all, for the message.
+    rtol : float
+        Singular when the smallest eigenvalue is ``≤ rtol ×`` the largest.
+    """
+    eig = np.linalg.eigvalsh(channel_covs)  # shape (0, C) when none is unsure
+    bad = epochs[eig[:, 0] <= rtol * eig[:, -1]]
+    if len(bad):
+        raise ValueError(
+            f"{len(bad)} of {n_epochs} epochs (e.g. {bad[:5].tolist()}) have a singular "
+            f"{channel_covs.shape[-1]}-channel covariance (smallest/largest eigenvalue ≤ "
+            f"{rtol:g}; average referencing or a flat or duplicated channel does this), so the "
+            "plain estimator 'cov' gives singular augmented covariances; use estimator='oas' "
+            "or 'lwf', or drop one channel after average referencing"
+        )
 
 
 def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -690,7 +711,41 @@ def augmented_covariances(
         or NaN/inf values (found with the channel means, in the same pass as the products
         where it can).
     """
-    X = check_signals(X, finite=False)  # LaggedProducts checks the values
+    X = check_signals(X, finite=False)  # LaggedProducts / the single pass check the values
     check_embedding(X.shape[-1], X.shape[1], order, lag, estimator)
-    products = LaggedProducts(X, [m * lag for m in range(order)])
+    delays = [m * lag for m in range(order)]
+    if estimator != "lwf" and progression_step(delays, X.shape[-1], X.shape[1]):
+        return _single_pass_covariances(X, order, lag, estimator)
+    products = LaggedProducts(X, delays)
     return products.covariances(order, lag, estimator)
+
+
+def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str) -> np.ndarray:
+    """``cov`` or ``oas`` ACMs of a progression (``progression_step``) in one pass over the
+    epochs (:mod:`~brainmill.features._acm_single`); then the same checks as
+    :class:`LaggedProducts`: NaN/inf named, singular channel covariances (``cov``)."""
+    from ._acm_kernels import over_epochs, table_positions
+    from ._acm_products import leaf_sources, progression_plan, recombination
+    from ._acm_single import single_pass
+
+    n_ep, c, t = X.shape
+    nwin = n_window(t, order, lag)
+    levels, groups = progression_plan(order)
+    recon, (sources, n_slots) = recombination(levels), leaf_sources(levels)
+    hpos, epos, n_head, n_tail = table_positions(order)
+    plain = estimator == "cov"
+    scale, rtol = (1.0 / (nwin - 1), RANK_RTOL) if plain else (1.0 / nwin, -1.0)
+    mean, total = np.empty((n_ep, c)), np.empty((n_ep, c))
+    sure, r0 = np.ones(n_ep, dtype=bool), np.empty((n_ep, c, c))
+    out = np.empty((n_ep, order * c, order * c))
+    over_epochs(lambda sl: single_pass(X[sl], order, lag, levels, groups, recon, sources,
+                                       n_slots, hpos, epos, n_head, n_tail, float(nwin), scale,
+                                       rtol, mean[sl], total[sl], sure[sl], r0[sl], out[sl]),
+                n_ep, X.size * order, hold_blas=True)
+    if not np.isfinite(mean).all():  # a NaN or inf sample makes its mean NaN or inf
+        check_signals(X)  # names them (a mean that overflowed passes, as LaggedProducts')
+    if plain:
+        unsure = np.flatnonzero(~sure)
+        raise_if_singular(r0[unsure], unsure, n_ep, rtol)
+        return out
+    return _oas_shrink(out, nwin)

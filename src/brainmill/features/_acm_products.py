@@ -329,13 +329,15 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
                         n_delays):  # pragma: no cover - compiled
-    """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (zeroed, so
-    the phases are zero past the epoch), ``M``, ``dst`` and ``plain``."""
+    """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (its phases
+    zeroed, so that they are zero past the epoch; every other slot is written before it is
+    read), ``M``, ``dst`` and ``plain``."""
     c, t = n_channels, n_times
     size = 1 << levels
     rows_b = -(-t // (size * e)) + groups - 1
     # b reads one row past its leaves, and three levels' level-1 differences one more
-    work = np.zeros((n_slots, (rows_b + levels - 1) * e, c))
+    work = np.empty((n_slots, (rows_b + levels - 1) * e, c))
+    work[:size] = 0.0
     M = np.empty((3**levels, c, c))
     dst = np.empty(_TILE, dtype=np.int64)
     plain = np.empty((t if n_delays > groups * size else 0, c))

@@ -51,15 +51,27 @@ def test_ledoit_wolf_and_few_channels_keep_the_passes(passes):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_or_inf_is_named_without_warnings(passes, bad):
+@pytest.mark.parametrize("route", ["one pass", "passes"])
+def test_nan_or_inf_is_named_without_warnings(passes, monkeypatch, bad, route):
+    """Both routes compute the channel means in the products' pass; a NaN or inf is still
+    named, and nothing warns on the way (warnings as errors)."""
+    import brainmill.features._acm_products as acm_products
+
+    progressions = []
+    real = acm_products.progression_products
+    monkeypatch.setattr(acm_products, "progression_products",
+                        lambda *a: progressions.append(len(a[0])) or real(*a))
     X = np.random.default_rng(2).standard_normal((5, 16, 300))
     X[3, 7, 100] = bad
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError,
                            match=r"1 NaN/inf values \(epochs \[3\], channels \[7\]\)"):
-            augmented_covariances(X, 4, 2)
-    assert sum(passes) == 5
+            if route == "one pass":
+                augmented_covariances(X, 4, 2)
+            else:
+                LaggedProducts(X, [0, 2, 4, 6])
+    assert (sum(passes), sum(progressions)) == ((5, 0) if route == "one pass" else (0, 5))
 
 
 def test_rank_check_decides_unsure_epochs_by_their_eigenvalues(passes, monkeypatch):

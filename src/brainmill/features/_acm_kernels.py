@@ -35,7 +35,7 @@ from numba import njit
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
            "edge_tables", "over_epochs", "splits", "surely_full_rank", "surely_full_rank_one",
-           "table_positions"]
+           "table_positions", "window_means"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -192,6 +192,25 @@ def centred_edges(X, mean, head, tail, head_cs, tail_cs):  # pragma: no cover - 
             for s in range(w):
                 acc += tail[e, i, w - 1 - s]
                 tail_cs[e, s, i] = acc
+
+
+@njit(cache=True, nogil=True)
+def window_means(total, head_cs, tail_cs, order, lag, nwin, mu):  # pragma: no cover
+    """Mean of each delayed copy over its window, from the edges' running sums.
+
+    ``mu[e, k] = (total[e] − head_cs[e, k·lag − 1] − tail_cs[e, (order−k)·lag − 1]) / nwin``,
+    subtracted in that order (window 0 has no head term): the first ``k·lag`` and last
+    ``(order−k)·lag`` samples are outside window ``k``. Shapes: ``total`` (n, C), the
+    running sums of :func:`centred_edges` (n, ≥ order·lag, C), ``mu`` (n, order, C).
+    """
+    for e in range(mu.shape[0]):
+        for k in range(order):
+            for i in range(mu.shape[2]):
+                v = total[e, i]
+                if k > 0:
+                    v -= head_cs[e, k * lag - 1, i]
+                v -= tail_cs[e, (order - k) * lag - 1, i]
+                mu[e, k, i] = v / nwin
 
 
 @njit(cache=True, nogil=True)

@@ -8,9 +8,11 @@ the products of the delay progression (:func:`~brainmill.features._acm_products.
 epoch_products`), the Cholesky bound of the rank check on ``R(0)``, the centred edges and
 window means, the head/tail tables and the assembly
 (:mod:`~brainmill.features._acm_kernels`). No array of every epoch's products is written
-or read back. Same operations in the same order as the passes, so the same bits
-(``tests/features/test_acm_single.py``); 33.0 against 37.2 ms for the synthetic (8, 4)
-transform of 288 × 22 × 1000 epochs (2 threads, medians of 31 alternating calls).
+or read back; the edges, window means, tables and assembly are the passes' own kernels,
+called on one epoch. Same operations in the same order as the passes, so the same bits
+(``tests/features/test_acm_single.py``). A prototype of this pass took 33.0 against 37.2 ms
+for the synthetic (8, 4) transform of 288 × 22 × 1000 epochs, the same products in separate
+passes (2 threads, medians of 31 alternating calls, one process).
 """
 
 from __future__ import annotations
@@ -18,45 +20,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._acm_kernels import _assemble_epoch, _epoch_tables, surely_full_rank_one
+from ._acm_kernels import (
+    _assemble_epoch,
+    _epoch_tables,
+    _time_major_edges,
+    centred_edges,
+    surely_full_rank_one,
+    window_means,
+)
 from ._acm_products import epoch_products, progression_scratch
 
 __all__ = ["single_pass"]
-
-
-@njit(cache=True, nogil=True)
-def _edges_and_window_means(X, ep, mean, total, order, lag, nwin, at, zt, head_sum, tail_sum,
-                            mu):  # pragma: no cover - compiled
-    """Epoch ``ep``'s centred first/last ``order·lag`` samples (time-major ``at``/``zt``) and
-    the mean of each delayed copy over its window, ``mu`` ``(order, C)``.
-
-    As :func:`~brainmill.features._acm_kernels.centred_edges` and ``window_means``: the
-    running sums go in time order from each end of the epoch, and window ``k`` is
-    ``(total − first k·lag − last (order−k)·lag) / N``, subtracted in that order.
-    """
-    c, t = X.shape[1], X.shape[2]
-    w = order * lag
-    for i in range(c):
-        m = mean[i]
-        acc = 0.0
-        for s in range(w):
-            v = X[ep, i, s] - m
-            at[s, i] = v
-            acc += v
-            head_sum[s, i] = acc
-        for s in range(w):
-            zt[s, i] = X[ep, i, t - w + s] - m
-        acc = 0.0
-        for s in range(w):
-            acc += zt[w - 1 - s, i]
-            tail_sum[s, i] = acc
-    for k in range(order):
-        for i in range(c):
-            v = total[i]
-            if k > 0:
-                v -= head_sum[k * lag - 1, i]
-            v -= tail_sum[(order - k) * lag - 1, i]
-            mu[k, i] = v / nwin
 
 
 @njit(cache=True, nogil=True)
@@ -92,8 +66,9 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
     slots = np.arange(order)
     w = order * lag
     at, zt = np.empty((w, c)), np.empty((w, c))
-    head_sum, tail_sum = np.empty((w, c)), np.empty((w, c))
-    mu = np.empty((order, c))
+    head, tail = np.empty((1, c, w)), np.empty((1, c, w))
+    head_cs, tail_cs = np.empty((1, w, c)), np.empty((1, w, c))
+    mu = np.empty((1, order, c))
     acc, f = np.empty((c, c)), np.empty((c, c))
     He, Ee = np.zeros((n_head, c, c)), np.zeros((n_tail, c, c))
     lt, nw = np.empty((order, c, c)), np.empty(c)
@@ -104,7 +79,10 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
             sure[ep] = surely_full_rank_one(R[0], rtol, f)
             if not sure[ep]:
                 r0[ep] = R[0]
-        _edges_and_window_means(X, ep, mean[ep], total[ep], order, lag, nwin, at, zt,
-                                head_sum, tail_sum, mu)
+        # the edges and window means as LaggedProducts makes them, for this epoch alone
+        centred_edges(X[ep:ep + 1], mean[ep:ep + 1], head, tail, head_cs, tail_cs)
+        window_means(total[ep:ep + 1], head_cs, tail_cs, order, lag, nwin, mu)
+        _time_major_edges(head, tail, 0, at, zt)
         _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
-        _assemble_epoch(R, slots, He, hpos, Ee, epos, mu, order, nwin, scale, lt, nw, out[ep])
+        _assemble_epoch(R, slots, He, hpos, Ee, epos, mu[0], order, nwin, scale, lt, nw,
+                        out[ep])

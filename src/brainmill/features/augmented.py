@@ -435,15 +435,12 @@ class LaggedProducts:
         total = self._epoch_totals()
         if order == 1:
             return (total / n)[:, None, :]
-        # window k = total − (first k·τ samples) − (last (order−k)·τ samples): running sums
-        # of the edges, never the whole epoch again (computed in that order; window 0 has no
-        # head term)
+        # from running sums of the edges, never the whole epoch again
+        from ._acm_kernels import window_means
+
         _, _, head_cs, tail_cs = self._edge_cache(order * lag)
         mu = np.empty((n_ep, order, c))
-        mu[:] = total[:, None, :]
-        mu[:, 1:] -= head_cs[:, lag - 1:(order - 1) * lag:lag]
-        mu -= tail_cs[:, (order - np.arange(order)) * lag - 1]
-        mu /= n
+        window_means(total, head_cs, tail_cs, order, lag, float(n), mu)
         return mu
 
     def _shares_tables(self, order: int, lag: int) -> bool:
@@ -653,8 +650,9 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 #: ``O(C²)``. Below 16 channels they were slower (3–12 channels: 0.3–1.0× the speed of the
 #: direct products), from 16 channels 0.8–2.0× (median 1.2×; throw-away timings, 2 threads,
 #: orders 4–10, lags 1–10; BENCHMARKS.md, eleventh session). With the phases and three
-#: levels (twelfth session) 16–32 channels ran at 0.77–2.45× (0.77–1.08× only on 100-sample
-#: epochs), 10–12 channels at 0.57–1.46× and 2–8 channels at 0.31–1.42×: the thresholds stay.
+#: levels (twelfth session) 16–32 channels ran at 0.77–2.45× (below 1× on 100-sample epochs,
+#: 0.77–1.08×, and once on 250 samples, 0.97×), 10–12 channels at 0.57–1.46× and 2–8 channels
+#: at 0.31–1.42×: the thresholds stay.
 PROGRESSION_MIN_BLOCKS = 8
 PROGRESSION_MIN_CHANNELS = 16
 #: Longest epoch (bytes) the progression takes: its scratch is about 8 epochs per thread,

@@ -144,24 +144,31 @@ def test_grid_reusing_one_buffer_yields_the_same_matrices(estimator):
     assert max_rel_diff(b, reference(X, 3, 1, estimator)) <= 1e-10
 
 
-@pytest.mark.parametrize("lo,hi,d", [(0, 9, 0), (3, 14, 5), (2, 4, 1), (0, 0, 2), (7, 8, 3)])
-def test_table_accumulation_adds_one_sample_at_a_time_in_order(lo, hi, d):
+@pytest.mark.parametrize("lo,hi,d", [(0, 9, 0), (3, 14, 5), (2, 4, 1), (0, 0, 2), (7, 8, 3),
+                                     (1, 5, 2)])
+@pytest.mark.parametrize("in_place", [True, False])
+def test_table_accumulation_adds_one_sample_at_a_time_in_order(lo, hi, d, in_place):
     """The tables' kernel adds four samples per pass over the accumulator but each element
     in sample order, one product at a time: the bits of a plain loop (summing the four
     products first would change them, and the grid/single-point tests cannot see that as
-    both paths share the kernel)."""
+    both paths share the kernel). Starting from another table (``prev``) gives the bits of
+    copying it first and accumulating in place, and leaves ``prev`` as it was."""
     from brainmill.features._acm_kernels import _add_lagged
 
     rng = np.random.default_rng(hi)
     src = rng.standard_normal((20, 5)) * 10.0 ** rng.uniform(-3, 3, (20, 1))
-    acc = rng.standard_normal((5, 5))
-    expected = acc.copy()
+    prev = rng.standard_normal((5, 5))
+    expected = prev.copy()
     for s in range(lo, hi):
         for i in range(5):
             for j in range(5):
                 expected[i, j] = expected[i, j] + src[s, i] * src[s + d, j]
-    _add_lagged(src, lo, hi, d, acc)
+    before = prev.copy()
+    acc = prev if in_place else np.full((5, 5), np.nan)
+    _add_lagged(src, lo, hi, d, prev, acc)
     np.testing.assert_array_equal(acc, expected)
+    if not in_place:
+        np.testing.assert_array_equal(prev, before)
 
 
 def test_grid_reuse_checks_each_point_before_sizing_the_buffer():

@@ -69,7 +69,7 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
     head, tail = np.empty((1, c, w)), np.empty((1, c, w))
     head_cs, tail_cs = np.empty((1, w, c)), np.empty((1, w, c))
     mu = np.empty((1, order, c))
-    acc, f = np.empty((c, c)), np.empty((c, c))
+    f = np.empty((c, c))
     He, Ee = np.zeros((n_head, c, c)), np.zeros((n_tail, c, c))
     lt, nw = np.empty((order, c, c)), np.empty(c)
     for ep in range(n):
@@ -83,6 +83,6 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
         centred_edges(X[ep:ep + 1], mean[ep:ep + 1], head, tail, head_cs, tail_cs)
         window_means(total[ep:ep + 1], head_cs, tail_cs, order, lag, nwin, mu)
         _time_major_edges(head, tail, 0, at, zt)
-        _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee, acc)
+        _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee)
         _assemble_epoch(R, slots, He, hpos, Ee, epos, mu[0], order, nwin, scale, lt, nw,
                         out[ep])

@@ -327,6 +327,46 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _sum_leaves(M, coef, out):  # pragma: no cover - compiled
+    """``out = 0 + Σ_{coef[l] ≠ 0} M[l]``, the leaves added in order, four per pass over ``out``.
+
+    The bits of zeroing ``out`` and adding the leaves one at a time (each element gets the
+    same additions in the same order); numba's ``out += M[l]`` on the ``(C, C)`` arrays took
+    about three times as long (PhysioNet (8, 4) products, one thread).
+    """
+    cc = out.size
+    flat, leaves = out.reshape(cc), M.reshape(M.shape[0], cc)
+    picked = np.flatnonzero(coef != 0.0)
+    n = picked.size
+    q = 0
+    while q < n:
+        k = min(4, n - q)
+        a = leaves[picked[q]]
+        b = leaves[picked[q + 1]] if k > 1 else a
+        c = leaves[picked[q + 2]] if k > 2 else a
+        d = leaves[picked[q + 3]] if k > 3 else a
+        if k == 4:
+            if q == 0:
+                for j in range(cc):
+                    flat[j] = (((0.0 + a[j]) + b[j]) + c[j]) + d[j]
+            else:
+                for j in range(cc):
+                    flat[j] = (((flat[j] + a[j]) + b[j]) + c[j]) + d[j]
+        else:
+            for p in range(k):
+                src = leaves[picked[q + p]]
+                if q + p == 0:
+                    for j in range(cc):
+                        flat[j] = 0.0 + src[j]
+                else:
+                    for j in range(cc):
+                        flat[j] += src[j]
+        q += k
+    if n == 0:
+        flat[:] = 0.0
+
+
+@njit(cache=True, nogil=True)
 def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
                         n_delays):  # pragma: no cover - compiled
     """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (its phases
@@ -373,11 +413,7 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
             m = g * size + k
             if m >= prod.shape[0]:
                 break
-            out = prod[m]
-            out[:, :] = 0.0
-            for leaf in range(n_leaves):
-                if recon[k, leaf] != 0.0:
-                    out += M[leaf]
+            _sum_leaves(M, recon[k], prod[m])
     if plain.shape[0]:
         _plain(work[:size], e, levels, plain)
         for m in range(groups * size, prod.shape[0]):

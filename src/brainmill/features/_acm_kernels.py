@@ -42,6 +42,15 @@ _EPS = float(np.finfo(np.float64).eps)
 #: Below this much work a call is not split over threads (thread start-up and the split cost
 #: more than they save on a few small matrices).
 PARALLEL_MIN_VALUES = 200_000
+#: The assembly copies the part of a row left of the diagonal straight from the column above
+#: it (one read per row of the matrix) where the matrix is at most this wide and its row
+#: stride is not a multiple of ``8·DIRECT_MIRROR_STRIDE`` bytes; elsewhere it gathers each
+#: block's transpose from rows first. Columns read at such strides fall into few sets of the
+#: L1 cache: at width 176 (8 × 22) the direct copy took 0.86× the gather's time, at 80–300
+#: 0.81–0.92×, at 128, 192, 256, 320 and 630 1.04–1.74× (one thread, 20–100 epochs,
+#: throw-away timings, BENCHMARKS.md, thirteenth session).
+DIRECT_MIRROR_MAX = 384
+DIRECT_MIRROR_STRIDE = 32
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
 _BLAS = None  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)
 _BLAS_LOCK = threading.Lock()
@@ -319,7 +328,8 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
     ``k`` holds, in order:
 
     * blocks ``b < k``: the transposes of the upper blocks ``(b, k)``, already written in
-      block row ``b``, gathered into the scratch ``lt`` ``(P, C, C)`` once per block row;
+      block row ``b``: read down the column above (``DIRECT_MIRROR_MAX``), or gathered into
+      the scratch ``lt`` ``(P, C, C)`` once per block row;
     * the diagonal block: its upper part (``j ≥ i``) directly, and ``j < i`` as the value of
       the mirrored element computed with the same operands in the same order: column ``i`` of
       ``R(0)`` (which BLAS need not make bit-symmetric), and ``H_0``/``E_0`` are sums of
@@ -334,9 +344,11 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
     """
     c = mu_e.shape[1]
     pr0 = prod_e[slots[0]]
+    width = order * c
+    direct = width <= DIRECT_MIRROR_MAX and width % DIRECT_MIRROR_STRIDE != 0
     for k in range(order):
         rk = k * c
-        for b in range(k):  # transposes of the upper blocks (b, k), b < k
+        for b in range(k if not direct else 0):  # transposes of the upper blocks (b, k), b < k
             tb = lt[b]
             for j in range(c):
                 src = o[b * c + j, rk:rk + c]
@@ -348,20 +360,26 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
             nw[j] = nwin * mu_k[j]
         for i in range(c):
             orow = o[rk + i]
-            for b in range(k):
-                src = lt[b, i]
-                dst = orow[b * c:(b + 1) * c]
-                for j in range(c):
-                    dst[j] = src[j]
+            if direct:  # row i of block row k left of the diagonal: column rk + i above it
+                col = rk + i
+                for q in range(rk):
+                    orow[q] = o[q, col]
+            else:
+                for b in range(k):
+                    src = lt[b, i]
+                    dst = orow[b * c:(b + 1) * c]
+                    for j in range(c):
+                        dst[j] = src[j]
             mu_ki = mu_k[i]
             dst = orow[rk:rk + c]
             p, hr, tr = pr0[:, i], h0[i], t0[i]
             for j in range(i):  # mirrored: the upper element (j, i)'s operands and order
                 dst[j] = (p[j] - nw[j] * mu_ki - hr[j] - tr[j]) * scale
             nmu = nw[i]
-            r = pr0[i]
-            for j in range(i, c):
-                dst[j] = (r[j] - nmu * mu_k[j] - hr[j] - tr[j]) * scale
+            # j ≥ i through slices from i: a loop over range(i, c) took 1.1× as long
+            d, r, m_, h, t = dst[i:], pr0[i, i:], mu_k[i:], hr[i:], tr[i:]
+            for j in range(c - i):
+                d[j] = (r[j] - nmu * m_[j] - h[j] - t[j]) * scale
             for b in range(k + 1, order):
                 m = b - k
                 r, hr, tr = prod_e[slots[m], i], He[hpos[m, k], i], Ee[epos[m, order - b], i]

@@ -595,8 +595,10 @@ def test_lagged_products_hold_blas_while_split(monkeypatch):
     assert asked == [(6, X.size * 2)]  # delays 0 and 3; the rank check's kernel uses no BLAS
 
 
-def test_a_failing_slice_waits_for_the_others(monkeypatch):
-    """over_epochs re-raises only once every slice has finished (their memory may be freed)."""
+@pytest.mark.parametrize("failing", [0, 2], ids=["pool slice fails", "caller's slice fails"])
+def test_a_failing_slice_waits_for_the_others(monkeypatch, failing):
+    """over_epochs re-raises only once every slice has finished (their memory may be freed),
+    whether the failing slice ran on a pool thread or on the calling thread (the last)."""
     import threading
     import time
 
@@ -609,13 +611,17 @@ def test_a_failing_slice_waits_for_the_others(monkeypatch):
     monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
     finished = threading.Event()
 
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    caller = threading.get_ident()
+
     def call(epochs: slice) -> None:
-        if epochs.start == 0:
-            raise RuntimeError("first slice fails")
+        assert (threading.get_ident() == caller) == (epochs.start == 2)
+        if epochs.start == failing:
+            raise RuntimeError("this slice fails")
         time.sleep(0.2)
         finished.set()
 
-    with pytest.raises(RuntimeError, match="first slice fails"):
+    with pytest.raises(RuntimeError, match="this slice fails"):
         _acm_kernels.over_epochs(call, 4, 10)
     assert finished.is_set()
 

@@ -67,7 +67,8 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int,
                 hold_blas: bool = False) -> None:
     """Run ``call(epochs)`` on contiguous slices of the epochs, one per thread.
 
-    The kernels release the GIL, so the slices run in parallel. Threads:
+    The kernels release the GIL, so the slices run in parallel: the calling thread runs the
+    last slice and pool threads the others. Threads:
     ``numba.get_num_threads()`` (set ``NUMBA_NUM_THREADS`` or :func:`numba.set_num_threads`
     to change it); one slice when ``n_values`` (the work of the call: the size of what is
     written, for the assembly kernels) is small. ``hold_blas``: ``call`` uses BLAS, which
@@ -83,11 +84,14 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int,
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < threads:
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=threads,
                                                  thread_name_prefix="brainmill-acm"))
-    bounds = np.linspace(0, n_epochs, threads + 1).astype(int)
+    bounds = [n_epochs * k // threads for k in range(threads + 1)]
+    slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     with blas_one_thread() if hold_blas else nullcontext():
-        futures = [_POOL[1].submit(call, slice(a, b))
-                   for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        wait(futures)  # every slice done before an error propagates (a caller may free memory)
+        futures = [_POOL[1].submit(call, sl) for sl in slices[:-1]]
+        try:  # the calling thread takes the last (largest) slice: it need not be woken
+            call(slices[-1])
+        finally:
+            wait(futures)  # every slice done before an error propagates (a caller may free memory)
     for future in futures:
         future.result()
 

@@ -617,7 +617,9 @@ def raise_if_singular(channel_covs: np.ndarray, epochs: np.ndarray, n_epochs: in
     rtol : float
         Singular when the smallest eigenvalue is ``≤ rtol ×`` the largest.
     """
-    eig = np.linalg.eigvalsh(channel_covs)  # shape (0, C) when none is unsure
+    if not len(epochs):  # the usual case: the bound cleared every epoch (saves ~10 µs)
+        return
+    eig = np.linalg.eigvalsh(channel_covs)
     bad = epochs[eig[:, 0] <= rtol * eig[:, -1]]
     if len(bad):
         raise ValueError(

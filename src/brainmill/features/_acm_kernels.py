@@ -46,9 +46,9 @@ PARALLEL_MIN_VALUES = 200_000
 #: it (one read per row of the matrix) where the matrix is at most this wide and its row
 #: stride is not a multiple of ``8·DIRECT_MIRROR_STRIDE`` bytes; elsewhere it gathers each
 #: block's transpose from rows first. Columns read at such strides fall into few sets of the
-#: L1 cache: at width 176 (8 × 22) the direct copy took 0.86× the gather's time, at 80–300
-#: 0.81–0.92×, at 128, 192, 256, 320 and 630 1.04–1.74× (one thread, 20–100 epochs,
-#: throw-away timings, BENCHMARKS.md, thirteenth session).
+#: L1 cache: at width 176 (8 × 22) the direct copy took 0.83–0.86× the gather's time, at
+#: 80–300 0.81–0.93×, at 128, 192, 256, 320, 630 and 640 1.03–1.74× (one thread, 20–100
+#: epochs, throw-away timings, BENCHMARKS.md, thirteenth session).
 DIRECT_MIRROR_MAX = 384
 DIRECT_MIRROR_STRIDE = 32
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)

@@ -332,38 +332,23 @@ def _sum_leaves(M, coef, out):  # pragma: no cover - compiled
 
     The bits of zeroing ``out`` and adding the leaves one at a time (each element gets the
     same additions in the same order); numba's ``out += M[l]`` on the ``(C, C)`` arrays took
-    about three times as long (PhysioNet (8, 4) products, one thread).
+    three times as long (0.56 against 0.19 ms: PhysioNet (8, 4) products, one thread).
     """
     cc = out.size
     flat, leaves = out.reshape(cc), M.reshape(M.shape[0], cc)
     picked = np.flatnonzero(coef != 0.0)
-    n = picked.size
+    flat[:] = 0.0
     q = 0
-    while q < n:
-        k = min(4, n - q)
-        a = leaves[picked[q]]
-        b = leaves[picked[q + 1]] if k > 1 else a
-        c = leaves[picked[q + 2]] if k > 2 else a
-        d = leaves[picked[q + 3]] if k > 3 else a
-        if k == 4:
-            if q == 0:
-                for j in range(cc):
-                    flat[j] = (((0.0 + a[j]) + b[j]) + c[j]) + d[j]
-            else:
-                for j in range(cc):
-                    flat[j] = (((flat[j] + a[j]) + b[j]) + c[j]) + d[j]
-        else:
-            for p in range(k):
-                src = leaves[picked[q + p]]
-                if q + p == 0:
-                    for j in range(cc):
-                        flat[j] = 0.0 + src[j]
-                else:
-                    for j in range(cc):
-                        flat[j] += src[j]
-        q += k
-    if n == 0:
-        flat[:] = 0.0
+    while q + 4 <= picked.size:
+        a, b, c, d = (leaves[picked[q]], leaves[picked[q + 1]], leaves[picked[q + 2]],
+                      leaves[picked[q + 3]])
+        for j in range(cc):
+            flat[j] = (((flat[j] + a[j]) + b[j]) + c[j]) + d[j]
+        q += 4
+    for p in range(q, picked.size):
+        src = leaves[picked[p]]
+        for j in range(cc):
+            flat[j] += src[j]
 
 
 @njit(cache=True, nogil=True)

@@ -12,11 +12,15 @@ from brainmill.features.augmented import LaggedProducts, augmented_covariances, 
 
 @pytest.fixture()
 def passes(monkeypatch):
-    """The epochs of each call of the one-pass kernel (one call per thread's slice)."""
+    """The epochs each call of the one-pass kernel computed (one call per thread)."""
     calls = []
     real = acm_single.single_pass
-    monkeypatch.setattr(acm_single, "single_pass",
-                        lambda *a: calls.append(len(a[0])) or real(*a))
+
+    def recording(*args):
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(acm_single, "single_pass", recording)
     return calls
 
 

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+from numba import njit
 from pyriemann.estimation import Covariances, TimeDelayCovariances
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from brainmill.features._acm_kernels import table_positions
+from brainmill.features._acm_kernels import next_epoch, table_positions
 from brainmill.features.augmented import (
     LaggedProducts,
     augmented_covariances,
@@ -620,6 +621,85 @@ def test_a_failing_slice_waits_for_the_others(monkeypatch, failing):
 
     with pytest.raises(RuntimeError, match="this slice fails"):
         _acm_kernels.over_epochs(call, 4, 10)
+    assert finished.is_set()
+
+
+@njit(nogil=True)
+def _claim_all(counter, claims, owner, me):
+    """Claim epochs until none is left; count each claim, and which thread made it."""
+    done = 0
+    while True:
+        ep = next_epoch(counter)
+        if ep >= claims.shape[0]:
+            return done
+        claims[ep] += 1
+        owner[ep] = me
+        done += 1
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_claimed_epochs_are_each_computed_once(monkeypatch, threads):
+    """Every thread of over_claimed_epochs gets the same counter; the epochs they claim from
+    it cover every epoch exactly once, whatever the interleaving."""
+    import threading
+
+    import numba
+
+    from brainmill.features import _acm_kernels
+
+    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+    n = 200_000  # enough claims for the threads to race on the counter
+    claims, owner = np.zeros(n, dtype=np.int64), np.full(n, -1)
+    counters, done = [], []
+    lock = threading.Lock()
+
+    def call(counter):
+        with lock:
+            counters.append(counter)
+            me = len(counters) - 1
+        done.append(_claim_all(counter, claims, owner, me))
+
+    _acm_kernels.over_claimed_epochs(call, n, n)
+    assert len(counters) == threads and all(c is counters[0] for c in counters)
+    assert (claims == 1).all() and sum(done) == n
+    assert sorted(np.bincount(owner, minlength=threads)) == sorted(done)
+    assert counters[0][0] >= n  # each thread's last claim found nothing left
+
+
+def test_claimed_epochs_run_on_one_thread_when_small(monkeypatch):
+    from brainmill.features import _acm_kernels
+
+    calls = []
+    claims, owner = np.zeros(5, dtype=np.int64), np.full(5, -1)
+    _acm_kernels.over_claimed_epochs(
+        lambda counter: calls.append(_claim_all(counter, claims, owner, 0)), 5, 10)
+    assert calls == [5] and (claims == 1).all()
+
+
+@pytest.mark.parametrize("failing", [0, 1], ids=["pool thread fails", "caller fails"])
+def test_a_failing_claimer_waits_for_the_others(monkeypatch, failing):
+    """over_claimed_epochs re-raises only once every thread's call has returned."""
+    import threading
+    import time
+
+    import numba
+
+    from brainmill.features import _acm_kernels
+
+    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    finished = threading.Event()
+    caller = threading.get_ident()
+
+    def call(counter):
+        if (threading.get_ident() == caller) == bool(failing):
+            raise RuntimeError("this thread fails")
+        time.sleep(0.2)
+        finished.set()
+
+    with pytest.raises(RuntimeError, match="this thread fails"):
+        _acm_kernels.over_claimed_epochs(call, 4, 10)
     assert finished.is_set()
 
 

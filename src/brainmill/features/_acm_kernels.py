@@ -27,15 +27,17 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
-           "edge_tables", "over_epochs", "splits", "surely_full_rank", "surely_full_rank_one",
-           "table_positions", "window_means"]
+           "edge_tables", "next_epoch", "over_claimed_epochs", "over_epochs", "splits",
+           "surely_full_rank", "surely_full_rank_one", "table_positions", "window_means"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -75,25 +77,69 @@ def over_epochs(call: Callable[[slice], object], n_epochs: int, n_values: int,
     is held to one thread while the slices run (:func:`blas_one_thread`); not the default, as a
     hold costs about 14 µs and the compiled kernels use no BLAS.
     """
-    global _POOL
     if not splits(n_epochs, n_values):
         call(slice(0, n_epochs))
         return
     threads = min(numba.get_num_threads(), n_epochs)
-    # a pool made before a fork has no threads in the child: make a new one there
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < threads - 1:
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=threads - 1,
-                                                 thread_name_prefix="brainmill-acm"))
     bounds = [n_epochs * k // threads for k in range(threads + 1)]
-    slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    _on_threads([partial(call, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:],
+                                                            strict=True)], hold_blas)
+
+
+def over_claimed_epochs(call: Callable[[np.ndarray], object], n_epochs: int, n_values: int,
+                        hold_blas: bool = False) -> None:
+    """Run ``call(counter)`` on every thread, the kernel claiming epochs one at a time.
+
+    ``counter`` ``(1,)`` int64 starts at 0; a kernel takes its next epoch with
+    :func:`next_epoch` until it gets one ``≥ n_epochs``, so every epoch is computed once and
+    a thread that starts late or runs slow (the cores here are shared with other guests)
+    takes fewer epochs instead of holding up the others. Against :func:`over_epochs`' fixed
+    halves, PhysioNet's single (8, 4) transform took 0.81–0.88× the time (2 threads, medians
+    of 41 paired rounds in three runs). Threads, ``n_values`` and ``hold_blas`` as in
+    :func:`over_epochs`; the calling thread runs ``call`` too.
+    """
+    counter = np.zeros(1, dtype=np.int64)
+    if not splits(n_epochs, n_values):
+        call(counter)
+        return
+    threads = min(numba.get_num_threads(), n_epochs)
+    _on_threads([partial(call, counter)] * threads, hold_blas)
+
+
+def _on_threads(calls: list[Callable[[], object]], hold_blas: bool) -> None:
+    """Run ``calls[-1]`` on the calling thread and the others on the pool, in parallel."""
+    global _POOL
+    # a pool made before a fork has no threads in the child: make a new one there
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < len(calls) - 1:
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=len(calls) - 1,
+                                                 thread_name_prefix="brainmill-acm"))
     with blas_one_thread() if hold_blas else nullcontext():
-        futures = [_POOL[1].submit(call, sl) for sl in slices[:-1]]
+        futures = [_POOL[1].submit(call) for call in calls[:-1]]
         try:  # the calling thread takes the last (largest) slice: it need not be woken
-            call(slices[-1])
+            calls[-1]()
         finally:
-            wait(futures)  # every slice done before an error propagates (a caller may free memory)
+            wait(futures)  # every call done before an error propagates (a caller may free memory)
     for future in futures:
         future.result()
+
+
+@intrinsic
+def next_epoch(typingctx, counter):  # pragma: no cover - compiled
+    """``counter[0]``, incremented atomically: the next epoch for the calling thread
+    (:func:`over_claimed_epochs`). ``counter``: a 1-D int64 array."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        first = cgutils.get_item_pointer(context, builder, signature.args[0], array,
+                                         [context.get_constant(types.intp, 0)])
+        # monotonic: each epoch's results are published by the join, not by the counter
+        return builder.atomic_rmw("add", first, context.get_constant(types.int64, 1),
+                                  "monotonic")
+
+    return sig, codegen
 
 
 @contextmanager

@@ -12,7 +12,9 @@ or read back; the edges, window means, tables and assembly are the passes' own k
 called on one epoch. Same operations in the same order as the passes, so the same bits
 (``tests/features/test_acm_single.py``). A prototype of this pass took 33.0 against 37.2 ms
 for the synthetic (8, 4) transform of 288 × 22 × 1000 epochs, the same products in separate
-passes (2 threads, medians of 31 alternating calls, one process).
+passes (2 threads, medians of 31 alternating calls, one process). The threads share the
+epochs by claiming them one at a time
+(:func:`~brainmill.features._acm_kernels.over_claimed_epochs`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ._acm_kernels import (
     _epoch_tables,
     _time_major_edges,
     centred_edges,
+    next_epoch,
     surely_full_rank_one,
     window_means,
 )
@@ -35,8 +38,10 @@ __all__ = ["single_pass"]
 
 @njit(cache=True, nogil=True)
 def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, epos, n_head,
-                n_tail, nwin, scale, rtol, mean, total, sure, r0, out):  # pragma: no cover
-    """Augmented scatter matrices of every epoch, ``scale · Σ (x − m)(x − m)ᵀ``, in one pass.
+                n_tail, nwin, scale, rtol, mean, total, sure, r0, out,
+                counter):  # pragma: no cover
+    """Augmented scatter matrices of the epochs this thread claims, ``scale · Σ (x − m)(x − m)ᵀ``,
+    in one pass.
 
     Parameters
     ----------
@@ -59,6 +64,15 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
         ``R(0)`` written for the epochs the bound did not clear (the others untouched).
     out : ndarray, shape (n, order·C, order·C)
         Written.
+    counter : int64 ndarray, shape (1,)
+        Shared by the threads that run this kernel on the same epochs: each takes its next
+        epoch from it (:func:`~brainmill.features._acm_kernels.next_epoch`) until none is
+        left (:func:`~brainmill.features._acm_kernels.over_claimed_epochs`).
+
+    Returns
+    -------
+    int
+        How many epochs this call computed.
     """
     n, c, t = X.shape
     work, M, dst, plain = progression_scratch(c, t, lag, levels, groups, n_slots, order)
@@ -72,17 +86,26 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
     f = np.empty((c, c))
     He, Ee = np.zeros((n_head, c, c)), np.zeros((n_tail, c, c))
     lt, nw = np.empty((order, c, c)), np.empty(c)
-    for ep in range(n):
-        epoch_products(X, ep, mean[ep], True, lag, levels, groups, recon, sources, work, M, dst,
-                       plain, total[ep], R)
+    # this epoch's means and sums, copied out once it is done: written in place, they would
+    # share cache lines with the next epoch's, which the other thread may be writing
+    ep_mean, ep_total = np.empty((1, c)), np.empty((1, c))
+    done = 0
+    while True:
+        ep = next_epoch(counter)
+        if ep >= n:
+            return done
+        done += 1
+        epoch_products(X, ep, ep_mean[0], True, lag, levels, groups, recon, sources, work, M,
+                       dst, plain, ep_total[0], R)
         if rtol >= 0.0:
             sure[ep] = surely_full_rank_one(R[0], rtol, f)
             if not sure[ep]:
                 r0[ep] = R[0]
         # the edges and window means as LaggedProducts makes them, for this epoch alone
-        centred_edges(X[ep:ep + 1], mean[ep:ep + 1], head, tail, head_cs, tail_cs)
-        window_means(total[ep:ep + 1], head_cs, tail_cs, order, lag, nwin, mu)
+        centred_edges(X[ep:ep + 1], ep_mean, head, tail, head_cs, tail_cs)
+        window_means(ep_total, head_cs, tail_cs, order, lag, nwin, mu)
         _time_major_edges(head, tail, 0, at, zt)
         _epoch_tables(at, zt, order, lag, hpos, epos, He, Ee)
         _assemble_epoch(R, slots, He, hpos, Ee, epos, mu[0], order, nwin, scale, lt, nw,
                         out[ep])
+        mean[ep], total[ep] = ep_mean[0], ep_total[0]

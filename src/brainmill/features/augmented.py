@@ -724,7 +724,7 @@ def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str
     """``cov`` or ``oas`` ACMs of a progression (``progression_step``) in one pass over the
     epochs (:mod:`~brainmill.features._acm_single`); then the same checks as
     :class:`LaggedProducts`: NaN/inf named, singular channel covariances (``cov``)."""
-    from ._acm_kernels import over_epochs, table_positions
+    from ._acm_kernels import over_claimed_epochs, table_positions
     from ._acm_products import leaf_sources, progression_plan, recombination
     from ._acm_single import single_pass
 
@@ -738,10 +738,11 @@ def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str
     mean, total = np.empty((n_ep, c)), np.empty((n_ep, c))
     sure, r0 = np.ones(n_ep, dtype=bool), np.empty((n_ep, c, c))
     out = np.empty((n_ep, order * c, order * c))
-    over_epochs(lambda sl: single_pass(X[sl], order, lag, levels, groups, recon, sources,
-                                       n_slots, hpos, epos, n_head, n_tail, float(nwin), scale,
-                                       rtol, mean[sl], total[sl], sure[sl], r0[sl], out[sl]),
-                n_ep, X.size * order, hold_blas=True)
+    over_claimed_epochs(lambda counter: single_pass(X, order, lag, levels, groups, recon,
+                                                    sources, n_slots, hpos, epos, n_head,
+                                                    n_tail, float(nwin), scale, rtol, mean,
+                                                    total, sure, r0, out, counter),
+                        n_ep, X.size * order, hold_blas=True)
     if not np.isfinite(mean).all():  # a NaN or inf sample makes its mean NaN or inf
         check_signals(X)  # names them (a mean that overflowed passes, as LaggedProducts')
     if plain:

@@ -94,9 +94,12 @@ def over_claimed_epochs(call: Callable[[np.ndarray], object], n_epochs: int, n_v
     :func:`next_epoch` until it gets one ``≥ n_epochs``, so every epoch is computed once and
     a thread that starts late or runs slow (the cores here are shared with other guests)
     takes fewer epochs instead of holding up the others. Against :func:`over_epochs`' fixed
-    halves, PhysioNet's single (8, 4) transform took 0.81–0.88× the time (2 threads, medians
-    of 41 paired rounds in three runs). Threads, ``n_values`` and ``hold_blas`` as in
-    :func:`over_epochs`; the calling thread runs ``call`` too.
+    halves, PhysioNet's single (8, 4) transform took 0.81–0.88× the time in noisy minutes
+    and 0.99–1.00× in quiet ones (2 threads, medians of 31–41 paired rounds; BENCHMARKS.md,
+    fourteenth session). A kernel keeps what it updates often in its own scratch and writes
+    each epoch's rows once: neighbouring epochs, on other threads, share cache lines.
+    Threads, ``n_values`` and ``hold_blas`` as in :func:`over_epochs`; the calling thread
+    runs ``call`` too.
     """
     counter = np.zeros(1, dtype=np.int64)
     if not splits(n_epochs, n_values):

@@ -596,10 +596,12 @@ def test_lagged_products_hold_blas_while_split(monkeypatch):
     assert asked == [(6, X.size * 2)]  # delays 0 and 3; the rank check's kernel uses no BLAS
 
 
-@pytest.mark.parametrize("failing", [0, 2], ids=["pool slice fails", "caller's slice fails"])
-def test_a_failing_slice_waits_for_the_others(monkeypatch, failing):
-    """over_epochs re-raises only once every slice has finished (their memory may be freed),
-    whether the failing slice ran on a pool thread or on the calling thread (the last)."""
+@pytest.mark.parametrize("runner", ["over_epochs", "over_claimed_epochs"])
+@pytest.mark.parametrize("on_caller", [False, True], ids=["pool call fails", "caller's call fails"])
+def test_a_failing_call_waits_for_the_others(monkeypatch, runner, on_caller):
+    """over_epochs and over_claimed_epochs re-raise only once every thread's call has
+    finished (their memory may be freed), whether the failing call ran on a pool thread or on
+    the calling thread (over_epochs': the last slice)."""
     import threading
     import time
 
@@ -608,19 +610,21 @@ def test_a_failing_slice_waits_for_the_others(monkeypatch, failing):
     from brainmill.features import _acm_kernels
 
     monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)  # two slices on any machine
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)  # two calls on any machine
     finished = threading.Event()
     caller = threading.get_ident()
 
-    def call(epochs: slice) -> None:
-        assert (threading.get_ident() == caller) == (epochs.start == 2)
-        if epochs.start == failing:
-            raise RuntimeError("this slice fails")
+    def call(arg) -> None:  # a slice of the epochs, or the claims' counter
+        mine = threading.get_ident() == caller
+        if isinstance(arg, slice):
+            assert mine == (arg.start == 2)
+        if mine == on_caller:
+            raise RuntimeError("this call fails")
         time.sleep(0.2)
         finished.set()
 
-    with pytest.raises(RuntimeError, match="this slice fails"):
-        _acm_kernels.over_epochs(call, 4, 10)
+    with pytest.raises(RuntimeError, match="this call fails"):
+        getattr(_acm_kernels, runner)(call, 4, 10)
     assert finished.is_set()
 
 
@@ -675,32 +679,6 @@ def test_claimed_epochs_run_on_one_thread_when_small(monkeypatch):
     _acm_kernels.over_claimed_epochs(
         lambda counter: calls.append(_claim_all(counter, claims, owner, 0)), 5, 10)
     assert calls == [5] and (claims == 1).all()
-
-
-@pytest.mark.parametrize("failing", [0, 1], ids=["pool thread fails", "caller fails"])
-def test_a_failing_claimer_waits_for_the_others(monkeypatch, failing):
-    """over_claimed_epochs re-raises only once every thread's call has returned."""
-    import threading
-    import time
-
-    import numba
-
-    from brainmill.features import _acm_kernels
-
-    monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
-    finished = threading.Event()
-    caller = threading.get_ident()
-
-    def call(counter):
-        if (threading.get_ident() == caller) == bool(failing):
-            raise RuntimeError("this thread fails")
-        time.sleep(0.2)
-        finished.set()
-
-    with pytest.raises(RuntimeError, match="this thread fails"):
-        _acm_kernels.over_claimed_epochs(call, 4, 10)
-    assert finished.is_set()
 
 
 def test_table_slots_are_laid_out_in_assembly_order():

@@ -118,7 +118,7 @@ def _on_threads(calls: list[Callable[[], object]], hold_blas: bool) -> None:
                                                  thread_name_prefix="brainmill-acm"))
     with blas_one_thread() if hold_blas else nullcontext():
         futures = [_POOL[1].submit(call) for call in calls[:-1]]
-        try:  # the calling thread runs the last call (the largest slice): it need not be woken
+        try:  # the calling thread runs the last call (over_epochs': the largest slice), unwoken
             calls[-1]()
         finally:
             wait(futures)  # every call done before an error propagates (a caller may free memory)

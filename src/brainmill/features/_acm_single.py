@@ -98,8 +98,9 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
         epoch_products(X, ep, ep_mean[0], True, lag, levels, groups, recon, sources, work, M,
                        dst, plain, ep_total[0], R)
         if rtol >= 0.0:
-            sure[ep] = surely_full_rank_one(R[0], rtol, f)
-            if not sure[ep]:
+            cleared = surely_full_rank_one(R[0], rtol, f)
+            sure[ep] = cleared
+            if not cleared:
                 r0[ep] = R[0]
         # the edges and window means as LaggedProducts makes them, for this epoch alone
         centred_edges(X[ep:ep + 1], ep_mean, head, tail, head_cs, tail_cs)

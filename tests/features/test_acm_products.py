@@ -7,8 +7,10 @@ import pytest
 
 import brainmill.features.augmented as augmented
 from brainmill.features._acm_products import (
+    _TILE,
     GROUP,
     _build_leaves,
+    _centre_by_phase,
     leaf_sources,
     paired_blocks,
     progression_plan,
@@ -225,3 +227,39 @@ def test_grid_and_few_channels_keep_the_direct_products(monkeypatch):
     LaggedProducts.for_grid(X, [4, 8], [1, 2])  # the union of two lags' delays
     LaggedProducts(X[:, :8], [0, 2, 4, 6])  # 8 channels
     assert seen == []
+
+
+@pytest.mark.parametrize("n_channels,n_times,e,levels", [(22, 481, 4, 3), (3, 97, 1, 2),
+                                                         (5, 130, 3, 3), (8, 33, 2, 2)])
+def test_centring_splits_phases_and_sums_each_tile_in_time_order(n_channels, n_times, e,
+                                                                 levels):
+    """Every centred sample lands in its phase (blocks ``P·v + j`` of ``e`` samples), time
+    major, slots past the epoch untouched; each channel's total adds its samples in time
+    order within a tile of ``_TILE`` and the tiles' sums in order (the bits LaggedProducts'
+    window means are built from). Channels 4 at a time in registers and the rest one by one,
+    samples 4 at a time and the rest one by one: shapes here leave remainders of both."""
+    rng = np.random.default_rng(n_times)
+    X = rng.standard_normal((2, n_channels, n_times)) * 10.0 ** rng.uniform(-3, 3,
+                                                                          (2, n_channels, 1))
+    mean = X[1].mean(axis=-1)
+    size = 2**levels
+    rows = -(-n_times // (size * e))
+    xcp = np.full((size, rows * e + e, n_channels), np.nan)  # a slot past the epoch
+    total = np.full(n_channels, np.nan)
+    _centre_by_phase(X, 1, mean, e, levels, xcp, total, np.empty(_TILE, dtype=np.int64))
+    centred = X[1] - mean[:, None]
+    padded = np.full((rows * size * e, n_channels), np.nan)
+    padded[:n_times] = centred.T
+    phases = padded.reshape(rows, size, e, n_channels).transpose(1, 0, 2, 3) \
+        .reshape(size, rows * e, n_channels)
+    written = ~np.isnan(phases)
+    np.testing.assert_array_equal(xcp[:, :rows * e][written], phases[written])
+    assert np.isnan(xcp[:, :rows * e][~written]).all() and np.isnan(xcp[:, rows * e:]).all()
+    expected = np.zeros(n_channels)
+    for i in range(n_channels):
+        for k0 in range(0, n_times, _TILE):
+            acc = 0.0
+            for v in centred[i, k0:k0 + _TILE]:
+                acc += v
+            expected[i] += acc
+    np.testing.assert_array_equal(total, expected)

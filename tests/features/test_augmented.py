@@ -148,7 +148,8 @@ def test_grid_reusing_one_buffer_yields_the_same_matrices(estimator):
 @pytest.mark.parametrize("lo,hi,d", [(0, 9, 0), (3, 14, 5), (2, 4, 1), (0, 0, 2), (7, 8, 3),
                                      (1, 5, 2)])
 @pytest.mark.parametrize("in_place", [True, False])
-def test_table_accumulation_adds_one_sample_at_a_time_in_order(lo, hi, d, in_place):
+@pytest.mark.parametrize("c", [5, 1, 22, 24, 25])  # registers up to 24 channels, loops above
+def test_table_accumulation_adds_one_sample_at_a_time_in_order(lo, hi, d, in_place, c):
     """The tables' kernel adds four samples per pass over the accumulator but each element
     in sample order, one product at a time: the bits of a plain loop (summing the four
     products first would change them, and the grid/single-point tests cannot see that as
@@ -157,15 +158,13 @@ def test_table_accumulation_adds_one_sample_at_a_time_in_order(lo, hi, d, in_pla
     from brainmill.features._acm_kernels import _add_lagged
 
     rng = np.random.default_rng(hi)
-    src = rng.standard_normal((20, 5)) * 10.0 ** rng.uniform(-3, 3, (20, 1))
-    prev = rng.standard_normal((5, 5))
+    src = rng.standard_normal((20, c)) * 10.0 ** rng.uniform(-3, 3, (20, 1))
+    prev = rng.standard_normal((c, c))
     expected = prev.copy()
     for s in range(lo, hi):
-        for i in range(5):
-            for j in range(5):
-                expected[i, j] = expected[i, j] + src[s, i] * src[s + d, j]
+        expected = expected + np.outer(src[s], src[s + d])  # each element: one product added
     before = prev.copy()
-    acc = prev if in_place else np.full((5, 5), np.nan)
+    acc = prev if in_place else np.full((c, c), np.nan)
     _add_lagged(src, lo, hi, d, prev, acc)
     np.testing.assert_array_equal(acc, expected)
     if not in_place:

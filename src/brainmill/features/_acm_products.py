@@ -50,6 +50,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from ._simd import vget, vload, vsplat, vstore, vtranspose4
+
 __all__ = ["GROUP", "epoch_products", "leaf_sources", "paired_blocks", "progression_plan",
            "progression_products", "progression_scratch", "recombination"]
 
@@ -171,7 +173,9 @@ def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cov
     centred samples. The transposition goes a tile of samples at a time, so that the rows
     it writes stay in L1 (1.9–2.5× faster than sample by sample over the whole epoch), and
     four channels at a time, so that each sample's writes are contiguous (1.3× faster than
-    one channel at a time; one thread, throw-away timings). ``dst`` ``(TILE,)``: scratch.
+    one channel at a time; one thread, throw-away timings); four samples of them at a time
+    are transposed in registers (:mod:`~brainmill.features._simd`: PhysioNet's 45 epochs,
+    4.0 against 6.2 µs an epoch, same bits). ``dst`` ``(TILE,)``: scratch.
     """
     c, t = X.shape[1], X.shape[2]
     width = xcp.shape[1]
@@ -187,12 +191,26 @@ def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cov
             s = k0 + q
             blk = s // e
             dst[q] = ((blk & last) * width + (blk >> levels) * e + s - blk * e) * c
+        w4 = w - w % 4
         for i in range(0, c4, 4):
             x0, x1 = X[ep, i, k0:k0 + w], X[ep, i + 1, k0:k0 + w]
             x2, x3 = X[ep, i + 2, k0:k0 + w], X[ep, i + 3, k0:k0 + w]
+            # four samples of four channels at a time, transposed in registers: each
+            # channel's sum still adds its samples in time order
+            m = vload(mean, i)
+            sums = vsplat(0.0)
+            for q in range(0, w4, 4):
+                v0, v1, v2, v3 = vtranspose4(vload(x0, q), vload(x1, q), vload(x2, q),
+                                             vload(x3, q))
+                v0, v1, v2, v3 = v0 - m, v1 - m, v2 - m, v3 - m
+                vstore(flat, dst[q] + i, v0)
+                vstore(flat, dst[q + 1] + i, v1)
+                vstore(flat, dst[q + 2] + i, v2)
+                vstore(flat, dst[q + 3] + i, v3)
+                sums = (((sums + v0) + v1) + v2) + v3
+            t0, t1, t2, t3 = vget(sums, 0), vget(sums, 1), vget(sums, 2), vget(sums, 3)
             m0, m1, m2, m3 = mean[i], mean[i + 1], mean[i + 2], mean[i + 3]
-            t0 = t1 = t2 = t3 = 0.0
-            for q in range(w):
+            for q in range(w4, w):
                 d = dst[q] + i
                 v0, v1, v2, v3 = x0[q] - m0, x1[q] - m1, x2[q] - m2, x3[q] - m3
                 flat[d] = v0

@@ -1,0 +1,102 @@
+"""The 4-wide vector intrinsics give the bits of the scalar operations they replace."""
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
+from brainmill.features._simd import (
+    vget,
+    vload,
+    vload_n,
+    vsplat,
+    vstore,
+    vstore_n,
+    vtranspose4,
+)
+
+
+@njit(cache=False)
+def _arithmetic(a, b, c, out):
+    for j in range(0, a.size - a.size % 4, 4):
+        x, y, z = vload(a, j), vload(b, j), vload(c, j)
+        vstore(out, j, ((x - vsplat(1.5) * y) + z * x) - y)
+
+
+@njit(cache=False)
+def _masked(src, j, n, out):
+    vstore_n(out, j, vload_n(src, j, n), n)
+
+
+@njit(cache=False)
+def _masked_lanes(src, j, n):
+    v = vload_n(src, j, n)
+    return vget(v, 0), vget(v, 1), vget(v, 2), vget(v, 3)
+
+
+@njit(cache=False)
+def _transpose(block, out):
+    c0, c1, c2, c3 = vtranspose4(vload(block[0], 0), vload(block[1], 0), vload(block[2], 0),
+                                 vload(block[3], 0))
+    vstore(out[0], 0, c0)
+    vstore(out[1], 0, c1)
+    vstore(out[2], 0, c2)
+    vstore(out[3], 0, c3)
+
+
+def test_lanewise_arithmetic_has_the_bits_of_numpy():
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(64) * 10.0 ** rng.integers(-300, 300, 64) for _ in range(3))
+    out = np.empty(64)
+    _arithmetic(a, b, c, out)
+    with np.errstate(all="ignore"):
+        expected = ((a - 1.5 * b) + c * a) - b
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_loads_and_stores_at_any_offset():
+    src = np.arange(11.0)
+    out = np.full(11, -1.0)
+
+    @njit(cache=False)
+    def copy_at(src, j, out):
+        vstore(out, j, vload(src, j))
+
+    copy_at(src, 5, out)  # unaligned: element 5 of a float64 array
+    np.testing.assert_array_equal(out, [-1.0] * 5 + [5.0, 6.0, 7.0, 8.0] + [-1.0] * 2)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4])
+def test_masked_load_and_store_touch_only_n_elements(n):
+    src = np.arange(1.0, 9.0)
+    out = np.full(8, -1.0)
+    _masked(src, 3, n, out)
+    expected = np.full(8, -1.0)
+    expected[3:3 + n] = src[3:3 + n]
+    np.testing.assert_array_equal(out, expected)
+    lanes = _masked_lanes(src, 3, n)
+    assert lanes == tuple(src[3:3 + n].tolist() + [0.0] * (4 - n))
+
+
+def test_masked_load_at_the_array_end():
+    # the last two elements of an array (llvm.masked.load reads nothing past them; a plain
+    # 4-wide load here would read 16 bytes past the buffer, which this test cannot see)
+    buf = np.arange(6.0)
+    lanes = _masked_lanes(buf, 4, 2)
+    assert lanes == (4.0, 5.0, 0.0, 0.0)
+
+
+def test_transpose_of_a_4x4_block():
+    block = np.arange(16.0).reshape(4, 4)
+    out = np.empty((4, 4))
+    _transpose(block, out)
+    np.testing.assert_array_equal(out, block.T)
+
+
+def test_strided_rows_are_rejected_at_compile_time():
+    @njit(cache=False)
+    def load_column(a):
+        return vget(vload(a[:, 0], 0), 0)
+
+    with pytest.raises(TypingError):
+        load_column(np.zeros((4, 4)))

@@ -13,6 +13,7 @@ from brainmill.features._acm_products import (
     _centre_by_phase,
     leaf_sources,
     paired_blocks,
+    paired_rows,
     progression_plan,
     progression_products,
     recombination,
@@ -116,7 +117,8 @@ def plans(order):
                    if g >= 1})
 
 
-@pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97), (3, 60)])
+@pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97), (3, 60),
+                                                (16, 319)])
 @pytest.mark.parametrize("order,lag", [(4, 1), (5, 3), (6, 2), (8, 4), (9, 1), (10, 5),
                                        (12, 2)])
 def test_progression_products_equal_direct_products(n_channels, n_times, order, lag):
@@ -263,3 +265,16 @@ def test_centring_splits_phases_and_sums_each_tile_in_time_order(n_channels, n_t
                 acc += v
             expected[i] += acc
     np.testing.assert_array_equal(total, expected)
+
+
+@pytest.mark.parametrize("n_times,e,levels,n_delays,rows", [
+    (481, 4, 3, 8, 15),  # PhysioNet: one sample left, added alone, instead of 31 zeros
+    (512, 4, 3, 8, 16),  # whole rows
+    (319, 4, 3, 8, 10),  # 31 left: 136 single products cost more than one padded sample
+    (1000, 4, 3, 8, 31),  # the synthetic epochs: 8 left, 12 single products against 24 zeros
+    (1000, 5, 2, 4, 50),  # whole rows of 4 blocks of 5
+    (20, 4, 3, 8, 1),  # shorter than a row: padded
+])
+def test_paired_rows_pad_only_when_the_samples_left_cost_more(n_times, e, levels, n_delays,
+                                                              rows):
+    assert paired_rows(n_times, e, levels, n_delays) == rows

@@ -27,8 +27,10 @@ delays.
 
 Each leaf is a sum or difference of the blocks ``2^L·v + j`` of ``e`` samples (of rows ``v``
 and, for ``b``, ``v + 1``). The epoch is therefore centred straight into its ``2^L`` *phases*
-(the blocks ``2^L·v + j``, one array per ``j``), padded with zeros to whole rows so that every
-sample is paired and none is left over. For two levels, four of the nine ``a`` leaves and one
+(the blocks ``2^L·v + j``, one array per ``j``), padded with zeros past the epoch. The leaves
+pair whole rows of ``2^L`` blocks; the few samples past the last whole row are either paired
+against the zeros of one more row or added one product at a time, whichever costs less
+(:func:`paired_rows`). For two levels, four of the nine ``a`` leaves and one
 of the ``b`` leaves are phases themselves and the others are built in one pass over the
 phases; three levels split the phases once (level 1) into three sequences of four phases
 each and take two levels of each. Built level by level from the whole time-major epoch
@@ -50,6 +52,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from ._acm_kernels import _add_lagged
 from ._simd import vget, vload, vsplat, vstore, vtranspose4
 
 __all__ = ["GROUP", "epoch_products", "leaf_sources", "paired_blocks", "progression_plan",
@@ -154,10 +157,32 @@ def paired_blocks(n_times: int, step: int, groups: int) -> int:
     """Whole blocks of ``step`` samples whose partners for every delay of ``groups`` groups of
     4 lie inside the epoch (a multiple of :data:`GROUP`; 0: too short).
 
-    :func:`progression_products` pairs every sample, padding the epoch with zeros; this
+    :func:`progression_products` pairs the epoch's samples against zeros past its end; this
     count of the blocks no padding touches is what ``progression_step`` requires enough of.
     """
     return max(0, (n_times // step - (GROUP * groups - 1)) // GROUP * GROUP)
+
+
+@njit(cache=True, nogil=True)
+def paired_rows(n_times, e, levels, n_delays):  # pragma: no cover - compiled
+    """Rows of ``2^levels`` blocks of ``e`` samples that the leaves pair.
+
+    Whole rows only (the samples past them added one product at a time, ``Σ_m max(0, r −
+    m·e)`` products of a channel pair for ``r`` samples left over) when that costs less
+    than the zeros padding one more row would multiply: ``(3/2)^levels`` products of a
+    channel pair for each padded sample, in BLAS, about twice as fast a product as the
+    tables' kernel (:func:`~brainmill.features._acm_kernels._add_lagged`) that adds the
+    rest. PhysioNet's 481 samples, (8, 4): 15 rows and one sample left instead of 16 rows,
+    31 of them zeros (6 % of the leaves' products).
+    """
+    step = (1 << levels) * e
+    full, left = n_times // step, n_times % step
+    if left == 0 or full == 0:
+        return -(-n_times // step)
+    singles = 0
+    for m in range(n_delays):
+        singles += max(0, left - m * e)
+    return full if 2 * singles <= (step - left) * 1.5**levels else full + 1
 
 
 #: Samples per tile of the centring transposition (measured: 32 against 8–128, one thread).
@@ -374,7 +399,7 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
                         n_delays):  # pragma: no cover - compiled
     """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (its phases
     zeroed, so that they are zero past the epoch; every other slot is written before it is
-    read), ``M``, ``dst`` and ``plain``."""
+    read), ``M``, ``dst``, ``plain`` and ``rest``."""
     c, t = n_channels, n_times
     size = 1 << levels
     rows_b = -(-t // (size * e)) + groups - 1
@@ -384,19 +409,20 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
     M = np.empty((3**levels, c, c))
     dst = np.empty(_TILE, dtype=np.int64)
     plain = np.empty((t if n_delays > groups * size else 0, c))
-    return work, M, dst, plain
+    rest = np.empty((size * e, c))
+    return work, M, dst, plain, rest
 
 
 @njit(cache=True, nogil=True)
 def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, work, M, dst,
-                   plain, total, prod):  # pragma: no cover - compiled
+                   plain, rest, total, prod):  # pragma: no cover - compiled
     """``prod[m] = R(m·e)`` of epoch ``ep`` centred, ``m < prod.shape[0]``; ``mean`` and
     ``total`` (``(C,)``) as in :func:`progression_products`; the rest from
     :func:`progression_scratch`."""
     c, t = X.shape[1], X.shape[2]
     n_leaves = recon.shape[1]
     size = 1 << levels  # delays a group, phases of the blocks
-    rows_a = -(-t // (size * e))  # rows of `size` blocks of e samples covering the epoch
+    rows_a = paired_rows(t, e, levels, min(prod.shape[0], groups * size))
     rows_b = rows_a + groups - 1
     width = rows_a * e
     span = e * c
@@ -417,6 +443,15 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
             if m >= prod.shape[0]:
                 break
             _sum_leaves(M, recon[k], prod[m])
+    paired = rows_a * size * e
+    if paired < t:  # the samples past the paired rows, one product at a time
+        for s in range(paired, t):
+            row = rest[s - paired]
+            for i in range(c):
+                row[i] = X[ep, i, s] - mean[i]
+        for m in range(min(prod.shape[0], groups * size)):
+            if paired + m * e < t:
+                _add_lagged(rest, 0, t - paired - m * e, m * e, prod[m], prod[m])
     if plain.shape[0]:
         _plain(work[:size], e, levels, plain)
         for m in range(groups * size, prod.shape[0]):
@@ -453,7 +488,8 @@ def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, 
         Written: ``Σ_t`` of each centred epoch.
     """
     n, c, t = X.shape
-    work, M, dst, plain = progression_scratch(c, t, e, levels, groups, n_slots, prod.shape[1])
+    work, M, dst, plain, rest = progression_scratch(c, t, e, levels, groups, n_slots,
+                                                    prod.shape[1])
     for ep in range(n):
         epoch_products(X, ep, mean[ep], fill_mean, e, levels, groups, recon, sources, work, M,
-                       dst, plain, total[ep], prod[ep])
+                       dst, plain, rest, total[ep], prod[ep])

@@ -5,9 +5,10 @@ times, so a loop over 22 channels (BNCI2014-001, the PhysioNet benchmark) runs 3
 trips never, a 4-wide epilogue five times and two scalar iterations, each loop behind its
 own runtime alias checks. Kernels whose short rows are their hot loops say what they mean
 with these instead: a :data:`vec4` value is an LLVM ``<4 x double>``; :func:`vload` /
-:func:`vstore` move four consecutive elements of a 1-D C-contiguous float64 array,
-:func:`vload_n` / :func:`vstore_n` the first ``n < 4`` of them (masked: nothing past them
-is read or written), ``+``, ``−`` and ``*`` act lane by lane with IEEE semantics (no
+:func:`vstore` move four consecutive elements of a 1-D float64 array (in one vector access
+where they are adjacent: known for a C-contiguous row, checked when run for any other, one
+element at a time otherwise), :func:`vload_n` / :func:`vstore_n` the first ``n ≤ 4`` of them
+of a C-contiguous row (masked: nothing past them is read or written), ``+``, ``−`` and ``*`` act lane by lane with IEEE semantics (no
 fused multiply-add, no reassociation: a kernel written with them gives the bits of the
 same scalar operations), :func:`vsplat` broadcasts a scalar, :func:`vget` reads a lane and
 :func:`vtranspose4` transposes a 4 × 4 block held as four vectors.
@@ -50,15 +51,52 @@ class _Vec4Model(models.PrimitiveModel):
 
 
 def _row(arr) -> bool:
-    return (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-            and arr.dtype == types.float64)
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.float64
+
+
+def _c_row(arr) -> bool:
+    return _row(arr) and arr.layout == "C"
 
 
 def _pointer(context, builder, arr_type, arr, idx, idx_type):
-    """``&arr[idx]`` as a ``<4 x double>*``."""
+    """``&arr[idx]`` as a ``<4 x double>*`` (``arr``'s elements adjacent: see :func:`_access`)."""
     array = context.make_array(arr_type)(context, builder, arr)
     i = context.cast(builder, idx, idx_type, types.intp)
     return builder.bitcast(builder.gep(array.data, [i]), _V.as_pointer())
+
+
+def _access(context, builder, arr_type, arr, idx, idx_type, vector, scalar, value=True):
+    """``vector(pointer)`` where ``arr``'s elements are adjacent, else ``scalar(pointers)``
+    (one pointer per lane, by the stride); ``value``: both give a value, merged.
+
+    A C-contiguous row is known adjacent when compiled; any other 1-D array (a row of a
+    sliced 3-D array, say) is checked when run, so the kernels compile for every layout and
+    take the vector path wherever the data allow it.
+    """
+    if arr_type.layout == "C":
+        return vector(_pointer(context, builder, arr_type, arr, idx, idx_type))
+    array = context.make_array(arr_type)(context, builder, arr)
+    i = context.cast(builder, idx, idx_type, types.intp)
+    stride = cgutils.unpack_tuple(builder, array.strides, 1)[0]
+    adjacent = builder.icmp_signed("==", stride, context.get_constant(types.intp, 8))
+    first = builder.gep(builder.bitcast(array.data, ir.IntType(8).as_pointer()),
+                        [builder.mul(i, stride)])
+    with builder.if_else(adjacent, likely=True) as (then, otherwise):
+        with then:
+            block_vector = builder.block
+            got_vector = vector(builder.bitcast(first, _V.as_pointer()))
+        with otherwise:
+            block_scalar = builder.block
+            lanes = [builder.bitcast(builder.gep(first, [builder.mul(
+                context.get_constant(types.intp, k), stride)]), ir.DoubleType().as_pointer())
+                for k in range(_LANES)]
+            got_scalar = scalar(lanes)
+    if not value:
+        return None
+    merged = builder.phi(got_vector.type)
+    merged.add_incoming(got_vector, block_vector)
+    merged.add_incoming(got_scalar, block_scalar)
+    return merged
 
 
 def _lane_mask(context, builder, n, n_type):
@@ -73,13 +111,19 @@ def _lane_mask(context, builder, n, n_type):
 
 @intrinsic
 def vload(typingctx, arr, idx):
-    """``arr[idx:idx + 4]`` as a :data:`vec4` (``arr``: 1-D C-contiguous float64)."""
+    """``arr[idx:idx + 4]`` as a :data:`vec4` (``arr``: 1-D float64)."""
     if not (_row(arr) and isinstance(idx, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        return builder.load(ptr, align=8)
+        def gather(lanes):
+            v = ir.Constant(_V, ir.Undefined)
+            for k, ptr in enumerate(lanes):
+                v = builder.insert_element(v, builder.load(ptr), ir.Constant(_I32, k))
+            return v
+
+        return _access(context, builder, sig.args[0], args[0], args[1], sig.args[1],
+                       lambda ptr: builder.load(ptr, align=8), gather)
 
     return vec4(arr, idx), codegen
 
@@ -91,8 +135,12 @@ def vstore(typingctx, arr, idx, v):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        builder.store(args[2], ptr, align=8)
+        def scatter(lanes):
+            for k, ptr in enumerate(lanes):
+                builder.store(builder.extract_element(args[2], ir.Constant(_I32, k)), ptr)
+
+        _access(context, builder, sig.args[0], args[0], args[1], sig.args[1],
+                lambda ptr: builder.store(args[2], ptr, align=8), scatter, value=False)
         return context.get_dummy_value()
 
     return types.none(arr, idx, v), codegen
@@ -102,7 +150,7 @@ def vstore(typingctx, arr, idx, v):
 def vload_n(typingctx, arr, idx, n):
     """``arr[idx:idx + n]`` in the first ``n`` lanes (``0 ≤ n ≤ 4``), zeros in the others;
     nothing past ``arr[idx + n − 1]`` is read (``llvm.masked.load``)."""
-    if not (_row(arr) and isinstance(idx, types.Integer) and isinstance(n, types.Integer)):
+    if not (_c_row(arr) and isinstance(idx, types.Integer) and isinstance(n, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -120,7 +168,7 @@ def vload_n(typingctx, arr, idx, n):
 def vstore_n(typingctx, arr, idx, v, n):
     """``arr[idx:idx + n] = v[:n]`` (``0 ≤ n ≤ 4``); nothing else is written
     (``llvm.masked.store``)."""
-    if not (_row(arr) and isinstance(idx, types.Integer) and v == vec4
+    if not (_c_row(arr) and isinstance(idx, types.Integer) and v == vec4
             and isinstance(n, types.Integer)):
         return None
 

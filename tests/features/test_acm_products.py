@@ -118,7 +118,7 @@ def plans(order):
 
 
 @pytest.mark.parametrize("n_channels,n_times", [(16, 300), (22, 481), (17, 97), (3, 60),
-                                                (16, 319)])
+                                                (16, 319), (30, 97)])
 @pytest.mark.parametrize("order,lag", [(4, 1), (5, 3), (6, 2), (8, 4), (9, 1), (10, 5),
                                        (12, 2)])
 def test_progression_products_equal_direct_products(n_channels, n_times, order, lag):
@@ -278,3 +278,13 @@ def test_centring_splits_phases_and_sums_each_tile_in_time_order(n_channels, n_t
 def test_paired_rows_pad_only_when_the_samples_left_cost_more(n_times, e, levels, n_delays,
                                                               rows):
     assert paired_rows(n_times, e, levels, n_delays) == rows
+
+
+def test_epochs_sliced_in_time_give_the_bits_of_a_contiguous_copy():
+    """Epochs numba types as non-contiguous (a slice in time, as real-data loaders make) take
+    the same kernels: the vector loads check their rows' stride when run."""
+    X = np.random.default_rng(7).standard_normal((6, 22, 520))[:, :, 13:494]  # 481 samples
+    assert not X.flags.c_contiguous
+    for order, lag in ((8, 4), (5, 3)):
+        np.testing.assert_array_equal(augmented_covariances(X, order, lag),
+                                      augmented_covariances(np.ascontiguousarray(X), order, lag))

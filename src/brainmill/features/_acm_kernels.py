@@ -352,7 +352,8 @@ def _four_in_loops(src, s, d, prev, acc):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _add_lagged(src, lo, hi, d, prev, acc):  # pragma: no cover - compiled
-    """``acc = prev + Σ_{lo ≤ s < hi} src[s] src[s+d]ᵀ``, in ``s`` order, for ``src`` ``(S, C)``.
+    """``acc = prev + Σ_{lo ≤ s < hi} src[s] src[s+d]ᵀ``, in ``s`` order, for ``src`` ``(S, C)``
+    (``src``, ``prev`` and ``acc`` C-contiguous: the register path's masked access needs it).
 
     Four samples per pass over ``acc``, each element updated in the same order as one
     sample at a time (so the same bits), with a quarter of the loads and stores of ``acc``:

@@ -83,14 +83,14 @@ def _access(context, builder, arr_type, arr, idx, idx_type, vector, scalar, valu
                         [builder.mul(i, stride)])
     with builder.if_else(adjacent, likely=True) as (then, otherwise):
         with then:
-            block_vector = builder.block
             got_vector = vector(builder.bitcast(first, _V.as_pointer()))
+            block_vector = builder.block  # the branch's last block: the phi's predecessor
         with otherwise:
-            block_scalar = builder.block
             lanes = [builder.bitcast(builder.gep(first, [builder.mul(
                 context.get_constant(types.intp, k), stride)]), ir.DoubleType().as_pointer())
                 for k in range(_LANES)]
             got_scalar = scalar(lanes)
+            block_scalar = builder.block
     if not value:
         return None
     merged = builder.phi(got_vector.type)

@@ -299,43 +299,45 @@ def _lanes(c, j):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _chunks(row, n0, n1, n2, n3, n4, n5):  # pragma: no cover - compiled
+    """``row[:24]`` as six 4-wide vectors, chunk ``k`` holding its first ``n_k`` lanes."""
+    return (vload_n(row, 0, n0), vload_n(row, 4, n1), vload_n(row, 8, n2),
+            vload_n(row, 12, n3), vload_n(row, 16, n4), vload_n(row, 20, n5))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _update_chunk(row, base, j, n, a0, a1, a2, a3, b0, b1, b2, b3):  # pragma: no cover
+    """``row[j:j+n] = (((base + a0·b0) + a1·b1) + a2·b2) + a3·b3`` on the chunk at ``j``."""
+    vstore_n(row, j, (((vload_n(base, j, n) + a0 * b0) + a1 * b1) + a2 * b2) + a3 * b3, n)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _four_in_registers(src, s, d, prev, acc):  # pragma: no cover - compiled
     """``acc = prev + Σ_{r<4} src[s+r] src[s+d+r]ᵀ`` for ``C ≤ REGISTER_COLUMNS``.
 
     The four ``src[s+d+r]`` rows are loaded once, as six 4-wide vectors each (the last ones
     masked), and every row of ``acc`` is then four broadcasts and 24 vector multiplies and
     adds; each element gets the same operations in the same order as :func:`_add_lagged`'s
-    loops (so the same bits). The tables of a PhysioNet (8, 4) epoch (22 channels): 9.4
+    loops (so the same bits). The tables of a PhysioNet (8, 4) epoch (22 channels): 10.4
     against 15.0 µs (one thread, throw-away timings); from 28 channels the loops were as fast.
     """
     c = src.shape[1]
-    b0, b1, b2, b3 = src[s + d], src[s + d + 1], src[s + d + 2], src[s + d + 3]
     n0, n1, n2 = _lanes(c, 0), _lanes(c, 4), _lanes(c, 8)
     n3, n4, n5 = _lanes(c, 12), _lanes(c, 16), _lanes(c, 20)
-    p00, p01, p02 = vload_n(b0, 0, n0), vload_n(b0, 4, n1), vload_n(b0, 8, n2)
-    p03, p04, p05 = vload_n(b0, 12, n3), vload_n(b0, 16, n4), vload_n(b0, 20, n5)
-    p10, p11, p12 = vload_n(b1, 0, n0), vload_n(b1, 4, n1), vload_n(b1, 8, n2)
-    p13, p14, p15 = vload_n(b1, 12, n3), vload_n(b1, 16, n4), vload_n(b1, 20, n5)
-    p20, p21, p22 = vload_n(b2, 0, n0), vload_n(b2, 4, n1), vload_n(b2, 8, n2)
-    p23, p24, p25 = vload_n(b2, 12, n3), vload_n(b2, 16, n4), vload_n(b2, 20, n5)
-    p30, p31, p32 = vload_n(b3, 0, n0), vload_n(b3, 4, n1), vload_n(b3, 8, n2)
-    p33, p34, p35 = vload_n(b3, 12, n3), vload_n(b3, 16, n4), vload_n(b3, 20, n5)
+    p00, p01, p02, p03, p04, p05 = _chunks(src[s + d], n0, n1, n2, n3, n4, n5)
+    p10, p11, p12, p13, p14, p15 = _chunks(src[s + d + 1], n0, n1, n2, n3, n4, n5)
+    p20, p21, p22, p23, p24, p25 = _chunks(src[s + d + 2], n0, n1, n2, n3, n4, n5)
+    p30, p31, p32, p33, p34, p35 = _chunks(src[s + d + 3], n0, n1, n2, n3, n4, n5)
     for i in range(c):
         a0, a1 = vsplat(src[s, i]), vsplat(src[s + 1, i])
         a2, a3 = vsplat(src[s + 2, i]), vsplat(src[s + 3, i])
         row, base = acc[i], prev[i]
-        vstore_n(row, 0, (((vload_n(base, 0, n0) + a0 * p00) + a1 * p10) + a2 * p20)
-                 + a3 * p30, n0)
-        vstore_n(row, 4, (((vload_n(base, 4, n1) + a0 * p01) + a1 * p11) + a2 * p21)
-                 + a3 * p31, n1)
-        vstore_n(row, 8, (((vload_n(base, 8, n2) + a0 * p02) + a1 * p12) + a2 * p22)
-                 + a3 * p32, n2)
-        vstore_n(row, 12, (((vload_n(base, 12, n3) + a0 * p03) + a1 * p13) + a2 * p23)
-                 + a3 * p33, n3)
-        vstore_n(row, 16, (((vload_n(base, 16, n4) + a0 * p04) + a1 * p14) + a2 * p24)
-                 + a3 * p34, n4)
-        vstore_n(row, 20, (((vload_n(base, 20, n5) + a0 * p05) + a1 * p15) + a2 * p25)
-                 + a3 * p35, n5)
+        _update_chunk(row, base, 0, n0, a0, a1, a2, a3, p00, p10, p20, p30)
+        _update_chunk(row, base, 4, n1, a0, a1, a2, a3, p01, p11, p21, p31)
+        _update_chunk(row, base, 8, n2, a0, a1, a2, a3, p02, p12, p22, p32)
+        _update_chunk(row, base, 12, n3, a0, a1, a2, a3, p03, p13, p23, p33)
+        _update_chunk(row, base, 16, n4, a0, a1, a2, a3, p04, p14, p24, p34)
+        _update_chunk(row, base, 20, n5, a0, a1, a2, a3, p05, p15, p25, p35)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -361,41 +363,29 @@ def _add_lagged(src, lo, hi, d, prev, acc):  # pragma: no cover - compiled
     :data:`REGISTER_COLUMNS` channels a pass keeps its four rows of ``src[s+d]`` in registers
     (:func:`_four_in_registers`). The first pass reads ``prev`` (which may be ``acc``
     itself), so that a running sum is written straight into its next table instead of being
-    accumulated and copied there.
+    accumulated and copied there; the later ones update ``acc`` in place.
     """
-    c = src.shape[1]
-    narrow = c <= REGISTER_COLUMNS
-    s = lo
     if hi - lo < 1:
         acc[:, :] = prev
         return
-    if hi - lo >= 4:  # the first pass reads prev: four samples, or one
-        if narrow:
-            _four_in_registers(src, s, d, prev, acc)
-        else:
-            _four_in_loops(src, s, d, prev, acc)
-        s += 4
-    else:
-        b0 = src[s + d]
-        for i in range(c):
-            a0 = src[s, i]
-            row, base = acc[i], prev[i]
-            for j in range(c):
-                row[j] = base[j] + a0 * b0[j]
-        s += 1
+    c = src.shape[1]
+    base = prev
+    s = lo
     while s + 4 <= hi:
-        if narrow:
-            _four_in_registers(src, s, d, acc, acc)
+        if c <= REGISTER_COLUMNS:
+            _four_in_registers(src, s, d, base, acc)
         else:
-            _four_in_loops(src, s, d, acc, acc)
+            _four_in_loops(src, s, d, base, acc)
+        base = acc
         s += 4
     while s < hi:
         b0 = src[s + d]
         for i in range(c):
             a0 = src[s, i]
-            row = acc[i]
+            row, prow = acc[i], base[i]
             for j in range(c):
-                row[j] += a0 * b0[j]
+                row[j] = prow[j] + a0 * b0[j]
+        base = acc
         s += 1
 
 

@@ -422,7 +422,8 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
     c, t = X.shape[1], X.shape[2]
     n_leaves = recon.shape[1]
     size = 1 << levels  # delays a group, phases of the blocks
-    rows_a = paired_rows(t, e, levels, min(prod.shape[0], groups * size))
+    n_grouped = min(prod.shape[0], groups * size)  # delays the leaves make
+    rows_a = paired_rows(t, e, levels, n_grouped)
     rows_b = rows_a + groups - 1
     width = rows_a * e
     span = e * c
@@ -449,7 +450,7 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
             row = rest[s - paired]
             for i in range(c):
                 row[i] = X[ep, i, s] - mean[i]
-        for m in range(min(prod.shape[0], groups * size)):
+        for m in range(n_grouped):
             if paired + m * e < t:
                 _add_lagged(rest, 0, t - paired - m * e, m * e, prod[m], prod[m])
     if plain.shape[0]:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache, partial
 
 import numba
@@ -56,10 +56,6 @@ PARALLEL_MIN_VALUES = 200_000
 DIRECT_MIRROR_MAX = 384
 DIRECT_MIRROR_STRIDE = 32
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
-_BLAS = None  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)
-_BLAS_LOCK = threading.Lock()
-_BLAS_HOLDS = 0  # holds open
-_BLAS_LIMIT = None  # the limit the last hold to end restores
 
 
 def splits(n_epochs: int, n_values: int) -> bool:
@@ -147,33 +143,60 @@ def next_epoch(typingctx, counter):  # pragma: no cover - compiled
     return sig, codegen
 
 
-@contextmanager
-def blas_one_thread() -> Iterator[None]:
-    """BLAS at one thread until the last of any overlapping holds ends.
+class _OneThreadBLAS:
+    """BLAS at one thread until the last of any overlapping holds ends (reentrant, shared).
 
-    threadpoolctl's limit is process-wide and restores what it saw on entry, so two holds
-    from two threads that ended in the other order would leave BLAS at one thread: the first
-    hold sets the limit, the last one restores it.
+    Two holds from two threads may end in either order: the first hold sets every BLAS to
+    one thread, the last one restores what the first saw. Each BLAS is set through
+    threadpoolctl's controller of it, found once (the libraries loaded at the first hold,
+    scipy's, which ``np.dot`` in the compiled kernels calls, among them), and only where it
+    is not at one thread already: about 2 against 11 µs for threadpoolctl's ``limit`` and
+    its restore, whose objects are made anew each time (a PhysioNet (8, 4) transform's hold
+    and release took 50 µs after its kernels had filled the caches; BENCHMARKS.md,
+    sixteenth session).
     """
-    global _BLAS, _BLAS_HOLDS, _BLAS_LIMIT
-    with _BLAS_LOCK:
-        if _BLAS_HOLDS == 0:
-            if _BLAS is None:  # made on first use: it inspects the libraries loaded then
-                # scipy's own BLAS, which np.dot in compiled kernels calls, loaded first
-                import scipy.linalg.cython_blas  # noqa: F401
-                from threadpoolctl import ThreadpoolController
 
-                _BLAS = ThreadpoolController()
-            _BLAS_LIMIT = _BLAS.limit(limits=1, user_api="blas")
-        _BLAS_HOLDS += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_HOLDS -= 1
-            if _BLAS_HOLDS == 0:
-                _BLAS_LIMIT.restore_original_limits()
-                _BLAS_LIMIT = None
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holds = 0
+        self._blas = None  # threadpoolctl's controllers of the BLAS libraries
+        self._saved = []  # (controller, threads) set to one thread by the open holds
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._holds == 0:
+                if self._blas is None:
+                    self._blas = _blas_controllers()
+                saved = [(lib, lib.get_num_threads()) for lib in self._blas]
+                self._saved = [(lib, n) for lib, n in saved if n is not None and n != 1]
+                for lib, _ in self._saved:
+                    lib.set_num_threads(1)
+            self._holds += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._holds -= 1
+            if self._holds == 0:
+                for lib, n in self._saved:
+                    lib.set_num_threads(n)
+                self._saved = []
+
+
+def _blas_controllers() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded now."""
+    # scipy's own BLAS, which np.dot in compiled kernels calls, loaded first
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+
+
+_ONE_THREAD_BLAS = _OneThreadBLAS()
+
+
+def blas_one_thread() -> AbstractContextManager:
+    """A hold of BLAS at one thread (:class:`_OneThreadBLAS`): ``with blas_one_thread():``."""
+    return _ONE_THREAD_BLAS
 
 
 def blas_held(n_epochs: int, n_values: int) -> AbstractContextManager:

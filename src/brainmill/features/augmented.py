@@ -36,6 +36,7 @@ correction does not cancel catastrophically.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -712,41 +713,64 @@ def augmented_covariances(
         where it can).
     """
     X = check_signals(X, finite=False)  # LaggedProducts / the single pass check the values
-    check_embedding(X.shape[-1], X.shape[1], order, lag, estimator)
-    delays = [m * lag for m in range(order)]
-    if estimator != "lwf" and progression_step(delays, X.shape[-1], X.shape[1]):
-        return _single_pass_covariances(X, order, lag, estimator)
-    products = LaggedProducts(X, delays)
+    plan = _single_pass_plan(X.shape[1], X.shape[-1], order, lag, estimator)
+    if plan is not None:
+        return _single_pass_covariances(X, order, lag, estimator, plan)
+    products = LaggedProducts(X, [m * lag for m in range(order)])
     return products.covariances(order, lag, estimator)
 
 
-def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str) -> np.ndarray:
-    """``cov`` or ``oas`` ACMs of a progression (``progression_step``) in one pass over the
-    epochs (:mod:`~brainmill.features._acm_single`); then the same checks as
-    :class:`LaggedProducts`: NaN/inf named, singular channel covariances (``cov``)."""
-    from ._acm_kernels import over_claimed_epochs, table_positions
-    from ._acm_products import leaf_sources, progression_plan, recombination
-    from ._acm_single import single_pass
+@lru_cache(maxsize=64)
+def _single_pass_plan(n_channels: int, n_times: int, order: int, lag: int,
+                      estimator: str) -> tuple | None:
+    """What :func:`_single_pass_covariances` passes its kernel for epochs of this shape, or
+    ``None`` where the transform takes :class:`LaggedProducts` (``lwf``, or delays that are
+    not a progression ``progression_step`` takes).
 
-    n_ep, c, t = X.shape
-    nwin = n_window(t, order, lag)
+    Raises ``check_embedding``'s errors (not cached). Cached, as the kernel is fast enough
+    that working this out again took a noticeable part of a call: the plan's pieces, each
+    cached but looked up apart, and the checks took 28 µs of a 2.6-ms PhysioNet (8, 4)
+    transform with the caches cold from the kernel before (BENCHMARKS.md, sixteenth
+    session).
+    """
+    from ._acm_kernels import table_positions
+    from ._acm_products import leaf_sources, progression_plan, recombination
+
+    nwin = check_embedding(n_times, n_channels, order, lag, estimator)
+    if estimator == "lwf" or not progression_step([m * lag for m in range(order)], n_times,
+                                                  n_channels):
+        return None
     levels, groups = progression_plan(order)
     recon, (sources, n_slots) = recombination(levels), leaf_sources(levels)
     hpos, epos, n_head, n_tail = table_positions(order)
     plain = estimator == "cov"
     scale, rtol = (1.0 / (nwin - 1), RANK_RTOL) if plain else (1.0 / nwin, -1.0)
-    mean, total = np.empty((n_ep, c)), np.empty((n_ep, c))
+    return (levels, groups, recon, sources, n_slots, hpos, epos, n_head, n_tail, float(nwin),
+            scale, rtol)
+
+
+def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str,
+                             plan: tuple) -> np.ndarray:
+    """``cov`` or ``oas`` ACMs of a progression (``progression_step``) in one pass over the
+    epochs (:mod:`~brainmill.features._acm_single`) with :func:`_single_pass_plan`'s
+    ``plan``; then the same checks as :class:`LaggedProducts`: NaN/inf named, singular
+    channel covariances (``cov``)."""
+    from ._acm_kernels import over_claimed_epochs
+    from ._acm_single import single_pass
+
+    n_ep, c, _ = X.shape
+    nwin, rtol = plan[9], plan[11]
+    mean, total = np.empty((2, n_ep, c))
     sure, r0 = np.ones(n_ep, dtype=bool), np.empty((n_ep, c, c))
     out = np.empty((n_ep, order * c, order * c))
-    over_claimed_epochs(lambda counter: single_pass(X, order, lag, levels, groups, recon,
-                                                    sources, n_slots, hpos, epos, n_head,
-                                                    n_tail, float(nwin), scale, rtol, mean,
-                                                    total, sure, r0, out, counter),
+    over_claimed_epochs(lambda counter: single_pass(X, order, lag, *plan, mean, total, sure, r0,
+                                                    out, counter),
                         n_ep, X.size * order, hold_blas=True)
     if not np.isfinite(mean).all():  # a NaN or inf sample makes its mean NaN or inf
         check_signals(X)  # names them (a mean that overflowed passes, as LaggedProducts')
-    if plain:
-        unsure = np.flatnonzero(~sure)
-        raise_if_singular(r0[unsure], unsure, n_ep, rtol)
+    if estimator == "cov":
+        if not sure.all():  # the bound cleared every epoch in the usual case
+            unsure = np.flatnonzero(~sure)
+            raise_if_singular(r0[unsure], unsure, n_ep, rtol)
         return out
     return _oas_shrink(out, nwin)

@@ -11,6 +11,7 @@ from brainmill.features._acm_products import (
     GROUP,
     _build_leaves,
     _centre_by_phase,
+    _recombine,
     leaf_sources,
     paired_blocks,
     paired_rows,
@@ -288,3 +289,27 @@ def test_epochs_sliced_in_time_give_the_bits_of_a_contiguous_copy():
     for order, lag in ((8, 4), (5, 3)):
         np.testing.assert_array_equal(augmented_covariances(X, order, lag),
                                       augmented_covariances(np.ascontiguousarray(X), order, lag))
+
+
+@pytest.mark.parametrize("levels,n_channels,first,n_out", [
+    (3, 22, 0, 8),  # PhysioNet: 484 values, whole 8-value chunks
+    (3, 5, 8, 8),  # 25 values: three 8-value chunks and one value alone; a second group
+    (3, 2, 0, 5),  # 4 values: one 4-value chunk; a group cut short by the order
+    (2, 3, 4, 4),  # 9 values: one 8-value chunk and one alone
+    (2, 7, 0, 3),  # 49: six 8-value chunks and one alone
+])
+def test_recombination_adds_the_leaves_in_order(levels, n_channels, first, n_out):
+    """Each output is 0 + the leaves its recombination row picks, added one at a time in leaf
+    order (the bits of the one-output-at-a-time sum it replaced), into its group's slots."""
+    recon = recombination(levels)
+    rng = np.random.default_rng(levels * 100 + n_channels)
+    M = rng.standard_normal((recon.shape[1], n_channels, n_channels)) * 10.0 ** rng.integers(
+        -8, 8, size=(recon.shape[1], 1, 1))
+    prod = np.full((first + recon.shape[0], n_channels, n_channels), np.nan)
+    _recombine(M, recon, prod, first, n_out, np.empty(recon.shape, dtype=np.int64))
+    for k in range(n_out):
+        expected = np.zeros((n_channels, n_channels))
+        for leaf in np.flatnonzero(recon[k]):
+            expected = expected + M[leaf]
+        np.testing.assert_array_equal(prod[first + k], expected)
+    assert np.isnan(prod[:first]).all() and np.isnan(prod[first + n_out:]).all()

@@ -370,28 +370,51 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _sum_leaves(M, coef, out):  # pragma: no cover - compiled
-    """``out = 0 + Σ_{coef[l] ≠ 0} M[l]``, the leaves added in order, four per pass over ``out``.
+def _recombine(M, recon, prod, first, n_out, picks):  # pragma: no cover - compiled
+    """``prod[first + k] = 0 + Σ_{recon[k, l] ≠ 0} M[l]``, the leaves added in order, for
+    ``k < n_out``; four values of every output at a time.
 
-    The bits of zeroing ``out`` and adding the leaves one at a time (each element gets the
-    same additions in the same order); numba's ``out += M[l]`` on the ``(C, C)`` arrays took
-    three times as long (0.56 against 0.19 ms: PhysioNet (8, 4) products, one thread).
+    Each element gets the additions of zeroing the output and adding the leaves one at a
+    time, in the same order, so the same bits. Going over the outputs four values at a time
+    reads each leaf product once (its lines stay in L1 while the outputs that use it are
+    summed) instead of once for every output that uses it: PhysioNet's 27 products into 8
+    outputs (22 channels) took 2.1 against 4.2 µs as one pass over each output for every four
+    leaves (L1/L2-resident, one thread). ``picks`` ``(2^levels, 3^levels)`` int64: scratch.
     """
-    cc = out.size
-    flat, leaves = out.reshape(cc), M.reshape(M.shape[0], cc)
-    picked = np.flatnonzero(coef != 0.0)
-    flat[:] = 0.0
-    q = 0
-    while q + 4 <= picked.size:
-        a, b, c, d = (leaves[picked[q]], leaves[picked[q + 1]], leaves[picked[q + 2]],
-                      leaves[picked[q + 3]])
-        for j in range(cc):
-            flat[j] = (((flat[j] + a[j]) + b[j]) + c[j]) + d[j]
-        q += 4
-    for p in range(q, picked.size):
-        src = leaves[picked[p]]
-        for j in range(cc):
-            flat[j] += src[j]
+    n_leaves = M.shape[0]
+    cc = M.shape[1] * M.shape[2]
+    leaves, outs = M.reshape(n_leaves * cc), prod.reshape(prod.shape[0] * cc)
+    counts = np.zeros(n_out, dtype=np.int64)
+    for k in range(n_out):
+        for leaf in range(n_leaves):
+            if recon[k, leaf] != 0.0:
+                picks[k, counts[k]] = leaf * cc
+                counts[k] += 1
+    base = first * cc
+    j = 0
+    while j + 8 <= cc:  # two chains of additions at a time: 2.1 against 2.8 µs for one
+        for k in range(n_out):
+            lo, hi = vsplat(0.0), vsplat(0.0)
+            for q in range(counts[k]):
+                at = picks[k, q] + j
+                lo = lo + vload(leaves, at)
+                hi = hi + vload(leaves, at + 4)
+            vstore(outs, base + k * cc + j, lo)
+            vstore(outs, base + k * cc + j + 4, hi)
+        j += 8
+    while j + 4 <= cc:
+        for k in range(n_out):
+            acc = vsplat(0.0)
+            for q in range(counts[k]):
+                acc = acc + vload(leaves, picks[k, q] + j)
+            vstore(outs, base + k * cc + j, acc)
+        j += 4
+    for jj in range(j, cc):
+        for k in range(n_out):
+            acc1 = 0.0
+            for q in range(counts[k]):
+                acc1 += leaves[picks[k, q] + jj]
+            outs[base + k * cc + jj] = acc1
 
 
 @njit(cache=True, nogil=True)
@@ -399,7 +422,7 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
                         n_delays):  # pragma: no cover - compiled
     """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (its phases
     zeroed, so that they are zero past the epoch; every other slot is written before it is
-    read), ``M``, ``dst``, ``plain`` and ``rest``."""
+    read), ``M``, ``dst``, ``plain``, ``rest`` and ``picks``."""
     c, t = n_channels, n_times
     size = 1 << levels
     rows_b = -(-t // (size * e)) + groups - 1
@@ -410,12 +433,13 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
     dst = np.empty(_TILE, dtype=np.int64)
     plain = np.empty((t if n_delays > groups * size else 0, c))
     rest = np.empty((size * e, c))
-    return work, M, dst, plain, rest
+    picks = np.empty((size, 3**levels), dtype=np.int64)
+    return work, M, dst, plain, rest, picks
 
 
 @njit(cache=True, nogil=True)
 def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, work, M, dst,
-                   plain, rest, total, prod):  # pragma: no cover - compiled
+                   plain, rest, picks, total, prod):  # pragma: no cover - compiled
     """``prod[m] = R(m·e)`` of epoch ``ep`` centred, ``m < prod.shape[0]``; ``mean`` and
     ``total`` (``(C,)``) as in :func:`progression_products`; the rest from
     :func:`progression_scratch`."""
@@ -439,11 +463,7 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
         lo, hi = g * e, (g + rows_a) * e
         for leaf in range(n_leaves):
             np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi], M[leaf])
-        for k in range(size):
-            m = g * size + k
-            if m >= prod.shape[0]:
-                break
-            _sum_leaves(M, recon[k], prod[m])
+        _recombine(M, recon, prod, g * size, min(size, prod.shape[0] - g * size), picks)
     paired = rows_a * size * e
     if paired < t:  # the samples past the paired rows, one product at a time
         for s in range(paired, t):
@@ -489,8 +509,8 @@ def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, 
         Written: ``Σ_t`` of each centred epoch.
     """
     n, c, t = X.shape
-    work, M, dst, plain, rest = progression_scratch(c, t, e, levels, groups, n_slots,
-                                                    prod.shape[1])
+    work, M, dst, plain, rest, picks = progression_scratch(c, t, e, levels, groups, n_slots,
+                                                           prod.shape[1])
     for ep in range(n):
         epoch_products(X, ep, mean[ep], fill_mean, e, levels, groups, recon, sources, work, M,
-                       dst, plain, rest, total[ep], prod[ep])
+                       dst, plain, rest, picks, total[ep], prod[ep])

@@ -75,8 +75,8 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
         How many epochs this call computed.
     """
     n, c, t = X.shape
-    work, M, dst, plain, rest = progression_scratch(c, t, lag, levels, groups, n_slots,
-                                                    order)
+    work, M, dst, plain, rest, picks = progression_scratch(c, t, lag, levels, groups,
+                                                           n_slots, order)
     R = np.empty((order, c, c))
     slots = np.arange(order)
     w = order * lag
@@ -97,7 +97,7 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
             return done
         done += 1
         epoch_products(X, ep, ep_mean[0], True, lag, levels, groups, recon, sources, work, M,
-                       dst, plain, rest, ep_total[0], R)
+                       dst, plain, rest, picks, ep_total[0], R)
         if rtol >= 0.0:
             cleared = surely_full_rank_one(R[0], rtol, f)
             sure[ep] = cleared

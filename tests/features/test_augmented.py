@@ -577,6 +577,77 @@ def test_blas_is_held_to_one_thread_only_while_epochs_are_split(monkeypatch):
     assert blas_threads() == before
 
 
+def test_blas_holds_begun_and_ended_on_different_threads_still_limit_and_restore():
+    """threadpoolctl lets one thread at a time set OpenBLAS's process-wide pool and silently
+    ignores the others. A hold begun on one thread while another controls it must still
+    limit BLAS, and overlapping holds whose first ends first, on a thread that lives on,
+    must still restore it."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from brainmill.features._acm_kernels import blas_one_thread
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with blas_one_thread():  # loads every BLAS the hold sets (scipy's among them)
+        pass
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("needs a BLAS that threadpoolctl sees at more than one thread")
+    first_in, second_in, first_out, finish = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def first():
+        hold = blas_one_thread()
+        hold.__enter__()
+        first_in.set()
+        second_in.wait()
+        hold.__exit__(None, None, None)
+        first_out.set()
+        finish.wait()  # alive until the second hold has ended
+
+    def second():
+        first_in.wait()
+        hold = blas_one_thread()
+        hold.__enter__()
+        second_in.set()
+        first_out.wait()
+        seen["after first"] = blas_threads()
+        hold.__exit__(None, None, None)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    threads[1].join()
+    try:
+        assert seen["after first"] == {1}
+        assert blas_threads() == before
+    finally:
+        finish.set()
+        threads[0].join()
+
+    def alone():  # a thread other than the one that set BLAS last
+        with blas_one_thread():
+            seen["pool"] = blas_threads()
+
+    worker = threading.Thread(target=alone)
+    worker.start()
+    worker.join()
+    assert seen["pool"] == {1}
+    assert blas_threads() == before
+
+
+def test_single_pass_rejects_an_unknown_estimator():
+    """The single pass (22 channels, a progression) must not take an unknown estimator for
+    OAS."""
+    X = np.random.default_rng(0).standard_normal((4, 22, 481))
+    for estimator in ("xyz", "LWF", "scm"):
+        with pytest.raises(ValueError, match=f"unknown estimator '{estimator}'; valid: cov"):
+            augmented_covariances(X, 8, 4, estimator)
+
+
 def test_lagged_products_hold_blas_while_split(monkeypatch):
     """add_delays and the rank check ask for the hold with the size they split by."""
     from brainmill.features import _acm_kernels

@@ -170,7 +170,7 @@ class _OneThreadBLAS:
                 saved = [(lib, lib.get_num_threads()) for lib in self._blas]
                 self._saved = [(lib, n) for lib, n in saved if n is not None and n != 1]
                 for lib, _ in self._saved:
-                    lib.set_num_threads(1)
+                    _set_threads(lib, 1)
             self._holds += 1
 
     def __exit__(self, *exc) -> None:
@@ -178,8 +178,24 @@ class _OneThreadBLAS:
             self._holds -= 1
             if self._holds == 0:
                 for lib, n in self._saved:
-                    lib.set_num_threads(n)
+                    _set_threads(lib, n)
                 self._saved = []
+
+
+def _set_threads(lib, n: int) -> None:
+    """``lib.set_num_threads(n)`` from whichever thread calls it.
+
+    threadpoolctl lets one "controlling" thread set OpenBLAS's process-wide pool (the first
+    to set it, until cleared) and silently ignores the others; a hold may begin and end on
+    different threads, so each call takes control for itself and leaves none, as
+    threadpoolctl's own ``threadpool_limits`` leaves none when it ends.
+    """
+    clear = getattr(lib, "clear_controlling_thread", None)  # threadpoolctl ≥ 3.6, OpenBLAS
+    if clear is not None:
+        clear(force=True)
+    lib.set_num_threads(n)
+    if clear is not None:
+        clear(force=True)
 
 
 def _blas_controllers() -> list:

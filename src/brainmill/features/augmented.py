@@ -727,15 +727,17 @@ def _single_pass_plan(n_channels: int, n_times: int, order: int, lag: int,
     ``None`` where the transform takes :class:`LaggedProducts` (``lwf``, or delays that are
     not a progression ``progression_step`` takes).
 
-    Raises ``check_embedding``'s errors (not cached). Cached, as the kernel is fast enough
-    that working this out again took a noticeable part of a call: the plan's pieces, each
-    cached but looked up apart, and the checks took 28 µs of a 2.6-ms PhysioNet (8, 4)
-    transform with the caches cold from the kernel before (BENCHMARKS.md, sixteenth
-    session).
+    Raises for an unknown estimator (which the single pass would otherwise take for OAS) and
+    ``check_embedding``'s errors (not cached). Cached, as the kernel is fast enough that
+    working this out again took a noticeable part of a call: the plan's pieces, each cached
+    but looked up apart, and the checks took 28 µs of a 2.6-ms PhysioNet (8, 4) transform
+    with the caches cold from the kernel before (BENCHMARKS.md, sixteenth session).
     """
     from ._acm_kernels import table_positions
     from ._acm_products import leaf_sources, progression_plan, recombination
 
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
     nwin = check_embedding(n_times, n_channels, order, lag, estimator)
     if estimator == "lwf" or not progression_step([m * lag for m in range(order)], n_times,
                                                   n_channels):

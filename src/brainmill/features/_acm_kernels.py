@@ -150,10 +150,10 @@ class _OneThreadBLAS:
     one thread, the last one restores what the first saw. Each BLAS is set through
     threadpoolctl's controller of it, found once (the libraries loaded at the first hold,
     scipy's, which ``np.dot`` in the compiled kernels calls, among them), and only where it
-    is not at one thread already: about 2 against 11 µs for threadpoolctl's ``limit`` and
-    its restore, whose objects are made anew each time (a PhysioNet (8, 4) transform's hold
-    and release took 50 µs after its kernels had filled the caches; BENCHMARKS.md,
-    sixteenth session).
+    is not at one thread already. A hold and its release took 24 against 59 µs for
+    threadpoolctl's ``limit`` and its restore, whose objects are made anew each time, right
+    after a PhysioNet (8, 4) transform had filled the caches, and 11 against 15 µs warm
+    (two OpenBLAS libraries loaded; medians of 400 and 3000 alternating rounds).
     """
 
     def __init__(self):
@@ -186,16 +186,15 @@ def _set_threads(lib, n: int) -> None:
     """``lib.set_num_threads(n)`` from whichever thread calls it.
 
     threadpoolctl lets one "controlling" thread set OpenBLAS's process-wide pool (the first
-    to set it, until cleared) and silently ignores the others; a hold may begin and end on
-    different threads, so each call takes control for itself and leaves none, as
-    threadpoolctl's own ``threadpool_limits`` leaves none when it ends.
+    to set it, while it lives, unless cleared) and silently ignores the others; a hold may
+    begin and end on different threads. So a set that did not take is repeated after taking
+    control (about 1.8 µs a set when it took, against 3.5 µs for clearing the control around
+    every set).
     """
-    clear = getattr(lib, "clear_controlling_thread", None)  # threadpoolctl ≥ 3.6, OpenBLAS
-    if clear is not None:
-        clear(force=True)
     lib.set_num_threads(n)
-    if clear is not None:
-        clear(force=True)
+    if lib.get_num_threads() != n and hasattr(lib, "clear_controlling_thread"):
+        lib.clear_controlling_thread(force=True)  # threadpoolctl ≥ 3.6, OpenBLAS
+        lib.set_num_threads(n)
 
 
 def _blas_controllers() -> list:

@@ -18,6 +18,7 @@ from brainmill.features._acm_products import (
     progression_plan,
     progression_products,
     recombination,
+    recombination_picks,
 )
 from brainmill.features.augmented import LaggedProducts, augmented_covariances, delay_embed
 
@@ -128,7 +129,7 @@ def test_progression_products_equal_direct_products(n_channels, n_times, order, 
     delays = [m * lag for m in range(order)]
     expected = direct_products(X, delays)
     for levels, groups in plans(order):  # the plan's choice and the others
-        args = levels, groups, recombination(levels), *leaf_sources(levels)
+        args = levels, groups, recombination_picks(levels), *leaf_sources(levels)
         prod, total = np.empty((5, order, n_channels, n_channels)), np.empty((5, n_channels))
         progression_products(X, X.mean(axis=-1), False, lag, *args, prod, total)
         assert relative(prod, expected) <= 1e-13, (levels, groups)
@@ -294,7 +295,7 @@ def test_epochs_sliced_in_time_give_the_bits_of_a_contiguous_copy():
 @pytest.mark.parametrize("levels,n_channels,first,n_out", [
     (3, 22, 0, 8),  # PhysioNet: 484 values, whole 8-value chunks
     (3, 5, 8, 8),  # 25 values: three 8-value chunks and one value alone; a second group
-    (3, 2, 0, 5),  # 4 values: one 4-value chunk; a group cut short by the order
+    (3, 2, 0, 5),  # 4 values, each alone; a group cut short by the order
     (2, 3, 4, 4),  # 9 values: one 8-value chunk and one alone
     (2, 7, 0, 3),  # 49: six 8-value chunks and one alone
 ])
@@ -306,7 +307,7 @@ def test_recombination_adds_the_leaves_in_order(levels, n_channels, first, n_out
     M = rng.standard_normal((recon.shape[1], n_channels, n_channels)) * 10.0 ** rng.integers(
         -8, 8, size=(recon.shape[1], 1, 1))
     prod = np.full((first + recon.shape[0], n_channels, n_channels), np.nan)
-    _recombine(M, recon, prod, first, n_out, np.empty(recon.shape, dtype=np.int64))
+    _recombine(M, recombination_picks(levels), prod, first, n_out)
     for k in range(n_out):
         expected = np.zeros((n_channels, n_channels))
         for leaf in np.flatnonzero(recon[k]):

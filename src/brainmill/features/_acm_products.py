@@ -56,7 +56,8 @@ from ._acm_kernels import _add_lagged
 from ._simd import vget, vload, vsplat, vstore, vtranspose4
 
 __all__ = ["GROUP", "epoch_products", "leaf_sources", "paired_blocks", "progression_plan",
-           "progression_products", "progression_scratch", "recombination"]
+           "progression_products", "progression_scratch", "recombination",
+           "recombination_picks"]
 
 #: Fewest delays a group makes (two levels of the trick); ``progression_step`` needs as many.
 GROUP = 4
@@ -85,6 +86,20 @@ def recombination(levels: int) -> np.ndarray:
                        for k in range(2**levels)] for leaf in leaves]).T
     recon.flags.writeable = False  # shared by the cache
     return recon
+
+
+@lru_cache(maxsize=4)
+def recombination_picks(levels: int) -> np.ndarray:
+    """The leaves each delay of :func:`recombination` adds, in leaf order.
+
+    Returns
+    -------
+    picks : int64 ndarray, shape (2^levels, 2^levels)
+        ``y(k) = Σ_q M[picks[k, q]]`` (each level keeps two of its three operands).
+    """
+    picks = np.array([np.flatnonzero(row) for row in recombination(levels)], dtype=np.int64)
+    picks.flags.writeable = False  # shared by the cache
+    return picks
 
 
 #: Two levels' leaves from four phases ``x0 … x3`` (blocks ``4v + j``): ``x_j`` for ``j ≥ 0``,
@@ -370,51 +385,38 @@ def _channel_sums(X, ep, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _recombine(M, recon, prod, first, n_out, picks):  # pragma: no cover - compiled
-    """``prod[first + k] = 0 + Σ_{recon[k, l] ≠ 0} M[l]``, the leaves added in order, for
-    ``k < n_out``; four values of every output at a time.
+def _recombine(M, picks, prod, first, n_out):  # pragma: no cover - compiled
+    """``prod[first + k] = 0 + Σ_q M[picks[k, q]]``, the leaves added in order, for
+    ``k < n_out`` (``picks``: :func:`recombination_picks`); eight values of every output at a
+    time.
 
     Each element gets the additions of zeroing the output and adding the leaves one at a
-    time, in the same order, so the same bits. Going over the outputs four values at a time
+    time, in the same order, so the same bits. Going over the outputs a few values at a time
     reads each leaf product once (its lines stay in L1 while the outputs that use it are
     summed) instead of once for every output that uses it: PhysioNet's 27 products into 8
     outputs (22 channels) took 2.1 against 4.2 µs as one pass over each output for every four
-    leaves (L1/L2-resident, one thread). ``picks`` ``(2^levels, 3^levels)`` int64: scratch.
+    leaves (L1/L2-resident, one thread).
     """
-    n_leaves = M.shape[0]
     cc = M.shape[1] * M.shape[2]
-    leaves, outs = M.reshape(n_leaves * cc), prod.reshape(prod.shape[0] * cc)
-    counts = np.zeros(n_out, dtype=np.int64)
-    for k in range(n_out):
-        for leaf in range(n_leaves):
-            if recon[k, leaf] != 0.0:
-                picks[k, counts[k]] = leaf * cc
-                counts[k] += 1
+    leaves, outs = M.reshape(M.shape[0] * cc), prod.reshape(prod.shape[0] * cc)
     base = first * cc
     j = 0
     while j + 8 <= cc:  # two chains of additions at a time: 2.1 against 2.8 µs for one
         for k in range(n_out):
             lo, hi = vsplat(0.0), vsplat(0.0)
-            for q in range(counts[k]):
-                at = picks[k, q] + j
+            for q in range(picks.shape[1]):
+                at = picks[k, q] * cc + j
                 lo = lo + vload(leaves, at)
                 hi = hi + vload(leaves, at + 4)
             vstore(outs, base + k * cc + j, lo)
             vstore(outs, base + k * cc + j + 4, hi)
         j += 8
-    while j + 4 <= cc:
-        for k in range(n_out):
-            acc = vsplat(0.0)
-            for q in range(counts[k]):
-                acc = acc + vload(leaves, picks[k, q] + j)
-            vstore(outs, base + k * cc + j, acc)
-        j += 4
     for jj in range(j, cc):
         for k in range(n_out):
-            acc1 = 0.0
-            for q in range(counts[k]):
-                acc1 += leaves[picks[k, q] + jj]
-            outs[base + k * cc + jj] = acc1
+            acc = 0.0
+            for q in range(picks.shape[1]):
+                acc += leaves[picks[k, q] * cc + jj]
+            outs[base + k * cc + jj] = acc
 
 
 @njit(cache=True, nogil=True)
@@ -422,7 +424,7 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
                         n_delays):  # pragma: no cover - compiled
     """The scratch :func:`epoch_products` needs (one set per thread): ``work`` (its phases
     zeroed, so that they are zero past the epoch; every other slot is written before it is
-    read), ``M``, ``dst``, ``plain``, ``rest`` and ``picks``."""
+    read), ``M``, ``dst``, ``plain`` and ``rest``."""
     c, t = n_channels, n_times
     size = 1 << levels
     rows_b = -(-t // (size * e)) + groups - 1
@@ -433,18 +435,17 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
     dst = np.empty(_TILE, dtype=np.int64)
     plain = np.empty((t if n_delays > groups * size else 0, c))
     rest = np.empty((size * e, c))
-    picks = np.empty((size, 3**levels), dtype=np.int64)
-    return work, M, dst, plain, rest, picks
+    return work, M, dst, plain, rest
 
 
 @njit(cache=True, nogil=True)
-def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, work, M, dst,
-                   plain, rest, picks, total, prod):  # pragma: no cover - compiled
+def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, work, M, dst,
+                   plain, rest, total, prod):  # pragma: no cover - compiled
     """``prod[m] = R(m·e)`` of epoch ``ep`` centred, ``m < prod.shape[0]``; ``mean`` and
     ``total`` (``(C,)``) as in :func:`progression_products`; the rest from
     :func:`progression_scratch`."""
     c, t = X.shape[1], X.shape[2]
-    n_leaves = recon.shape[1]
+    n_leaves = sources.shape[1]
     size = 1 << levels  # delays a group, phases of the blocks
     n_grouped = min(prod.shape[0], groups * size)  # delays the leaves make
     rows_a = paired_rows(t, e, levels, n_grouped)
@@ -463,7 +464,7 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
         lo, hi = g * e, (g + rows_a) * e
         for leaf in range(n_leaves):
             np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi], M[leaf])
-        _recombine(M, recon, prod, g * size, min(size, prod.shape[0] - g * size), picks)
+        _recombine(M, picks, prod, g * size, min(size, prod.shape[0] - g * size))
     paired = rows_a * size * e
     if paired < t:  # the samples past the paired rows, one product at a time
         for s in range(paired, t):
@@ -481,7 +482,7 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, recon, sources, wo
 
 
 @njit(cache=True, nogil=True)
-def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, n_slots, prod,
+def progression_products(X, mean, fill_mean, e, levels, groups, picks, sources, n_slots, prod,
                          total):  # pragma: no cover - compiled
     """``prod[:, m] = R(m·e)`` of the centred epochs, ``m < prod.shape[1]``.
 
@@ -499,8 +500,8 @@ def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, 
     levels, groups : int
         :func:`progression_plan`: delays ``m < 2^levels·groups`` by the leaves (those past
         ``prod.shape[1]`` dropped), the rest directly.
-    recon : ndarray, shape (2^levels, 3^levels)
-        :func:`recombination` ``(levels)``.
+    picks : ndarray, shape (2^levels, 2^levels)
+        :func:`recombination_picks` ``(levels)``.
     sources, n_slots
         :func:`leaf_sources` ``(levels)``.
     prod : ndarray, shape (n, p, C, C)
@@ -509,8 +510,8 @@ def progression_products(X, mean, fill_mean, e, levels, groups, recon, sources, 
         Written: ``Σ_t`` of each centred epoch.
     """
     n, c, t = X.shape
-    work, M, dst, plain, rest, picks = progression_scratch(c, t, e, levels, groups, n_slots,
-                                                           prod.shape[1])
+    work, M, dst, plain, rest = progression_scratch(c, t, e, levels, groups, n_slots,
+                                                    prod.shape[1])
     for ep in range(n):
-        epoch_products(X, ep, mean[ep], fill_mean, e, levels, groups, recon, sources, work, M,
-                       dst, plain, rest, picks, total[ep], prod[ep])
+        epoch_products(X, ep, mean[ep], fill_mean, e, levels, groups, picks, sources, work, M,
+                       dst, plain, rest, total[ep], prod[ep])

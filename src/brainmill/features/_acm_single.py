@@ -37,7 +37,7 @@ __all__ = ["single_pass"]
 
 
 @njit(cache=True, nogil=True)
-def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, epos, n_head,
+def single_pass(X, order, lag, levels, groups, picks, sources, n_slots, hpos, epos, n_head,
                 n_tail, nwin, scale, rtol, mean, total, sure, r0, out,
                 counter):  # pragma: no cover
     """Augmented scatter matrices of the epochs this thread claims, ``scale · Σ (x − m)(x − m)ᵀ``,
@@ -48,7 +48,7 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
     X : ndarray, shape (n, C, T)
     order, lag : int
         ``order ≥ 2``; the products of ``0, lag, …, (order−1)·lag`` by the progression.
-    levels, groups, recon, sources, n_slots
+    levels, groups, picks, sources, n_slots
         :mod:`~brainmill.features._acm_products`' plan for ``order`` delays.
     hpos, epos, n_head, n_tail
         ``table_positions(order)``.
@@ -75,8 +75,8 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
         How many epochs this call computed.
     """
     n, c, t = X.shape
-    work, M, dst, plain, rest, picks = progression_scratch(c, t, lag, levels, groups,
-                                                           n_slots, order)
+    work, M, dst, plain, rest = progression_scratch(c, t, lag, levels, groups, n_slots,
+                                                    order)
     R = np.empty((order, c, c))
     slots = np.arange(order)
     w = order * lag
@@ -96,8 +96,8 @@ def single_pass(X, order, lag, levels, groups, recon, sources, n_slots, hpos, ep
         if ep >= n:
             return done
         done += 1
-        epoch_products(X, ep, ep_mean[0], True, lag, levels, groups, recon, sources, work, M,
-                       dst, plain, rest, picks, ep_total[0], R)
+        epoch_products(X, ep, ep_mean[0], True, lag, levels, groups, picks, sources, work, M,
+                       dst, plain, rest, ep_total[0], R)
         if rtol >= 0.0:
             cleared = surely_full_rank_one(R[0], rtol, f)
             sure[ep] = cleared

@@ -8,10 +8,11 @@ with these instead: a :data:`vec4` value is an LLVM ``<4 x double>``; :func:`vlo
 :func:`vstore` move four consecutive elements of a 1-D float64 array (in one vector access
 where they are adjacent: known for a C-contiguous row, checked when run for any other, one
 element at a time otherwise), :func:`vload_n` / :func:`vstore_n` the first ``n ≤ 4`` of them
-of a C-contiguous row (masked: nothing past them is read or written), ``+``, ``−`` and ``*`` act lane by lane with IEEE semantics (no
-fused multiply-add, no reassociation: a kernel written with them gives the bits of the
-same scalar operations), :func:`vsplat` broadcasts a scalar, :func:`vget` reads a lane and
-:func:`vtranspose4` transposes a 4 × 4 block held as four vectors.
+of a C-contiguous row (masked: nothing past them is read or written), ``+``, ``−`` and ``*``
+act lane by lane with IEEE semantics (no fused multiply-add, no reassociation: a kernel
+written with them gives the bits of the same scalar operations), :func:`vsplat` broadcasts a
+scalar, :func:`vget` reads a lane and :func:`vtranspose4` transposes a 4 × 4 block held as
+four vectors.
 
 Nothing here checks bounds: the caller's loop keeps ``idx + 4`` (or ``idx + n``) within the
 array.

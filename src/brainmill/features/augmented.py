@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -110,14 +111,18 @@ def n_window(n_times: int, order: int, lag: int) -> int:
 
 
 def check_embedding(n_times: int, n_channels: int, order: int, lag: int, estimator: str) -> int:
-    """Validate (order, lag) against the epoch length; return the window length ``N``.
+    """Validate the estimator and (order, lag) against the epoch length; return the window
+    length ``N``.
 
     Raises
     ------
     ValueError
-        If ``order``/``lag`` < 1, if ``order·lag ≥ n_times`` (nothing left after the crop), or
-        if the plain estimator would be rank-deficient (``N - 1 < C·order``).
+        For an estimator not in :data:`ESTIMATORS`, if ``order``/``lag`` < 1, if
+        ``order·lag ≥ n_times`` (nothing left after the crop), or if the plain estimator
+        would be rank-deficient (``N - 1 < C·order``).
     """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
     if int(order) != order or order < 1 or int(lag) != lag or lag < 1:
         raise ValueError(f"order and lag must be integers ≥ 1; got order={order}, lag={lag}")
     n = n_window(n_times, order, lag)
@@ -321,16 +326,16 @@ class LaggedProducts:
                 leaf_sources,
                 progression_plan,
                 progression_products,
-                recombination,
+                recombination_picks,
             )
 
             levels, groups = progression_plan(len(new))
-            recon, (sources, n_slots) = recombination(levels), leaf_sources(levels)
+            picks, (sources, n_slots) = recombination_picks(levels), leaf_sources(levels)
             sums = np.empty((n, c)) if total is None else total
             fill = self._mean is None
             mean = np.empty((n, c)) if fill else self._mean
             over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, levels,
-                                                        groups, recon, sources, n_slots,
+                                                        groups, picks, sources, n_slots,
                                                         prod[sl], sums[sl]),
                         n, X.size * len(new), hold_blas=True)
             if fill:
@@ -545,8 +550,6 @@ class LaggedProducts:
         at least that many values, whose start is used; the matrices are returned (a view of
         the buffer).
         """
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
         _, c, t = self.shape
         n = check_embedding(t, c, order, lag, estimator)
         if estimator == "cov":
@@ -720,39 +723,54 @@ def augmented_covariances(
     return products.covariances(order, lag, estimator)
 
 
+class _SinglePassPlan(NamedTuple):
+    """:func:`~brainmill.features._acm_single.single_pass`'s arguments after ``order, lag``
+    that depend on the shape, order, lag and estimator only, in its order."""
+
+    levels: int
+    groups: int
+    picks: np.ndarray
+    sources: np.ndarray
+    n_slots: int
+    hpos: np.ndarray
+    epos: np.ndarray
+    n_head: int
+    n_tail: int
+    nwin: float
+    scale: float
+    rtol: float
+
+
 @lru_cache(maxsize=64)
 def _single_pass_plan(n_channels: int, n_times: int, order: int, lag: int,
-                      estimator: str) -> tuple | None:
+                      estimator: str) -> _SinglePassPlan | None:
     """What :func:`_single_pass_covariances` passes its kernel for epochs of this shape, or
     ``None`` where the transform takes :class:`LaggedProducts` (``lwf``, or delays that are
     not a progression ``progression_step`` takes).
 
-    Raises for an unknown estimator (which the single pass would otherwise take for OAS) and
-    ``check_embedding``'s errors (not cached). Cached, as the kernel is fast enough that
-    working this out again took a noticeable part of a call: the plan's pieces, each cached
-    but looked up apart, and the checks took 28 µs of a 2.6-ms PhysioNet (8, 4) transform
-    with the caches cold from the kernel before (BENCHMARKS.md, sixteenth session).
+    Raises ``check_embedding``'s errors (not cached), an unknown estimator among them.
+    Cached, as the kernel is fast enough that working this out again took a noticeable part
+    of a call: the plan's pieces, each cached but looked up apart, and the checks took 28 µs
+    of a 2.6-ms PhysioNet (8, 4) transform with the caches cold from the kernel before
+    (BENCHMARKS.md, sixteenth session).
     """
     from ._acm_kernels import table_positions
-    from ._acm_products import leaf_sources, progression_plan, recombination
+    from ._acm_products import leaf_sources, progression_plan, recombination_picks
 
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
     nwin = check_embedding(n_times, n_channels, order, lag, estimator)
     if estimator == "lwf" or not progression_step([m * lag for m in range(order)], n_times,
                                                   n_channels):
         return None
     levels, groups = progression_plan(order)
-    recon, (sources, n_slots) = recombination(levels), leaf_sources(levels)
-    hpos, epos, n_head, n_tail = table_positions(order)
+    sources, n_slots = leaf_sources(levels)
     plain = estimator == "cov"
     scale, rtol = (1.0 / (nwin - 1), RANK_RTOL) if plain else (1.0 / nwin, -1.0)
-    return (levels, groups, recon, sources, n_slots, hpos, epos, n_head, n_tail, float(nwin),
-            scale, rtol)
+    return _SinglePassPlan(levels, groups, recombination_picks(levels), sources, n_slots,
+                           *table_positions(order), float(nwin), scale, rtol)
 
 
 def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str,
-                             plan: tuple) -> np.ndarray:
+                             plan: _SinglePassPlan) -> np.ndarray:
     """``cov`` or ``oas`` ACMs of a progression (``progression_step``) in one pass over the
     epochs (:mod:`~brainmill.features._acm_single`) with :func:`_single_pass_plan`'s
     ``plan``; then the same checks as :class:`LaggedProducts`: NaN/inf named, singular
@@ -761,7 +779,6 @@ def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str
     from ._acm_single import single_pass
 
     n_ep, c, _ = X.shape
-    nwin, rtol = plan[9], plan[11]
     mean, total = np.empty((2, n_ep, c))
     sure, r0 = np.ones(n_ep, dtype=bool), np.empty((n_ep, c, c))
     out = np.empty((n_ep, order * c, order * c))
@@ -773,6 +790,6 @@ def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str
     if estimator == "cov":
         if not sure.all():  # the bound cleared every epoch in the usual case
             unsure = np.flatnonzero(~sure)
-            raise_if_singular(r0[unsure], unsure, n_ep, rtol)
+            raise_if_singular(r0[unsure], unsure, n_ep, plan.rtol)
         return out
-    return _oas_shrink(out, nwin)
+    return _oas_shrink(out, plan.nwin)

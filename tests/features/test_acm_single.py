@@ -28,22 +28,89 @@ def rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("n_channels,n_times,order,lag", [
-    (22, 1000, 8, 4), (16, 300, 4, 2), (17, 300, 10, 3), (20, 400, 6, 5), (16, 500, 11, 2),
-    (16, 500, 12, 1), (18, 97, 5, 1)])
+CASES = [(22, 1000, 8, 4), (16, 300, 4, 2), (17, 300, 10, 3), (20, 400, 6, 5), (16, 500, 11, 2),
+         (16, 500, 12, 1), (18, 97, 5, 1), (21, 130, 4, 7), (23, 260, 9, 2)]
+
+
+@pytest.mark.parametrize("n_channels,n_times,order,lag", CASES)
 @pytest.mark.parametrize("estimator", ["cov", "oas"])
-def test_one_pass_equals_the_passes_bit_for_bit(passes, n_channels, n_times, order, lag,
+def test_one_pass_equals_the_passes_to_rounding(passes, n_channels, n_times, order, lag,
                                                 estimator):
+    """The recurrence adds in another order than the passes' tables: equal to rounding, each
+    matrix exactly symmetric. The cases cover both ways of copying the transposed blocks
+    (widths 64, 128, 176, …), channels ≡ 0–3 (mod 4), lags below, at and above 4, and
+    windows whose paired rows leave 0 to 31 samples."""
     from pyriemann.estimation import Covariances
 
     rng = np.random.default_rng(order * 10 + lag)
     X = rng.standard_normal((4, n_channels, n_times)) * 1e-5 + 3e-5
     out = augmented_covariances(X, order, lag, estimator)
     assert sum(passes) == 4
+    np.testing.assert_array_equal(out, out.transpose(0, 2, 1))
     products = LaggedProducts(X, [m * lag for m in range(order)])
-    np.testing.assert_array_equal(out, products.covariances(order, lag, estimator))
+    assert rel(out, products.covariances(order, lag, estimator)) <= 1e-14
     ref = Covariances(estimator).fit_transform(delay_embed(X, order, lag))
     assert rel(out, ref) <= 1e-10
+
+
+def test_window_products_are_the_first_block_row():
+    """``epoch_products`` over a window (``n_a < T``) sums the first ``n_a`` samples against
+    their partners; over ``T`` it is ``R(m·e)``, all the samples that have one."""
+    from brainmill.features._acm_products import (
+        epoch_products,
+        leaf_sources,
+        progression_plan,
+        progression_scratch,
+        recombination_picks,
+    )
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2, 17, 301))
+    order, lag = 8, 3
+    levels, groups = progression_plan(order)
+    sources, n_slots = leaf_sources(levels)
+    x = X[1] - X[1].mean(axis=1, keepdims=True)
+    for n_a in (301 - order * lag, 200, 97, 47, 12, 301):
+        scratch = progression_scratch(17, 301, lag, levels, groups, n_slots, order)
+        mean, total = np.empty(17), np.empty(17)
+        prod = np.full((order, 17, 17), np.nan)
+        epoch_products(X, 1, mean, True, lag, levels, groups, recombination_picks(levels),
+                       sources, *scratch, n_a, total, prod)
+        for m in range(order):
+            last = min(n_a, 301 - m * lag)
+            expected = x[:, :last] @ x[:, m * lag:m * lag + last].T
+            np.testing.assert_allclose(prod[m], expected, rtol=0, atol=1e-12,
+                                       err_msg=f"n_a {n_a}, delay {m * lag}")
+
+
+def test_recurrence_assembly_equals_the_block_formula():
+    """Every block ``(k, k+m)`` is its window product less the window means' term, and the
+    last row of the matrix (written masked) leaves what follows it alone."""
+    from brainmill.features._acm_chain import assemble_by_recurrence, chain_scratch, load_chain
+
+    rng = np.random.default_rng(4)
+    c, order, lag, t = 6, 5, 3, 60
+    x = rng.standard_normal((c, t))
+    w, nwin = order * lag, t - order * lag
+    first = np.stack([x[:, :nwin] @ x[:, m * lag:m * lag + nwin].T for m in range(order)])
+    mu = np.stack([x[:, k * lag:k * lag + nwin].mean(axis=1) for k in range(order)])
+    for direct in (True, False):
+        G, at, zt, mup = chain_scratch(c, order, lag)
+        load_chain(first, x[:, :w], x[:, -w:], mu, G, at, zt, mup)
+        out = np.full((2, order * c, order * c), np.nan)
+        assemble_by_recurrence(G, at, zt, mup, order, lag, float(nwin), 0.5, direct,
+                               np.empty((order, c, c)), out[0])
+        assert np.isnan(out[1]).all()
+        for k in range(order):
+            for b in range(order):
+                lo, hi = min(k, b), max(k, b)
+                win = x[:, lo * lag:lo * lag + nwin] @ x[:, hi * lag:hi * lag + nwin].T
+                block = (win - nwin * np.outer(mu[lo], mu[hi])) * 0.5
+                if k > b:
+                    block = block.T
+                np.testing.assert_allclose(out[0, k * c:(k + 1) * c, b * c:(b + 1) * c],
+                                           block, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(out[0], out[0].T)
 
 
 def test_ledoit_wolf_and_few_channels_keep_the_passes(passes):

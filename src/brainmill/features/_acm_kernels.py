@@ -38,8 +38,9 @@ from numba.extending import intrinsic
 from ._simd import vload_n, vsplat, vstore_n
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
-           "edge_tables", "next_epoch", "over_claimed_epochs", "over_epochs", "splits",
-           "surely_full_rank", "surely_full_rank_one", "table_positions", "window_means"]
+           "direct_mirror", "edge_tables", "next_epoch", "over_claimed_epochs", "over_epochs",
+           "splits", "surely_full_rank", "surely_full_rank_one", "table_positions",
+           "window_means"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -464,6 +465,13 @@ def edge_tables(head, tail, order, lag, hpos, epos, H, E):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
+def direct_mirror(width):  # pragma: no cover - compiled
+    """Whether a matrix ``width`` wide copies its transposed blocks straight down the column
+    above (:data:`DIRECT_MIRROR_MAX`, :data:`DIRECT_MIRROR_STRIDE`)."""
+    return width <= DIRECT_MIRROR_MAX and width % DIRECT_MIRROR_STRIDE != 0
+
+
+@njit(cache=True, nogil=True)
 def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, lt, nw,
                     o):  # pragma: no cover - compiled
     """One epoch's matrix ``o`` ``(P·C, P·C)``, written row after row; ``prod_e[slot] = R(d)``.
@@ -491,8 +499,7 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
     """
     c = mu_e.shape[1]
     pr0 = prod_e[slots[0]]
-    width = order * c
-    direct = width <= DIRECT_MIRROR_MAX and width % DIRECT_MIRROR_STRIDE != 0
+    direct = direct_mirror(order * c)
     for k in range(order):
         rk = k * c
         if not direct:  # transposes of the upper blocks (b, k), b < k

@@ -434,21 +434,27 @@ def progression_scratch(n_channels, n_times, e, levels, groups, n_slots,
     M = np.empty((3**levels, c, c))
     dst = np.empty(_TILE, dtype=np.int64)
     plain = np.empty((t if n_delays > groups * size else 0, c))
-    rest = np.empty((size * e, c))
+    # the samples past the paired rows: fewer than a row of them, and a window's partners
+    rest = np.empty((size * e + n_delays * e, c))
     return work, M, dst, plain, rest
 
 
 @njit(cache=True, nogil=True)
 def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, work, M, dst,
-                   plain, rest, total, prod):  # pragma: no cover - compiled
-    """``prod[m] = R(m·e)`` of epoch ``ep`` centred, ``m < prod.shape[0]``; ``mean`` and
-    ``total`` (``(C,)``) as in :func:`progression_products`; the rest from
-    :func:`progression_scratch`."""
+                   plain, rest, n_a, total, prod):  # pragma: no cover - compiled
+    """``prod[m] = Σ_{t < min(n_a, T − m·e)} x(t) x(t + m·e)ᵀ`` of epoch ``ep`` centred,
+    ``m < prod.shape[0]``: ``R(m·e)`` for ``n_a = T``, the products over the window of the
+    first ``n_a`` samples for ``n_a ≤ T − (prod.shape[0] − 1)·e``; ``mean`` and ``total``
+    (``(C,)``) as in :func:`progression_products`; the rest from :func:`progression_scratch`.
+
+    A window's leaves pair whole rows only (padding one more row would pair samples past the
+    window: they are not zeros there), the samples after them one product at a time.
+    """
     c, t = X.shape[1], X.shape[2]
     n_leaves = sources.shape[1]
     size = 1 << levels  # delays a group, phases of the blocks
     n_grouped = min(prod.shape[0], groups * size)  # delays the leaves make
-    rows_a = paired_rows(t, e, levels, n_grouped)
+    rows_a = paired_rows(t, e, levels, n_grouped) if n_a >= t else n_a // (size * e)
     rows_b = rows_a + groups - 1
     width = rows_a * e
     span = e * c
@@ -466,19 +472,22 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, wo
             np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi], M[leaf])
         _recombine(M, picks, prod, g * size, min(size, prod.shape[0] - g * size))
     paired = rows_a * size * e
-    if paired < t:  # the samples past the paired rows, one product at a time
-        for s in range(paired, t):
+    n_a = min(n_a, t)
+    if paired < n_a:  # the samples past the paired rows, one product at a time
+        for s in range(paired, min(t, n_a + (n_grouped - 1) * e)):
             row = rest[s - paired]
             for i in range(c):
                 row[i] = X[ep, i, s] - mean[i]
         for m in range(n_grouped):
-            if paired + m * e < t:
-                _add_lagged(rest, 0, t - paired - m * e, m * e, prod[m], prod[m])
+            last = min(n_a, t - m * e)
+            if paired < last:
+                _add_lagged(rest, 0, last - paired, m * e, prod[m], prod[m])
     if plain.shape[0]:
         _plain(work[:size], e, levels, plain)
         for m in range(groups * size, prod.shape[0]):
             d = m * e
-            np.dot(plain[:t - d].T, plain[d:], prod[m])
+            last = min(n_a, t - d)
+            np.dot(plain[:last].T, plain[d:d + last], prod[m])
 
 
 @njit(cache=True, nogil=True)
@@ -514,4 +523,4 @@ def progression_products(X, mean, fill_mean, e, levels, groups, picks, sources, 
                                                     prod.shape[1])
     for ep in range(n):
         epoch_products(X, ep, mean[ep], fill_mean, e, levels, groups, picks, sources, work, M,
-                       dst, plain, rest, total[ep], prod[ep])
+                       dst, plain, rest, t, total[ep], prod[ep])

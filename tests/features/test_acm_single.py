@@ -183,3 +183,22 @@ def test_bits_do_not_depend_on_the_thread_split():
     finally:
         numba.set_num_threads(threads)
     np.testing.assert_array_equal(one, split)
+
+
+def test_the_rank_check_names_the_passes_singular_epochs(passes):
+    """The one pass checks the first window's ``W_0(0)``, which ``R(0)`` dominates: the
+    epochs the passes find singular are found, by name, with the same message."""
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((9, 16, 300))
+    for e in (2, 7):  # channel 3 a copy of channel 0 plus noise at 1e-7 of its scale
+        X[e, 3] = X[e, 0] + 1e-7 * rng.standard_normal(300)
+    message = r"2 of 9 epochs \(e.g. \[2, 7\]\) have a singular 16-channel covariance"
+    with pytest.raises(ValueError, match=message):
+        augmented_covariances(X, 4, 2)
+    assert sum(passes) == 9
+    with pytest.raises(ValueError, match=message):
+        LaggedProducts(X).check_full_rank()
+    X -= X.mean(axis=1, keepdims=True)  # average reference: every epoch singular
+    with pytest.raises(ValueError, match=r"9 of 9 epochs .* use estimator='oas'"):
+        augmented_covariances(X, 4, 2)
+    assert np.all(np.linalg.eigvalsh(augmented_covariances(X, 4, 2, "oas")) > 0)

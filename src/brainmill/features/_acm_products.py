@@ -1,9 +1,12 @@
 """Lagged products of a progression of delays with 27/64 or 9/16 of the multiplications.
 
-The single (order, lag) transform needs ``R(m·e) = Σ_{t < T − m·e} x(t) x(t + m·e)ᵀ`` for
-``m = 0 … p−1`` (``e`` the lag, ``p`` the order). Computed one delay at a time, these products
-are most of its time: ``p·C²·T`` multiply-adds an epoch. This module computes them with fewer,
-by Karatsuba's trick on the time axis (Winograd's minimal filtering for correlations).
+An (order, lag) transform needs the lagged products ``R(m·e) = Σ_{t < T − m·e} x(t)
+x(t + m·e)ᵀ`` (the passes of :class:`~brainmill.features.augmented.LaggedProducts`), or the
+same products over the first ``N`` samples only (the single pass,
+:mod:`~brainmill.features._acm_single`), for ``m = 0 … p−1`` (``e`` the lag, ``p`` the order).
+Computed one delay at a time, these products are most of its time: ``p·C²·T`` multiply-adds
+an epoch. This module computes them with fewer, by Karatsuba's trick on the time axis
+(Winograd's minimal filtering for correlations).
 
 One level, delays ``d`` and ``d + s``: pair every sample ``t`` of a block of ``s`` with
 ``t + s`` (blocks ``[2ks, 2ks + s)``), so that over the paired range

@@ -15,10 +15,11 @@ on one epoch at a time, PhysioNet's (8, 4) transform took 0.92× the time on one
 (BENCHMARKS.md, seventeenth session). The threads share the epochs by claiming them one at a
 time (:func:`~brainmill.features._acm_kernels.over_claimed_epochs`).
 
-The rank check on ``W_0(0)`` rather than ``R(0)`` (the passes'): ``R(0) ⪰ W_0(0)``, so every
-epoch the passes find singular is found here too, and an epoch whose first window alone is
-singular is found as well (its matrix's first diagonal block, and so the matrix, is then
-singular).
+The rank check looks at ``W_0(0)`` rather than the passes' ``R(0)``: both are centred on the
+epoch's channel means and ``R(0) − W_0(0)`` is the scatter of the last ``order·lag`` samples,
+so ``W_0(0)``'s smallest eigenvalue is at most ``R(0)``'s. Singular epochs (a duplicated
+channel, average reference) are found by both, with the same message
+(``tests/features/test_acm_single.py``); the verdicts can differ only near the tolerance.
 """
 
 from __future__ import annotations

@@ -83,34 +83,37 @@ def test_window_products_are_the_first_block_row():
                                        err_msg=f"n_a {n_a}, delay {m * lag}")
 
 
-def test_recurrence_assembly_equals_the_block_formula():
+@pytest.mark.parametrize("c,order", [(6, 5), (8, 4)])
+def test_recurrence_assembly_equals_the_block_formula(c, order):
     """Every block ``(k, k+m)`` is its window product less the window means' term, and the
-    last row of the matrix (written masked) leaves what follows it alone."""
+    last row of the matrix (written masked) leaves what follows it alone. Widths 30 and 32:
+    the transposes copied down the column and gathered (``direct_mirror``)."""
     from brainmill.features._acm_chain import assemble_by_recurrence, chain_scratch, load_chain
+    from brainmill.features._acm_kernels import direct_mirror
 
+    assert direct_mirror(c * order) == (c * order == 30)
     rng = np.random.default_rng(4)
-    c, order, lag, t = 6, 5, 3, 60
+    lag, t = 3, 60
     x = rng.standard_normal((c, t))
     w, nwin = order * lag, t - order * lag
     first = np.stack([x[:, :nwin] @ x[:, m * lag:m * lag + nwin].T for m in range(order)])
     mu = np.stack([x[:, k * lag:k * lag + nwin].mean(axis=1) for k in range(order)])
-    for direct in (True, False):
-        G, at, zt, mup = chain_scratch(c, order, lag)
-        load_chain(first, x[:, :w], x[:, -w:], mu, G, at, zt, mup)
-        out = np.full((2, order * c, order * c), np.nan)
-        assemble_by_recurrence(G, at, zt, mup, order, lag, float(nwin), 0.5, direct,
-                               np.empty((order, c, c)), out[0])
-        assert np.isnan(out[1]).all()
-        for k in range(order):
-            for b in range(order):
-                lo, hi = min(k, b), max(k, b)
-                win = x[:, lo * lag:lo * lag + nwin] @ x[:, hi * lag:hi * lag + nwin].T
-                block = (win - nwin * np.outer(mu[lo], mu[hi])) * 0.5
-                if k > b:
-                    block = block.T
-                np.testing.assert_allclose(out[0, k * c:(k + 1) * c, b * c:(b + 1) * c],
-                                           block, rtol=0, atol=1e-12)
-        np.testing.assert_array_equal(out[0], out[0].T)
+    G, at, zt, mup = chain_scratch(c, order, lag)
+    load_chain(first, x[:, :w], x[:, -w:], mu, G, at, zt, mup)
+    out = np.full((2, order * c, order * c), np.nan)
+    assemble_by_recurrence(G, at, zt, mup, order, lag, float(nwin), 0.5,
+                           np.empty((order, c, c)), out[0])
+    assert np.isnan(out[1]).all()
+    for k in range(order):
+        for b in range(order):
+            lo, hi = min(k, b), max(k, b)
+            win = x[:, lo * lag:lo * lag + nwin] @ x[:, hi * lag:hi * lag + nwin].T
+            block = (win - nwin * np.outer(mu[lo], mu[hi])) * 0.5
+            if k > b:
+                block = block.T
+            np.testing.assert_allclose(out[0, k * c:(k + 1) * c, b * c:(b + 1) * c],
+                                       block, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out[0], out[0].T)
 
 
 def test_ledoit_wolf_and_few_channels_keep_the_passes(passes):

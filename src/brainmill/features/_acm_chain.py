@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._acm_kernels import copy_left_blocks, direct_mirror, gather_transposes
 from ._simd import vload, vsplat, vstore, vstore_n
 
 __all__ = ["assemble_by_recurrence", "chain_scratch", "load_chain"]
@@ -133,45 +134,29 @@ def _write_row(gf, gi, mf, mb0, of, ob0, nmu, scale, c, c4, n_m, j00):  # pragma
 
 
 @njit(cache=True, nogil=True)
-def assemble_by_recurrence(G, at, zt, mup, order, lag, nwin, scale, direct, lt,
+def assemble_by_recurrence(G, at, zt, mup, order, lag, nwin, scale, lt,
                            o):  # pragma: no cover - compiled
     """One epoch's matrix ``o`` ``(P·C, P·C)``, written row after row, from
     :func:`load_chain`'s operands (``G`` advanced in place, block row by block row).
 
-    A row of block row ``k`` holds the transposes of the blocks ``(b, k)``, ``b < k``, then
-    block ``(k, k)``, whose part left of the diagonal is the transpose of its part right of
-    it, then the blocks ``(k, k+m)``. The transposes are copied down the column above where
-    ``direct`` (narrow matrices whose row stride spreads the column over the L1 cache's sets:
-    :data:`~brainmill.features._acm_kernels.DIRECT_MIRROR_MAX`) or gathered into the scratch
-    ``lt`` ``(P, C, C)`` once per block row.
+    A row of block row ``k`` holds the transposes of the blocks ``(b, k)``, ``b < k``
+    (copied as :func:`~brainmill.features._acm_kernels._assemble_epoch` copies them; ``lt``
+    ``(P, C, C)``: scratch), then block ``(k, k)``, whose part left of the diagonal is the
+    transpose of its part right of it, then the blocks ``(k, k+m)``.
     """
     c = o.shape[1] // order
     c4 = G.shape[2]
     width = o.shape[1]
+    direct = direct_mirror(width)
     gf, af, zf, mf, of = G.ravel(), at.ravel(), zt.ravel(), mup.ravel(), o.ravel()
     sc = vsplat(scale)
     for k in range(order):
         rk = k * c
-        if not direct:  # transposes of the upper blocks (b, k), b < k
-            for b in range(k):
-                tb = lt[b]
-                for j in range(c):
-                    src = o[b * c + j, rk:rk + c]
-                    for i in range(c):
-                        tb[i, j] = src[i]
+        if not direct:
+            gather_transposes(o, k, c, lt)
         n_m = order - k
         for i in range(c):
-            orow = o[rk + i]
-            col = rk + i
-            if direct:
-                for q in range(rk):
-                    orow[q] = o[q, col]
-            else:
-                for b in range(k):
-                    src = lt[b, i]
-                    dst = orow[b * c:(b + 1) * c]
-                    for j in range(c):
-                        dst[j] = src[j]
+            copy_left_blocks(o, k, i, c, direct, lt)
             gi = i * order * c4
             j00 = (i // 4) * 4
             if k > 0:
@@ -179,5 +164,6 @@ def assemble_by_recurrence(G, at, zt, mup, order, lag, nwin, scale, direct, lt,
                 _shift_row(gf, gi, af, zf, h + i, h, c4, lag, n_m, j00)
             _write_row(gf, gi, mf, k * c4, of, (rk + i) * width + rk,
                        vsplat(nwin * mf[k * c4 + i]), sc, c, c4, n_m, j00)
+            orow, col = o[rk + i], rk + i
             for q in range(rk, rk + i):  # after the row: its vectors wrote these too
                 orow[q] = o[q, col]

@@ -38,7 +38,7 @@ from numba.extending import intrinsic
 from ._simd import vload_n, vsplat, vstore_n
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
-           "direct_mirror", "edge_tables", "next_epoch", "over_claimed_epochs", "over_epochs",
+           "copy_left_blocks", "direct_mirror", "edge_tables", "gather_transposes", "next_epoch", "over_claimed_epochs", "over_epochs",
            "splits", "surely_full_rank", "surely_full_rank_one", "table_positions",
            "window_means"]
 
@@ -471,6 +471,37 @@ def direct_mirror(width):  # pragma: no cover - compiled
     return width <= DIRECT_MIRROR_MAX and width % DIRECT_MIRROR_STRIDE != 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def gather_transposes(o, k, c, lt):  # pragma: no cover - compiled
+    """``lt[b] = `` block ``(b, k)`` of ``o`` transposed, ``b < k`` (the mirror's gathered
+    path, once per block row ``k``; ``lt`` ``(P, C, C)``)."""
+    rk = k * c
+    for b in range(k):
+        tb = lt[b]
+        for j in range(c):
+            src = o[b * c + j, rk:rk + c]
+            for i in range(c):
+                tb[i, j] = src[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def copy_left_blocks(o, k, i, c, direct, lt):  # pragma: no cover - compiled
+    """Row ``i`` of block row ``k`` left of block ``(k, k)``: the transposes of the blocks
+    above, down column ``k·C + i`` (``direct``) or from :func:`gather_transposes`' ``lt``."""
+    rk = k * c
+    orow = o[rk + i]
+    if direct:
+        col = rk + i
+        for q in range(rk):
+            orow[q] = o[q, col]
+    else:
+        for b in range(k):
+            src = lt[b, i]
+            dst = orow[b * c:(b + 1) * c]
+            for j in range(c):
+                dst[j] = src[j]
+
+
 @njit(cache=True, nogil=True)
 def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale, lt, nw,
                     o):  # pragma: no cover - compiled
@@ -502,29 +533,15 @@ def _assemble_epoch(prod_e, slots, He, hpos, Ee, epos, mu_e, order, nwin, scale,
     direct = direct_mirror(order * c)
     for k in range(order):
         rk = k * c
-        if not direct:  # transposes of the upper blocks (b, k), b < k
-            for b in range(k):
-                tb = lt[b]
-                for j in range(c):
-                    src = o[b * c + j, rk:rk + c]
-                    for i in range(c):
-                        tb[i, j] = src[i]
+        if not direct:
+            gather_transposes(o, k, c, lt)
         mu_k = mu_e[k]
         h0, t0 = He[hpos[0, k]], Ee[epos[0, order - k]]
         for j in range(c):
             nw[j] = nwin * mu_k[j]
         for i in range(c):
             orow = o[rk + i]
-            if direct:  # row i of block row k left of the diagonal: column rk + i above it
-                col = rk + i
-                for q in range(rk):
-                    orow[q] = o[q, col]
-            else:
-                for b in range(k):
-                    src = lt[b, i]
-                    dst = orow[b * c:(b + 1) * c]
-                    for j in range(c):
-                        dst[j] = src[j]
+            copy_left_blocks(o, k, i, c, direct, lt)
             mu_ki = mu_k[i]
             dst = orow[rk:rk + c]
             p, hr, tr = pr0[:, i], h0[i], t0[i]

@@ -457,7 +457,8 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, wo
     n_leaves = sources.shape[1]
     size = 1 << levels  # delays a group, phases of the blocks
     n_grouped = min(prod.shape[0], groups * size)  # delays the leaves make
-    rows_a = paired_rows(t, e, levels, n_grouped) if n_a >= t else n_a // (size * e)
+    n_a = min(n_a, t)
+    rows_a = paired_rows(t, e, levels, n_grouped) if n_a == t else n_a // (size * e)
     rows_b = rows_a + groups - 1
     width = rows_a * e
     span = e * c
@@ -475,7 +476,6 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, wo
             np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi], M[leaf])
         _recombine(M, picks, prod, g * size, min(size, prod.shape[0] - g * size))
     paired = rows_a * size * e
-    n_a = min(n_a, t)
     if paired < n_a:  # the samples past the paired rows, one product at a time
         for s in range(paired, min(t, n_a + (n_grouped - 1) * e)):
             row = rest[s - paired]

@@ -35,8 +35,8 @@ __all__ = ["single_pass"]
 
 
 @njit(cache=True, nogil=True)
-def single_pass(X, order, lag, levels, groups, picks, sources, n_slots, direct, nwin, scale,
-                rtol, mean, total, sure, r0, out, counter):  # pragma: no cover
+def single_pass(X, order, lag, levels, groups, picks, sources, n_slots, nwin, scale, rtol,
+                mean, total, sure, r0, out, counter):  # pragma: no cover
     """Augmented scatter matrices of the epochs this thread claims, ``scale · Σ (x − m)(x − m)ᵀ``,
     in one pass.
 
@@ -47,9 +47,6 @@ def single_pass(X, order, lag, levels, groups, picks, sources, n_slots, direct, 
         ``order ≥ 2``; the products of ``0, lag, …, (order−1)·lag`` by the progression.
     levels, groups, picks, sources, n_slots
         :mod:`~brainmill.features._acm_products`' plan for ``order`` delays.
-    direct : bool
-        How :func:`~brainmill.features._acm_chain.assemble_by_recurrence` copies the
-        transposed blocks.
     nwin, scale : float
         Window length ``N = T − order·lag``; the factor applied to every entry.
     rtol : float
@@ -104,5 +101,5 @@ def single_pass(X, order, lag, levels, groups, picks, sources, n_slots, direct, 
         centred_edges(X[ep:ep + 1], ep_mean, head, tail, head_cs, tail_cs)
         window_means(ep_total, head_cs, tail_cs, order, lag, nwin, mu)
         load_chain(W, head[0], tail[0], mu[0], G, at, zt, mup)
-        assemble_by_recurrence(G, at, zt, mup, order, lag, nwin, scale, direct, lt, out[ep])
+        assemble_by_recurrence(G, at, zt, mup, order, lag, nwin, scale, lt, out[ep])
         mean[ep], total[ep] = ep_mean[0], ep_total[0]

@@ -732,7 +732,6 @@ class _SinglePassPlan(NamedTuple):
     picks: np.ndarray
     sources: np.ndarray
     n_slots: int
-    direct: bool
     nwin: float
     scale: float
     rtol: float
@@ -751,7 +750,6 @@ def _single_pass_plan(n_channels: int, n_times: int, order: int, lag: int,
     of a 2.6-ms PhysioNet (8, 4) transform with the caches cold from the kernel before
     (BENCHMARKS.md, sixteenth session).
     """
-    from ._acm_kernels import direct_mirror
     from ._acm_products import leaf_sources, progression_plan, recombination_picks
 
     nwin = check_embedding(n_times, n_channels, order, lag, estimator)
@@ -763,7 +761,7 @@ def _single_pass_plan(n_channels: int, n_times: int, order: int, lag: int,
     plain = estimator == "cov"
     scale, rtol = (1.0 / (nwin - 1), RANK_RTOL) if plain else (1.0 / nwin, -1.0)
     return _SinglePassPlan(levels, groups, recombination_picks(levels), sources, n_slots,
-                           direct_mirror(order * n_channels), float(nwin), scale, rtol)
+                           float(nwin), scale, rtol)
 
 
 def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str,

@@ -17,7 +17,8 @@ Timings: the reference and ours alternate round by round (this shared VM drifts 
 cent within minutes), each timed call right after untimed calls of the same function (at least
 0.25 s of them: OpenBLAS's workers spin for about 0.1 s after the reference's products, and a
 call timed inside that window shares the cores with them; ``--no-prime`` times them as
-before), medians over 7 rounds for ``single``, 3 rounds for ``grid``, one call for ``nested``;
+before), medians over 15 rounds for ``single`` (7 before 2026-12-07) with the quartiles of
+the per-round ratio beside them, 3 rounds for ``grid``, one call for ``nested``;
 ours also with its compiled kernels on one thread (``*_one_thread``; BLAS keeps its own
 threads in both). Peak memory by ``tracemalloc``
 (numpy reports its buffers to it).
@@ -107,11 +108,23 @@ PRIME = True
 #: the spin, so that a short call (PhysioNet's single transform takes a few ms) is not timed
 #: inside the previous function's window either.
 PRIME_S = 0.25
+#: Rounds of ``single`` in a full run. PhysioNet's transform takes a few ms, and its per-round
+#: ratio moved by ±10 % from round to round (2026-12-07): 15 rounds (about 12 s) instead of
+#: 7 make the median steadier.
+SINGLE_ROUNDS = 15
 
 
 def interleaved(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None
                 ) -> dict[str, float]:
-    """Median seconds of each function, the calls alternating round by round.
+    """Median seconds of each function, the calls alternating round by round
+    (:func:`interleaved_rounds`' medians)."""
+    return {name: float(np.median(t))
+            for name, t in interleaved_rounds(fns, repeat, warmup, prime).items()}
+
+
+def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None
+                       ) -> dict[str, np.ndarray]:
+    """Seconds of each function in each round, the calls alternating round by round.
 
     This machine's speed drifts by tens of per cent within minutes (a shared VM whose idle
     memory is paged out and faulted back in), so the reference and ours are timed in turns
@@ -135,7 +148,17 @@ def interleaved(fns: dict, repeat: int, warmup: bool = True, prime: bool | None 
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return {name: np.asarray(t) for name, t in times.items()}
+
+
+def round_ratios(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
+    """Quartiles of the per-round ratio ``numerator[i] / denominator[i]`` (the two timed in
+    the same round, a few tenths of a second apart): how far one run's speedup can move
+    with this VM's drift, beside the ratio of the medians that the targets are read on."""
+    q25, q50, q75 = np.percentile(numerator / denominator, [25, 50, 75])
+    return {"q25": float(q25), "median": float(q50), "q75": float(q75),
+            "min": float(np.min(numerator / denominator)),
+            "max": float(np.max(numerator / denominator)), "rounds": int(len(numerator))}
 
 
 def peak_mb(fn) -> tuple[float, object]:
@@ -180,11 +203,14 @@ def bench_single(X, order, lag, repeat):
     def ours():
         return augmented_covariances(X, order, lag, "cov")
 
-    t = interleaved({"ref": ref, "ours": ours, "ours_1": one_thread(ours)}, repeat)
+    rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours)}, repeat)
+    t = {name: float(np.median(v)) for name, v in rounds.items()}
     m_ref, c_ref = peak_mb(ref)
     m_ours, c_ours = peak_mb(ours)
     return {"order": order, "lag": lag, "reference_s": t["ref"], "ours_s": t["ours"],
-            "speedup": t["ref"] / t["ours"], "ours_one_thread_s": t["ours_1"],
+            "speedup": t["ref"] / t["ours"],
+            "speedup_per_round": round_ratios(rounds["ref"], rounds["ours"]),
+            "ours_one_thread_s": t["ours_1"],
             "speedup_one_thread": t["ref"] / t["ours_1"], "reference_peak_mb": m_ref,
             "ours_peak_mb": m_ours, "max_rel_diff": rel_diff(c_ours, c_ref)}
 
@@ -211,8 +237,9 @@ def bench_grid(X, orders, lags, repeat):
     # no separate warm-up round: primed, every timed call already follows an untimed one
     # (unprimed, ours loads its compiled kernels in its first round, which the median leaves
     # out)
-    t = interleaved({"ref": ref, "ours": ours, "ours_1": one_thread(ours),
-                     "ours_reused": ours_reused}, repeat, warmup=False)
+    rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours),
+                                 "ours_reused": ours_reused}, repeat, warmup=False)
+    t = {name: float(np.median(v)) for name, v in rounds.items()}
     m_ref, _ = peak_mb(ref)
     m_ours, _ = peak_mb(ours)
     m_reused, _ = peak_mb(ours_reused)
@@ -223,6 +250,7 @@ def bench_grid(X, orders, lags, repeat):
         worst = max(worst, rel_diff(covs, ref_covs))
     return {"orders": list(orders), "lags": list(lags), "reference_s": t["ref"],
             "ours_s": t["ours"], "speedup": t["ref"] / t["ours"],
+            "speedup_per_round": round_ratios(rounds["ref"], rounds["ours"]),
             "ours_one_thread_s": t["ours_1"], "speedup_one_thread": t["ref"] / t["ours_1"],
             "ours_reused_s": t["ours_reused"], "speedup_reused": t["ref"] / t["ours_reused"],
             "reference_peak_mb": m_ref, "ours_peak_mb": m_ours, "ours_reused_peak_mb": m_reused,
@@ -300,7 +328,7 @@ def run_case(name, X, y, quick, out, parts=PARTS):
                 "nested": lambda: bench_nested(X[:, :6, :300], y, [1, 2, 3], [1, 2],
                                                [0.5, 1.0], ["linear", "rbf"])}
     else:
-        runs = {"single": lambda: bench_single(X, 8, 4, repeat=7),
+        runs = {"single": lambda: bench_single(X, 8, 4, repeat=SINGLE_ROUNDS),
                 "grid": lambda: bench_grid(X, list(range(1, 11)), list(range(1, 11)), repeat=3),
                 "nested": lambda: bench_nested(X[:96, :, :500], y[:96], [1, 2, 3, 4],
                                                [1, 2, 4], [0.5, 1.0, 1.5], ["linear", "rbf"])}
@@ -312,11 +340,14 @@ def run_case(name, X, y, quick, out, parts=PARTS):
                  f"same choices {res['same_choices']}, scores equal {res['scores_equal']}")
         one = (f" (one kernel thread {res['ours_one_thread_s']:.3f} s, "
                f"{res['speedup_one_thread']:.1f}×)" if "ours_one_thread_s" in res else "")
+        if "speedup_per_round" in res:
+            r = res["speedup_per_round"]
+            one += f" (per round {r['q25']:.1f}–{r['q75']:.1f}× IQR, {r['rounds']} rounds)"
         if "ours_reused_s" in res:
             one += (f" (one reused output buffer {res['ours_reused_s']:.3f} s, "
                     f"{res['speedup_reused']:.1f}×, peak MB {res['ours_reused_peak_mb']:.1f})")
-        print(f"{name:10s} {key:14s} reference {res['reference_s']:8.3f} s  ours "
-              f"{res['ours_s']:8.3f} s  speedup {res['speedup']:6.1f}×{one}  peak MB "
+        print(f"{name:10s} {key:14s} reference {res['reference_s']:8.4f} s  ours "
+              f"{res['ours_s']:8.4f} s  speedup {res['speedup']:6.1f}×{one}  peak MB "
               f"{res['reference_peak_mb']:7.1f} vs {res['ours_peak_mb']:7.1f}  {extra}",
               flush=True)
 

@@ -40,6 +40,10 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
     case = result["synthetic"]
     assert case["nested"]["ours_choices"] == case["nested"]["reference_choices"]
     assert case["single"]["ours_one_thread_s"] > 0
+    for part in ("single", "grid"):
+        spread = case[part]["speedup_per_round"]
+        assert spread["min"] <= spread["q25"] <= spread["median"] <= spread["q75"] <= spread["max"]
+        assert spread["rounds"] == 3
 
 
 def test_each_timed_call_follows_untimed_calls_of_the_same_function(monkeypatch):
@@ -65,3 +69,19 @@ def test_each_timed_call_follows_untimed_calls_of_the_same_function(monkeypatch)
     calls.clear()
     bench.interleaved({"ref": record("ref"), "ours": record("ours")}, repeat=2, prime=False)
     assert calls == ["ref", "ours"] * 3  # a warm-up round, then the timed rounds
+
+
+def test_round_ratios_pair_the_calls_of_each_round():
+    """The per-round spread divides the times of the same round, not sorted times."""
+    spec = importlib.util.spec_from_file_location("brainmill_benchmark_acm_rounds", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    import numpy as np
+
+    ref = np.array([10.0, 40.0, 20.0, 30.0, 50.0])
+    ours = np.array([1.0, 5.0, 1.0, 3.0, 10.0])  # per round: 10, 8, 20, 10, 5
+    spread = bench.round_ratios(ref, ours)
+    assert spread == {"q25": 8.0, "median": 10.0, "q75": 10.0, "min": 5.0, "max": 20.0,
+                      "rounds": 5}
+    # the same times paired with other rounds give another spread
+    assert bench.round_ratios(ref, ours[::-1])["median"] != 10.0

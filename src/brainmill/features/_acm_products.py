@@ -218,7 +218,9 @@ def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cov
     four channels at a time, so that each sample's writes are contiguous (1.3× faster than
     one channel at a time; one thread, throw-away timings); four samples of them at a time
     are transposed in registers (:mod:`~brainmill.features._simd`: PhysioNet's 45 epochs,
-    4.0 against 6.2 µs an epoch, same bits). ``dst`` ``(TILE,)``: scratch.
+    4.0 against 6.2 µs an epoch, same bits). Each sample's block and place in it are
+    counted on rather than divided out (no integer division by the lag a sample: 0.82× the
+    time, same bits). ``dst`` ``(TILE,)``: scratch.
     """
     c, t = X.shape[1], X.shape[2]
     width = xcp.shape[1]
@@ -228,12 +230,14 @@ def _centre_by_phase(X, ep, mean, e, levels, xcp, total, dst):  # pragma: no cov
     c4 = c - c % 4
     total[:] = 0.0
     k0 = 0
+    blk, r = 0, 0  # sample k0 + q is sample r of block blk
     while k0 < t:
         w = min(tile, t - k0)
         for q in range(w):
-            s = k0 + q
-            blk = s // e
-            dst[q] = ((blk & last) * width + (blk >> levels) * e + s - blk * e) * c
+            dst[q] = ((blk & last) * width + (blk >> levels) * e + r) * c
+            r += 1
+            if r == e:
+                r, blk = 0, blk + 1
         w4 = w - w % 4
         for i in range(0, c4, 4):
             x0, x1 = X[ep, i, k0:k0 + w], X[ep, i + 1, k0:k0 + w]

@@ -122,8 +122,8 @@ def interleaved(fns: dict, repeat: int, warmup: bool = True, prime: bool | None 
             for name, t in interleaved_rounds(fns, repeat, warmup, prime).items()}
 
 
-def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None
-                       ) -> dict[str, np.ndarray]:
+def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None,
+                       faults: dict | None = None) -> dict[str, np.ndarray]:
     """Seconds of each function in each round, the calls alternating round by round.
 
     This machine's speed drifts by tens of per cent within minutes (a shared VM whose idle
@@ -132,12 +132,16 @@ def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool 
     comes right after untimed calls of the same function (at least one, for at least
     :data:`PRIME_S` seconds), so that each is timed in its own steady state, never against the
     threads the other one left spinning.
+
+    ``faults``: if given (a dict), ``faults[name]`` is set to the minor page faults of the
+    process during each timed call (:func:`minor_faults`; empty where it cannot be read).
     """
     prime = PRIME if prime is None else prime
     if warmup and not prime:
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
+    counts: dict[str, list[int]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             if prime:
@@ -145,10 +149,33 @@ def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool 
                 fn()
                 while time.perf_counter() - start < PRIME_S:
                     fn()
+            before = minor_faults()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
+            after = minor_faults()
+            if before is not None and after is not None:
+                counts[name].append(after - before)
+    if faults is not None:
+        faults.update({name: np.asarray(c) for name, c in counts.items()})
     return {name: np.asarray(t) for name, t in times.items()}
+
+
+def minor_faults() -> int | None:
+    """Minor page faults of this process so far (``getrusage``), or ``None`` where the
+    platform has no ``resource`` module.
+
+    A call that allocates its large arrays afresh from the kernel pays a fault for every
+    page it first touches; whether it does depends on the allocator's history in the
+    process. The reference's PhysioNet transform took 22 ms with almost no faults and 33 ms
+    when it faulted in its 28.7-MB embedding (BENCHMARKS.md, eighteenth session), so the
+    counts say which of its two speeds a run measured.
+    """
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def round_ratios(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
@@ -159,6 +186,16 @@ def round_ratios(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, fl
     return {"q25": float(q25), "median": float(q50), "q75": float(q75),
             "min": float(np.min(numerator / denominator)),
             "max": float(np.max(numerator / denominator)), "rounds": int(len(numerator))}
+
+
+def fault_counts(faults: dict) -> dict:
+    """Median minor page faults per timed call of the reference and ours (two threads):
+    ``{"reference_faults_per_call", "ours_faults_per_call"}``, or nothing where they could
+    not be counted."""
+    if len(faults.get("ref", ())) == 0 or len(faults.get("ours", ())) == 0:
+        return {}
+    return {"reference_faults_per_call": float(np.median(faults["ref"])),
+            "ours_faults_per_call": float(np.median(faults["ours"]))}
 
 
 def peak_mb(fn) -> tuple[float, object]:
@@ -203,13 +240,16 @@ def bench_single(X, order, lag, repeat):
     def ours():
         return augmented_covariances(X, order, lag, "cov")
 
-    rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours)}, repeat)
+    faults: dict = {}
+    rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours)}, repeat,
+                                faults=faults)
     t = {name: float(np.median(v)) for name, v in rounds.items()}
     m_ref, c_ref = peak_mb(ref)
     m_ours, c_ours = peak_mb(ours)
     return {"order": order, "lag": lag, "reference_s": t["ref"], "ours_s": t["ours"],
             "speedup": t["ref"] / t["ours"],
             "speedup_per_round": round_ratios(rounds["ref"], rounds["ours"]),
+            **fault_counts(faults),
             "ours_one_thread_s": t["ours_1"],
             "speedup_one_thread": t["ref"] / t["ours_1"], "reference_peak_mb": m_ref,
             "ours_peak_mb": m_ours, "max_rel_diff": rel_diff(c_ours, c_ref)}
@@ -237,8 +277,10 @@ def bench_grid(X, orders, lags, repeat):
     # no separate warm-up round: primed, every timed call already follows an untimed one
     # (unprimed, ours loads its compiled kernels in its first round, which the median leaves
     # out)
+    faults: dict = {}
     rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours),
-                                 "ours_reused": ours_reused}, repeat, warmup=False)
+                                 "ours_reused": ours_reused}, repeat, warmup=False,
+                                faults=faults)
     t = {name: float(np.median(v)) for name, v in rounds.items()}
     m_ref, _ = peak_mb(ref)
     m_ours, _ = peak_mb(ours)
@@ -251,6 +293,7 @@ def bench_grid(X, orders, lags, repeat):
     return {"orders": list(orders), "lags": list(lags), "reference_s": t["ref"],
             "ours_s": t["ours"], "speedup": t["ref"] / t["ours"],
             "speedup_per_round": round_ratios(rounds["ref"], rounds["ours"]),
+            **fault_counts(faults),
             "ours_one_thread_s": t["ours_1"], "speedup_one_thread": t["ref"] / t["ours_1"],
             "ours_reused_s": t["ours_reused"], "speedup_reused": t["ref"] / t["ours_reused"],
             "reference_peak_mb": m_ref, "ours_peak_mb": m_ours, "ours_reused_peak_mb": m_reused,
@@ -343,6 +386,9 @@ def run_case(name, X, y, quick, out, parts=PARTS):
         if "speedup_per_round" in res:
             r = res["speedup_per_round"]
             one += f" (per round {r['q25']:.1f}–{r['q75']:.1f}× IQR, {r['rounds']} rounds)"
+        if "reference_faults_per_call" in res:
+            one += (f" (page faults a call {res['reference_faults_per_call']:.0f} vs "
+                    f"{res['ours_faults_per_call']:.0f})")
         if "ours_reused_s" in res:
             one += (f" (one reused output buffer {res['ours_reused_s']:.3f} s, "
                     f"{res['speedup_reused']:.1f}×, peak MB {res['ours_reused_peak_mb']:.1f})")

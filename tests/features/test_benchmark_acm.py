@@ -44,6 +44,9 @@ def test_quick_json_has_the_named_keys(tmp_path, monkeypatch):
         spread = case[part]["speedup_per_round"]
         assert spread["min"] <= spread["q25"] <= spread["median"] <= spread["q75"] <= spread["max"]
         assert spread["rounds"] == 3
+        if sys.platform.startswith("linux"):
+            assert case[part]["reference_faults_per_call"] >= 0
+            assert case[part]["ours_faults_per_call"] >= 0
 
 
 def test_each_timed_call_follows_untimed_calls_of_the_same_function(monkeypatch):
@@ -85,3 +88,28 @@ def test_round_ratios_pair_the_calls_of_each_round():
                       "rounds": 5}
     # the same times paired with other rounds give another spread
     assert bench.round_ratios(ref, ours[::-1])["median"] != 10.0
+
+
+def test_the_timed_calls_page_faults_are_counted(monkeypatch):
+    """Each timed call's faults are the counter's change across that call alone."""
+    spec = importlib.util.spec_from_file_location("brainmill_benchmark_acm_faults", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    counter = iter(range(0, 10_000, 7))  # each reading 7 faults later than the one before
+    monkeypatch.setattr(bench, "minor_faults", lambda: next(counter))
+    faults: dict = {}
+    bench.interleaved_rounds({"ref": lambda: None, "ours": lambda: None}, repeat=3,
+                             prime=False, faults=faults)
+    assert [list(v) for v in faults.values()] == [[7, 7, 7], [7, 7, 7]]
+    assert bench.fault_counts(faults) == {"reference_faults_per_call": 7.0,
+                                          "ours_faults_per_call": 7.0}
+    assert bench.fault_counts({"ref": [], "ours": []}) == {}
+    if sys.platform.startswith("linux"):  # the real counter moves when pages are touched
+        monkeypatch.undo()
+        before = bench.minor_faults()
+        import numpy as np
+
+        # 64 MB, mapped afresh (above glibc's largest mmap threshold): a fault for every page
+        # touched, 16384 pages of 4 KiB or 32 of 2 MiB where huge pages are granted
+        np.ones(64 * 2**20 // 8)
+        assert bench.minor_faults() - before >= 32

@@ -37,8 +37,14 @@ import time
 import tracemalloc
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+try:
+    import resource
+except ImportError:  # not on Unix: no page-fault counts
+    resource = None
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,17 +120,29 @@ PRIME_S = 0.25
 SINGLE_ROUNDS = 15
 
 
+class Rounds(NamedTuple):
+    """:func:`interleaved_rounds`' record: per function, one value per round."""
+
+    seconds: dict[str, np.ndarray]
+    #: minor page faults of the process during each timed call (:func:`minor_faults`);
+    #: empty arrays where they cannot be counted
+    faults: dict[str, np.ndarray]
+
+    def medians(self) -> dict[str, float]:
+        return {name: float(np.median(t)) for name, t in self.seconds.items()}
+
+
 def interleaved(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None
                 ) -> dict[str, float]:
     """Median seconds of each function, the calls alternating round by round
     (:func:`interleaved_rounds`' medians)."""
-    return {name: float(np.median(t))
-            for name, t in interleaved_rounds(fns, repeat, warmup, prime).items()}
+    return interleaved_rounds(fns, repeat, warmup, prime).medians()
 
 
-def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None,
-                       faults: dict | None = None) -> dict[str, np.ndarray]:
-    """Seconds of each function in each round, the calls alternating round by round.
+def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool | None = None
+                       ) -> Rounds:
+    """Seconds and page faults of each function's timed call in each round, the calls
+    alternating round by round.
 
     This machine's speed drifts by tens of per cent within minutes (a shared VM whose idle
     memory is paged out and faulted back in), so the reference and ours are timed in turns
@@ -132,9 +150,6 @@ def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool 
     comes right after untimed calls of the same function (at least one, for at least
     :data:`PRIME_S` seconds), so that each is timed in its own steady state, never against the
     threads the other one left spinning.
-
-    ``faults``: if given (a dict), ``faults[name]`` is set to the minor page faults of the
-    process during each timed call (:func:`minor_faults`; empty where it cannot be read).
     """
     prime = PRIME if prime is None else prime
     if warmup and not prime:
@@ -153,12 +168,10 @@ def interleaved_rounds(fns: dict, repeat: int, warmup: bool = True, prime: bool 
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-            after = minor_faults()
-            if before is not None and after is not None:
-                counts[name].append(after - before)
-    if faults is not None:
-        faults.update({name: np.asarray(c) for name, c in counts.items()})
-    return {name: np.asarray(t) for name, t in times.items()}
+            if before is not None:
+                counts[name].append(minor_faults() - before)
+    return Rounds({name: np.asarray(t) for name, t in times.items()},
+                  {name: np.asarray(c) for name, c in counts.items()})
 
 
 def minor_faults() -> int | None:
@@ -167,13 +180,11 @@ def minor_faults() -> int | None:
 
     A call that allocates its large arrays afresh from the kernel pays a fault for every
     page it first touches; whether it does depends on the allocator's history in the
-    process. The reference's PhysioNet transform took 22 ms with almost no faults and 33 ms
-    when it faulted in its 28.7-MB embedding (BENCHMARKS.md, eighteenth session), so the
-    counts say which of its two speeds a run measured.
+    process. The reference's PhysioNet transform took 22 ms with almost no faults, and 27–52
+    ms when malloc settings made it fault in its 28.7-MB embedding on every call
+    (BENCHMARKS.md, eighteenth session): the counts say whether a run's reference did.
     """
-    try:
-        import resource
-    except ImportError:  # not on Unix
+    if resource is None:
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -182,10 +193,10 @@ def round_ratios(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, fl
     """Quartiles of the per-round ratio ``numerator[i] / denominator[i]`` (the two timed in
     the same round, a few tenths of a second apart): how far one run's speedup can move
     with this VM's drift, beside the ratio of the medians that the targets are read on."""
-    q25, q50, q75 = np.percentile(numerator / denominator, [25, 50, 75])
+    ratio = numerator / denominator
+    q25, q50, q75 = np.percentile(ratio, [25, 50, 75])
     return {"q25": float(q25), "median": float(q50), "q75": float(q75),
-            "min": float(np.min(numerator / denominator)),
-            "max": float(np.max(numerator / denominator)), "rounds": int(len(numerator))}
+            "min": float(ratio.min()), "max": float(ratio.max()), "rounds": int(len(ratio))}
 
 
 def fault_counts(faults: dict) -> dict:
@@ -240,16 +251,14 @@ def bench_single(X, order, lag, repeat):
     def ours():
         return augmented_covariances(X, order, lag, "cov")
 
-    faults: dict = {}
-    rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours)}, repeat,
-                                faults=faults)
-    t = {name: float(np.median(v)) for name, v in rounds.items()}
+    rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours)}, repeat)
+    t = rounds.medians()
     m_ref, c_ref = peak_mb(ref)
     m_ours, c_ours = peak_mb(ours)
     return {"order": order, "lag": lag, "reference_s": t["ref"], "ours_s": t["ours"],
             "speedup": t["ref"] / t["ours"],
-            "speedup_per_round": round_ratios(rounds["ref"], rounds["ours"]),
-            **fault_counts(faults),
+            "speedup_per_round": round_ratios(rounds.seconds["ref"], rounds.seconds["ours"]),
+            **fault_counts(rounds.faults),
             "ours_one_thread_s": t["ours_1"],
             "speedup_one_thread": t["ref"] / t["ours_1"], "reference_peak_mb": m_ref,
             "ours_peak_mb": m_ours, "max_rel_diff": rel_diff(c_ours, c_ref)}
@@ -277,11 +286,9 @@ def bench_grid(X, orders, lags, repeat):
     # no separate warm-up round: primed, every timed call already follows an untimed one
     # (unprimed, ours loads its compiled kernels in its first round, which the median leaves
     # out)
-    faults: dict = {}
     rounds = interleaved_rounds({"ref": ref, "ours": ours, "ours_1": one_thread(ours),
-                                 "ours_reused": ours_reused}, repeat, warmup=False,
-                                faults=faults)
-    t = {name: float(np.median(v)) for name, v in rounds.items()}
+                                 "ours_reused": ours_reused}, repeat, warmup=False)
+    t = rounds.medians()
     m_ref, _ = peak_mb(ref)
     m_ours, _ = peak_mb(ours)
     m_reused, _ = peak_mb(ours_reused)
@@ -292,8 +299,8 @@ def bench_grid(X, orders, lags, repeat):
         worst = max(worst, rel_diff(covs, ref_covs))
     return {"orders": list(orders), "lags": list(lags), "reference_s": t["ref"],
             "ours_s": t["ours"], "speedup": t["ref"] / t["ours"],
-            "speedup_per_round": round_ratios(rounds["ref"], rounds["ours"]),
-            **fault_counts(faults),
+            "speedup_per_round": round_ratios(rounds.seconds["ref"], rounds.seconds["ours"]),
+            **fault_counts(rounds.faults),
             "ours_one_thread_s": t["ours_1"], "speedup_one_thread": t["ref"] / t["ours_1"],
             "ours_reused_s": t["ours_reused"], "speedup_reused": t["ref"] / t["ours_reused"],
             "reference_peak_mb": m_ref, "ours_peak_mb": m_ours, "ours_reused_peak_mb": m_reused,

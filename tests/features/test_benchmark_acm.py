@@ -97,9 +97,8 @@ def test_the_timed_calls_page_faults_are_counted(monkeypatch):
     spec.loader.exec_module(bench)
     counter = iter(range(0, 10_000, 7))  # each reading 7 faults later than the one before
     monkeypatch.setattr(bench, "minor_faults", lambda: next(counter))
-    faults: dict = {}
-    bench.interleaved_rounds({"ref": lambda: None, "ours": lambda: None}, repeat=3,
-                             prime=False, faults=faults)
+    faults = bench.interleaved_rounds({"ref": lambda: None, "ours": lambda: None}, repeat=3,
+                                      prime=False).faults
     assert [list(v) for v in faults.values()] == [[7, 7, 7], [7, 7, 7]]
     assert bench.fault_counts(faults) == {"reference_faults_per_call": 7.0,
                                           "ours_faults_per_call": 7.0}

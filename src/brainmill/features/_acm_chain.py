@@ -140,9 +140,9 @@ def assemble_by_recurrence(G, at, zt, mup, order, lag, nwin, scale, lt,
     :func:`load_chain`'s operands (``G`` advanced in place, block row by block row).
 
     A row of block row ``k`` holds the transposes of the blocks ``(b, k)``, ``b < k``
-    (copied as :func:`~brainmill.features._acm_kernels._assemble_epoch` copies them; ``lt``
-    ``(P, C, C)``: scratch), then block ``(k, k)``, whose part left of the diagonal is the
-    transpose of its part right of it, then the blocks ``(k, k+m)``.
+    (:func:`~brainmill.features._acm_kernels.copy_left_blocks`, the passes' assembly's copy;
+    ``lt`` ``(P, C, C)``: scratch), then block ``(k, k)``, whose part left of the diagonal is
+    the transpose of its part right of it, then the blocks ``(k, k+m)``.
     """
     c = o.shape[1] // order
     c4 = G.shape[2]

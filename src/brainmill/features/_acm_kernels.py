@@ -38,9 +38,9 @@ from numba.extending import intrinsic
 from ._simd import vload_n, vsplat, vstore_n
 
 __all__ = ["acm_fused", "assemble", "blas_held", "blas_one_thread", "centred_edges",
-           "copy_left_blocks", "direct_mirror", "edge_tables", "gather_transposes", "next_epoch", "over_claimed_epochs", "over_epochs",
-           "splits", "surely_full_rank", "surely_full_rank_one", "table_positions",
-           "window_means"]
+           "copy_left_blocks", "direct_mirror", "edge_tables", "gather_transposes",
+           "next_epoch", "over_claimed_epochs", "over_epochs", "splits", "surely_full_rank",
+           "surely_full_rank_one", "table_positions", "window_means"]
 
 _EPS = float(np.finfo(np.float64).eps)
 

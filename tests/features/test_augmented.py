@@ -666,6 +666,27 @@ def test_lagged_products_hold_blas_while_split(monkeypatch):
     assert asked == [(6, X.size * 2)]  # delays 0 and 3; the rank check's kernel uses no BLAS
 
 
+@pytest.mark.parametrize("n_channels", [16, 97])
+def test_the_single_pass_holds_blas_only_where_its_products_use_it(monkeypatch, n_channels):
+    """The register kernel takes the products up to MAX_CHANNELS channels where it is
+    compiled in: no BLAS call there, so no hold (about 14 µs a call)."""
+    from brainmill.features import _acm_kernels
+    from brainmill.features._small_products import uses_blas
+
+    asked = []
+    real = _acm_kernels.over_claimed_epochs
+
+    def recording(call, n, work, hold_blas=False):
+        asked.append(hold_blas)
+        return real(call, n, work, hold_blas)
+
+    monkeypatch.setattr(_acm_kernels, "over_claimed_epochs", recording)
+    X = np.random.default_rng(2).standard_normal((3, n_channels, 481))
+    augmented_covariances(X, 8, 4, "oas")  # a single pass (16 channels or more)
+    assert asked == [uses_blas(n_channels)]
+    assert asked[0] or n_channels <= 96
+
+
 @pytest.mark.parametrize("runner", ["over_epochs", "over_claimed_epochs"])
 @pytest.mark.parametrize("on_caller", [False, True], ids=["pool call fails", "caller's call fails"])
 def test_a_failing_call_waits_for_the_others(monkeypatch, runner, on_caller):

@@ -1,4 +1,5 @@
-"""The 4-wide vector intrinsics give the bits of the scalar operations they replace."""
+"""The 4-wide vector intrinsics give the bits of the scalar operations they replace; the 8-wide
+ones load and store only their lanes and fuse their multiply-adds."""
 
 import numpy as np
 import pytest
@@ -6,11 +7,16 @@ from numba import njit
 from numba.core.errors import TypingError
 
 from brainmill.features._simd import (
+    vfma8,
     vget,
+    vget8,
     vload,
+    vload8_n,
     vload_n,
     vsplat,
+    vsplat8,
     vstore,
+    vstore8_n,
     vstore_n,
     vtranspose4,
 )
@@ -123,3 +129,47 @@ def test_masked_access_needs_a_c_contiguous_row():
 
     with pytest.raises(TypingError):
         load_column(np.zeros((4, 4)))
+
+
+# ------------------------------------------------------------------- eight lanes, fused
+
+
+@njit(cache=False)
+def _masked8(src, j, n, out):
+    vstore8_n(out, j, vload8_n(src, j, n), n)
+
+
+@njit(cache=False)
+def _lanes8(src, j, n):
+    v = vload8_n(src, j, n)
+    return [vget8(v, k) for k in range(8)]
+
+
+@njit(cache=False)
+def _fma8(a, b, c, out):
+    vstore8_n(out, 0, vfma8(vload8_n(a, 0, 8), vload8_n(b, 0, 8), vsplat8(c)), 8)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 8])
+def test_eight_lane_masked_load_and_store_touch_only_n_elements(n):
+    src = np.arange(1.0, 17.0)
+    out = np.full(16, -1.0)
+    _masked8(src, 3, n, out)
+    expected = np.full(16, -1.0)
+    expected[3:3 + n] = src[3:3 + n]
+    np.testing.assert_array_equal(out, expected)
+    assert _lanes8(src, 3, n) == src[3:3 + n].tolist() + [0.0] * (8 - n)
+
+
+def test_eight_lane_fma_rounds_once():
+    """(1 + 2⁻³⁰)(1 − 2⁻³⁰) − 1 = −2⁻⁶⁰ exactly: a fused multiply-add keeps it, a product
+    rounded first (to 1.0) would give 0."""
+    a = np.full(8, 1.0 + 2.0**-30)
+    b = np.full(8, 1.0 - 2.0**-30)
+    b[3] = 2.0  # lane by lane: 2 + 2⁻²⁹ − 1
+    out = np.empty(8)
+    _fma8(a, b, -1.0, out)
+    expected = np.full(8, -(2.0**-60))
+    expected[3] = 1.0 + 2.0**-29
+    np.testing.assert_array_equal(out, expected)
+    assert (a[0] * b[0]) - 1.0 == 0.0  # what an unfused product and sum give

@@ -43,8 +43,9 @@ threads, alternating in one process). Only additions, subtractions and the produ
 involved: the result differs from the direct products by rounding (about 1e-15 of their
 largest entry).
 
-The operands are time-major ``(samples, C)`` and the products are BLAS calls (``np.dot``)
-from the compiled kernel.
+The operands are time-major ``(samples, C)``; the products are
+:func:`~brainmill.features._small_products.lagged_product` calls from the compiled kernel (a
+register kernel on cores with AVX-512, BLAS elsewhere).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from numba import njit
 
 from ._acm_kernels import _add_lagged
 from ._simd import vget, vload, vsplat, vstore, vtranspose4
+from ._small_products import lagged_product
 
 __all__ = ["GROUP", "epoch_products", "leaf_sources", "paired_blocks", "progression_plan",
            "progression_products", "progression_scratch", "recombination",
@@ -477,7 +479,8 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, wo
     for g in range(groups):
         lo, hi = g * e, (g + rows_a) * e
         for leaf in range(n_leaves):
-            np.dot(work[sources[0, leaf], :width].T, work[sources[1, leaf], lo:hi], M[leaf])
+            lagged_product(work[sources[0, leaf], :width], work[sources[1, leaf], lo:hi],
+                           M[leaf])
         _recombine(M, picks, prod, g * size, min(size, prod.shape[0] - g * size))
     paired = rows_a * size * e
     if paired < n_a:  # the samples past the paired rows, one product at a time
@@ -494,7 +497,7 @@ def epoch_products(X, ep, mean, fill_mean, e, levels, groups, picks, sources, wo
         for m in range(groups * size, prod.shape[0]):
             d = m * e
             last = min(n_a, t - d)
-            np.dot(plain[:last].T, plain[d:d + last], prod[m])
+            lagged_product(plain[:last], plain[d:d + last], prod[m])
 
 
 @njit(cache=True, nogil=True)

@@ -27,7 +27,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-__all__ = ["vec4", "vget", "vload", "vload_n", "vsplat", "vstore", "vstore_n", "vtranspose4"]
+__all__ = ["vec4", "vec8", "vfma8", "vget", "vget8", "vload", "vload8_n", "vload_n", "vsplat",
+           "vsplat8", "vstore", "vstore8_n", "vstore_n", "vtranspose4"]
 
 _LANES = 4
 _V = ir.VectorType(ir.DoubleType(), _LANES)
@@ -59,11 +60,12 @@ def _c_row(arr) -> bool:
     return _row(arr) and arr.layout == "C"
 
 
-def _pointer(context, builder, arr_type, arr, idx, idx_type):
-    """``&arr[idx]`` as a ``<4 x double>*`` (``arr``'s elements adjacent: see :func:`_access`)."""
+def _pointer(context, builder, arr_type, arr, idx, idx_type, vector_type=_V):
+    """``&arr[idx]`` as a ``<4 x double>*`` (or ``vector_type*``; ``arr``'s elements adjacent:
+    see :func:`_access`)."""
     array = context.make_array(arr_type)(context, builder, arr)
     i = context.cast(builder, idx, idx_type, types.intp)
-    return builder.bitcast(builder.gep(array.data, [i]), _V.as_pointer())
+    return builder.bitcast(builder.gep(array.data, [i]), vector_type.as_pointer())
 
 
 def _access(context, builder, arr_type, arr, idx, idx_type, vector, scalar, value=True):
@@ -100,14 +102,14 @@ def _access(context, builder, arr_type, arr, idx, idx_type, vector, scalar, valu
     return merged
 
 
-def _lane_mask(context, builder, n, n_type):
-    """``<4 x i1>``: lanes ``< n``."""
+def _lane_mask(context, builder, n, n_type, lanes=_LANES):
+    """``<lanes x i1>``: lanes ``< n``."""
     n = context.cast(builder, n, n_type, types.int64)
-    i64x4 = ir.VectorType(ir.IntType(64), _LANES)
-    one = builder.insert_element(ir.Constant(i64x4, ir.Undefined), n, ir.Constant(_I32, 0))
-    splat = builder.shuffle_vector(one, ir.Constant(i64x4, ir.Undefined),
-                                   ir.Constant(ir.VectorType(_I32, _LANES), [0] * _LANES))
-    return builder.icmp_signed("<", ir.Constant(i64x4, list(range(_LANES))), splat)
+    i64s = ir.VectorType(ir.IntType(64), lanes)
+    one = builder.insert_element(ir.Constant(i64s, ir.Undefined), n, ir.Constant(_I32, 0))
+    splat = builder.shuffle_vector(one, ir.Constant(i64s, ir.Undefined),
+                                   ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+    return builder.icmp_signed("<", ir.Constant(i64s, list(range(lanes))), splat)
 
 
 @intrinsic
@@ -263,3 +265,109 @@ def _register_operator(pyop, lanewise) -> None:
 for _pyop, _instruction in ((operator.add, "fadd"), (operator.sub, "fsub"),
                             (operator.mul, "fmul")):
     _register_operator(_pyop, _lanewise(_instruction))
+
+
+# ------------------------------------------------------------------- eight lanes, fused
+#
+# For :mod:`~brainmill.features._small_products`' register kernel: an LLVM ``<8 x double>``
+# (one AVX-512 register), masked loads and stores of its first ``n ≤ 8`` lanes, a broadcast
+# and a fused multiply-add. Unlike the four-wide operators above, :func:`vfma8` rounds once,
+# as BLAS's kernels do: products made with it are not the bits of a scalar ``a·b + c``.
+
+_V8 = ir.VectorType(ir.DoubleType(), 8)
+
+
+class Vec8Type(types.Type):
+    """numba type of a ``<8 x double>`` value."""
+
+    def __init__(self):
+        super().__init__(name="vec8")
+
+
+#: The type of the eight-lane values.
+vec8 = Vec8Type()
+
+
+@register_model(Vec8Type)
+class _Vec8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V8)
+
+
+@intrinsic
+def vload8_n(typingctx, arr, idx, n):
+    """``arr[idx:idx + n]`` in the first ``n`` lanes (``0 ≤ n ≤ 8``), zeros in the others, of
+    a C-contiguous 1-D float64 array; nothing past ``arr[idx + n − 1]`` is read."""
+    if not (_c_row(arr) and isinstance(idx, types.Integer) and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
+        mask = _lane_mask(context, builder, args[2], sig.args[2], 8)
+        fnty = ir.FunctionType(_V8, [ptr.type, _I32, mask.type, _V8])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v8f64.p0")
+        return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask, ir.Constant(_V8, [0.0] * 8)])
+
+    return vec8(arr, idx, n), codegen
+
+
+@intrinsic
+def vstore8_n(typingctx, arr, idx, v, n):
+    """``arr[idx:idx + n] = v[:n]`` (``0 ≤ n ≤ 8``, ``arr`` C-contiguous); nothing else is
+    written."""
+    if not (_c_row(arr) and isinstance(idx, types.Integer) and v == vec8
+            and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
+        mask = _lane_mask(context, builder, args[3], sig.args[3], 8)
+        fnty = ir.FunctionType(ir.VoidType(), [_V8, ptr.type, _I32, mask.type])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v8f64.p0")
+        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 8), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v, n), codegen
+
+
+@intrinsic
+def vsplat8(typingctx, x):
+    """``x`` in all eight lanes."""
+    if not isinstance(x, (types.Float, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x = context.cast(builder, args[0], sig.args[0], types.float64)
+        one = builder.insert_element(ir.Constant(_V8, ir.Undefined), x, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(one, ir.Constant(_V8, ir.Undefined),
+                                      ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+
+    return vec8(x), codegen
+
+
+@intrinsic
+def vfma8(typingctx, a, b, c):
+    """``a·b + c`` lane by lane, rounded once (``llvm.fma``)."""
+    if not (a == vec8 and b == vec8 and c == vec8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(_V8, [_V8, _V8, _V8]),
+                                            "llvm.fma.v8f64")
+        return builder.call(fn, list(args))
+
+    return vec8(a, b, c), codegen
+
+
+@intrinsic
+def vget8(typingctx, v, k):
+    """Lane ``k`` of an eight-lane ``v``."""
+    if not (v == vec8 and isinstance(k, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], context.cast(builder, args[1], sig.args[1],
+                                                              types.int32))
+
+    return types.float64(v, k), codegen

@@ -328,6 +328,7 @@ class LaggedProducts:
                 progression_products,
                 recombination_picks,
             )
+            from ._small_products import uses_blas
 
             levels, groups = progression_plan(len(new))
             picks, (sources, n_slots) = recombination_picks(levels), leaf_sources(levels)
@@ -337,7 +338,7 @@ class LaggedProducts:
             over_epochs(lambda sl: progression_products(X[sl], mean[sl], fill, step, levels,
                                                         groups, picks, sources, n_slots,
                                                         prod[sl], sums[sl]),
-                        n, X.size * len(new), hold_blas=True)
+                        n, X.size * len(new), hold_blas=uses_blas(c))
             if fill:
                 self._set_means(mean)
             self._store(new, prod, total)
@@ -772,6 +773,7 @@ def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str
     channel covariances (``cov``)."""
     from ._acm_kernels import over_claimed_epochs
     from ._acm_single import single_pass
+    from ._small_products import uses_blas
 
     n_ep, c, _ = X.shape
     mean, total = np.empty((2, n_ep, c))
@@ -779,7 +781,7 @@ def _single_pass_covariances(X: np.ndarray, order: int, lag: int, estimator: str
     out = np.empty((n_ep, order * c, order * c))
     over_claimed_epochs(lambda counter: single_pass(X, order, lag, *plan, mean, total, sure, r0,
                                                     out, counter),
-                        n_ep, X.size * order, hold_blas=True)
+                        n_ep, X.size * order, hold_blas=uses_blas(c))
     if not np.isfinite(mean).all():  # a NaN or inf sample makes its mean NaN or inf
         check_signals(X)  # names them (a mean that overflowed passes, as LaggedProducts')
     if estimator == "cov":

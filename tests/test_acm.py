@@ -106,6 +106,31 @@ def test_search_is_identical_on_one_and_several_threads(data, search_threads, cl
     np.testing.assert_array_equal(one.decision_function(X), two.decision_function(X))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inner_scoring_runs_without_sklearn_checks(data, search_threads, monkeypatch, threads):
+    """The (point, split) tasks turn scikit-learn's validation off on their own thread
+    (it cost ~5 % of a nested search) and leave it as it was everywhere else."""
+    import sklearn
+
+    from brainmill import acm
+
+    seen = []
+    real = acm.svc_grams
+
+    def recording(*args):
+        config = sklearn.get_config()
+        seen.append((config["skip_parameter_validation"], config["assume_finite"]))
+        return real(*args)
+
+    monkeypatch.setattr(acm, "svc_grams", recording)
+    search_threads(threads)
+    X, y = data
+    before = sklearn.get_config()
+    ACMClassifier(random_state=7, **GRID).fit(X, y)
+    assert seen and set(seen) == {(True, True)}
+    assert sklearn.get_config() == before
+
+
 def test_threaded_search_holds_one_point_per_thread(data, search_threads, monkeypatch):
     import gc
     import weakref
@@ -130,6 +155,31 @@ def test_threaded_search_holds_one_point_per_thread(data, search_threads, monkey
     ACMClassifier(random_state=7, **grid).fit(X, y)
     assert len(most) == 1 + 3 * 3 + 1  # order 1 once, orders 2-4 at each lag, the refit
     assert max(most) <= 2
+
+
+def test_threaded_search_starts_with_the_largest_matrices(data, search_threads, monkeypatch):
+    """Largest stacks first (their tasks take longest), lags in grid order within an order;
+    the same choice as one thread, which goes in grid order."""
+    from brainmill.features.augmented import LaggedProducts
+
+    X, y = data
+    asked = []
+    real = LaggedProducts.covariances
+
+    def recording(self, order, lag, *args, **kwargs):
+        asked.append((order, lag))
+        return real(self, order, lag, *args, **kwargs)
+
+    monkeypatch.setattr(LaggedProducts, "covariances", recording)
+    grid = {**GRID, "orders": [1, 2, 3], "lags": [1, 2]}
+    search_threads(2)
+    two = ACMClassifier(random_state=7, **grid).fit(X, y)
+    assert asked[:-1] == [(3, 1), (3, 2), (2, 1), (2, 2), (1, 1)]  # then the refit
+    search_threads(1)
+    asked.clear()
+    one = ACMClassifier(random_state=7, **grid).fit(X, y)
+    assert asked[:-1] == [(1, 1), (2, 1), (3, 1), (2, 2), (3, 2)]
+    assert one.fit_info_ == two.fit_info_
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

@@ -36,6 +36,7 @@ from typing import Any
 import numba
 import numpy as np
 from pyriemann.classification import MDM
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -192,7 +193,22 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
 
     def _score_split(self, covs: np.ndarray, y: np.ndarray, train: np.ndarray,
                      test: np.ndarray, scorer) -> np.ndarray:
-        """Inner-CV scores of one (order, lag) on one split: shape (n_svm_params,)."""
+        """Inner-CV scores of one (order, lag) on one split: shape (n_svm_params,).
+
+        scikit-learn's own checks are off inside (``skip_parameter_validation``,
+        ``assume_finite``; per thread): every estimator here is made by this class with
+        valid parameters, and the matrices were checked finite before the tangent space.
+        Those checks (signature binding, ``check_array``) took about 5 % of PhysioNet's
+        nested search on two threads, where they also hold the GIL (7.29 against 6.93 s,
+        medians of 4 alternating runs, the same decision values; BENCHMARKS.md, nineteenth
+        session).
+        """
+        with config_context(skip_parameter_validation=True, assume_finite=True):
+            return self._score_split_unchecked(covs, y, train, test, scorer)
+
+    def _score_split_unchecked(self, covs: np.ndarray, y: np.ndarray, train: np.ndarray,
+                               test: np.ndarray, scorer) -> np.ndarray:
+        """:meth:`_score_split` with scikit-learn's checks as they are set."""
         params = self._svm_params()
         scores = np.full(len(params), np.nan)
         if self.classifier == "mdm":
@@ -257,7 +273,15 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
 
     def _search_threaded(self, products, scored, keys, y, splits, scorer, threads):
         """:meth:`_search`'s (point, split) tasks on ``threads`` threads; ``scored``: one
-        point per distinct matrix stack."""
+        point per distinct matrix stack.
+
+        The points go largest first (highest order; a task's time grows with the matrices'
+        size): in grid order the order-4 points came last, and the last of their tasks ran
+        alone. PhysioNet's nested search took 0.975× the time (7.09 against 7.27 s, medians
+        of 4 alternating runs, the same decision values; BENCHMARKS.md, nineteenth session).
+        Each task's scores do not depend on when it runs.
+        """
+        scored = sorted(scored, key=lambda point: -point[0])  # stable: grid order otherwise
         def task(covs: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
             numba.set_num_threads(1)  # per thread: this task's means stay on its thread
             return self._score_split(covs, y, train, test, scorer)

@@ -13,8 +13,9 @@ each, so that each can be timed alone; their sum exceeds ``ours`` by what the on
 
 - ``means and products``: ``LaggedProducts(X, delays)``: validation, the channel means and
   the ``order`` lagged products ``R(m·lag)``, in one pass over the epochs where the
-  progression's products apply (:func:`brainmill.features.augmented.progression_step`; BLAS
-  from compiled code, the epochs split over the kernel threads);
+  progression's products apply (:func:`brainmill.features.augmented.progression_step`; the
+  register kernel of :mod:`brainmill.features._small_products` on AVX-512 cores, BLAS
+  elsewhere, from compiled code, the epochs split over the kernel threads);
 - ``rank``: ``check_full_rank``: a Cholesky bound on every ``R(0)`` (eigenvalues for any it
   does not clear);
 - ``assembly``: ``scatter`` into a new array: edges, tables and every output element.

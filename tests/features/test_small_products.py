@@ -1,6 +1,8 @@
 """The register kernel of the lagged products equals BLAS's ``AᵀB`` to rounding, for every
 tile and sample-block boundary, and is used only where it was measured to pay."""
 
+import platform
+
 import numpy as np
 import pytest
 from numba import njit
@@ -9,6 +11,7 @@ from brainmill.features import _small_products
 from brainmill.features._small_products import (
     MAX_CHANNELS,
     SAMPLE_BLOCK,
+    delay_products,
     lagged_product,
     register_product,
     targets_avx512,
@@ -63,6 +66,18 @@ def test_lagged_product_agrees_with_blas_on_both_sides_of_the_channel_limit():
         np.testing.assert_allclose(M, A.T @ B, rtol=1e-13, atol=1e-12)
 
 
+def test_delay_products_are_the_lagged_products_of_each_epoch():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 130, 10))  # time-major epochs
+    delays = np.array([0, 1, 7, 64, 129], dtype=np.int64)
+    prod = np.full((3, len(delays), 10, 10), np.nan)
+    delay_products(x, delays, prod)
+    for e in range(3):
+        for i, d in enumerate(delays):
+            np.testing.assert_allclose(prod[e, i], x[e, :130 - d].T @ x[e, d:], rtol=1e-13,
+                                       atol=1e-12)
+
+
 def test_the_register_kernel_is_chosen_from_the_compiled_features():
     assert targets_avx512("+avx2,+fma,+avx512f,+avx512dq")
     assert not targets_avx512("+avx2,+fma,-avx512f")
@@ -71,3 +86,35 @@ def test_the_register_kernel_is_chosen_from_the_compiled_features():
     # BLAS is called (and held to one thread by callers that split) only where the kernel is not
     assert uses_blas(22) == (not _small_products.REGISTER_PRODUCTS)
     assert uses_blas(MAX_CHANNELS + 1)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="builds for an x86 core (haswell) to leave AVX-512 out")
+def test_without_avx512_the_products_stay_with_blas(tmp_path):
+    """Compiled for a core without AVX-512 (here: this host's features with it removed), the
+    register kernel is not chosen, and the transform is still the reference's."""
+    import os
+    import subprocess
+    import sys
+
+    from numba.core.codegen import get_host_cpu_features
+
+    features = ",".join(("-" + f[1:]) if "avx512" in f else f
+                        for f in get_host_cpu_features().split(",") if f)
+    script = (
+        "import numpy as np\n"
+        "from pyriemann.estimation import Covariances\n"
+        "from brainmill.features import _small_products\n"
+        "from brainmill.features.augmented import augmented_covariances, delay_embed\n"
+        "assert not _small_products.REGISTER_PRODUCTS\n"
+        "X = np.random.default_rng(0).standard_normal((3, 16, 300))\n"
+        "ref = Covariances('cov').fit_transform(delay_embed(X, 8, 2))\n"
+        "out = augmented_covariances(X, 8, 2)\n"
+        "print(float(np.abs(out - ref).max() / np.abs(ref).max()))\n"
+    )
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": features,
+           "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) <= 1e-10

@@ -32,8 +32,8 @@ from numba.core.codegen import get_host_cpu_features
 
 from ._simd import vfma8, vload8_n, vsplat8, vstore8_n
 
-__all__ = ["MAX_CHANNELS", "REGISTER_PRODUCTS", "lagged_product", "register_product",
-           "targets_avx512", "uses_blas"]
+__all__ = ["MAX_CHANNELS", "REGISTER_PRODUCTS", "delay_products", "lagged_product",
+           "register_product", "targets_avx512", "uses_blas"]
 
 #: Samples a tile's accumulation runs over before the next tile reuses the same operand rows.
 SAMPLE_BLOCK = 64
@@ -129,3 +129,23 @@ def lagged_product(A, B, M):  # pragma: no cover - compiled
         register_product(A, B, M)
     else:
         np.dot(A.T, B, M)
+
+
+@njit(cache=True, nogil=True)
+def delay_products(xt, delays, prod):  # pragma: no cover - compiled
+    """``prod[e, i] = Σ_{t < T − d} x_e(t) x_e(t + d)ᵀ``, ``d = delays[i]``, by
+    :func:`lagged_product`.
+
+    Parameters
+    ----------
+    xt : ndarray, shape (n, T, C)
+        Centred epochs, time-major, C-contiguous.
+    delays : int64 ndarray, shape (n_delays,)
+    prod : ndarray, shape (n, n_delays, C, C)
+        Written.
+    """
+    t = xt.shape[1]
+    for e in range(xt.shape[0]):
+        for i in range(delays.shape[0]):
+            d = delays[i]
+            lagged_product(xt[e, :t - d], xt[e, d:], prod[e, i])

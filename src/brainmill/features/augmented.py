@@ -298,7 +298,12 @@ class LaggedProducts:
         split over the kernel threads (:func:`~brainmill.features._acm_kernels.over_epochs`,
         BLAS on one thread meanwhile): OpenBLAS runs products this small on one thread, so
         two threads took 31 against 62 ms for those 8 delays. Each epoch's products are the
-        same BLAS calls on the same values whatever the split, so the same bits.
+        same BLAS calls on the same values whatever the split, so the same bits. Where the
+        register kernel of :mod:`~brainmill.features._small_products` applies (AVX-512, up
+        to 96 channels) each chunk is made time-major and every product goes through it
+        instead, with no BLAS hold: the 42 delays of PhysioNet's 10 × 10 grid took 5.7
+        against 15.7 ms and the whole grid 73 against 84 ms (two threads, medians of 15
+        alternating rounds; BENCHMARKS.md, nineteenth session).
 
         The delays of one transform, ``0, τ, …, (p−1)·τ``, take
         :mod:`~brainmill.features._acm_products` instead where it pays off
@@ -347,6 +352,10 @@ class LaggedProducts:
             self._set_means(_channel_means(X))
         mean = self._mean
         chunk = max(1, CENTRING_CHUNK_BYTES // (8 * c * t))
+        from ._small_products import delay_products, uses_blas
+
+        blas = uses_blas(c)
+        delays = np.array(new, dtype=np.int64)
 
         def products(epochs: slice) -> None:
             for a in range(epochs.start, epochs.stop, chunk):
@@ -354,11 +363,15 @@ class LaggedProducts:
                 centred = X[a:b] - mean[a:b, :, None]
                 if total is not None:
                     centred.sum(axis=-1, out=total[a:b])
+                if not blas:  # the register kernel, on the chunk made time-major
+                    delay_products(np.ascontiguousarray(centred.transpose(0, 2, 1)), delays,
+                                   prod[a:b])
+                    continue
                 for i, d in enumerate(new):
                     np.matmul(centred[:, :, :t - d], centred[:, :, d:].transpose(0, 2, 1),
                               out=prod[a:b, i])
 
-        over_epochs(products, n, X.size * len(new), hold_blas=True)
+        over_epochs(products, n, X.size * len(new), hold_blas=blas)
         self._store(new, prod, total)
 
     def _store(self, new: list[int], prod: np.ndarray, total: np.ndarray | None) -> None:

@@ -3,24 +3,24 @@
 The lagged products of :mod:`~brainmill.features._acm_products` are many small products of
 time-major operands ``(samples, C)``: PhysioNet's (8, 4) transform makes 27 of 56 samples ×
 22 channels an epoch. Through BLAS (``np.dot`` from the compiled kernel: scipy's OpenBLAS,
-whose runtime dispatch gives AMD cores its AVX2 kernels) each took 1.9 µs; this kernel takes
-0.67 µs (81 GFLOP/s, one thread, this machine's AVX-512 core; BENCHMARKS.md, nineteenth
+whose runtime dispatch gives AMD cores its AVX2 kernels) each took 1.94 µs; this kernel takes
+0.53 µs (one thread, this host's AVX-512 core, 27 in a row; BENCHMARKS.md, nineteenth
 session). It keeps a 4 × 24 tile of ``M`` in twelve 8-wide accumulators while it runs over
 the samples, 64 at a time (so that the operands' rows it rereads for each tile stay in L1),
 loading three vectors of ``B``'s row and broadcasting four values of ``A``'s for every twelve
-fused multiply-adds. Against BLAS it took 0.28–0.78× the time from 8 to 96 channels and 32 to
-1000 samples, but 1.25× at 128 channels and 1000 samples, so :func:`lagged_product` takes it
-up to :data:`MAX_CHANNELS` only.
+fused multiply-adds. Against BLAS it took 0.30–0.92× the time from 8 to 96 channels and 32 to
+1000 samples, but up to 1.25× at 128 channels, so :func:`lagged_product` takes it up to
+:data:`MAX_CHANNELS` only.
 
-It needs 32 vector registers of 8 lanes. Compiled for a core without AVX-512, LLVM splits
-each vector in two and spills: 1.5–4× BLAS's time (the same kernel built for Haswell's
-features on this machine). So :data:`REGISTER_PRODUCTS` is decided from the features numba
-compiles for, and elsewhere :func:`lagged_product` calls BLAS as before.
+Its accumulators and row vectors fit AVX-512's 32 registers. Compiled for a core without
+AVX-512, LLVM splits each 8-wide vector in two, which AVX2's 16 registers cannot hold: 1.5–4×
+BLAS's time (its prototype built for Haswell's features on this host). So
+:data:`REGISTER_PRODUCTS` is decided from the features numba compiles for, and elsewhere
+:func:`lagged_product` calls BLAS as before.
 
 Each element is a chain of fused multiply-adds in sample order from zero, as in BLAS's
-kernels, so the products agree with ``np.dot``'s to rounding (here often bit for bit), and
-every product an epoch makes goes through the same kernel, so the single pass and the
-grid's passes still agree bit for bit.
+kernels, so the products agree with ``np.dot``'s to rounding (in most shapes measured, bit
+for bit).
 """
 
 from __future__ import annotations

@@ -325,12 +325,14 @@ def test_channel_means_and_edges_equal_numpy_bit_for_bit(monkeypatch):
 
     monkeypatch.setattr(_acm_kernels, "PARALLEL_MIN_VALUES", 0)  # split even tiny work
     X = np.random.default_rng(3).standard_normal((7, 4, 90)) * 1e-5 + 2e-4
-    products = LaggedProducts.for_grid(X, [2, 5], [3])
+    # two lags: not one progression, so the direct products and numpy's means (a single
+    # lag's progression computes the means its own way, in the same pass as its products)
+    products = LaggedProducts.for_grid(X, [2, 5], [3, 4])
     mean = X.mean(axis=-1)
     np.testing.assert_array_equal(products._mean, mean)
     head, tail, head_cs, tail_cs = products._edge_cache(15)
     width = head.shape[-1]
-    assert width == 15
+    assert width == 20  # the grid's widest span, 5 · 4
     np.testing.assert_array_equal(head, X[:, :, :width] - mean[..., None])
     np.testing.assert_array_equal(tail, X[:, :, -width:] - mean[..., None])
     np.testing.assert_array_equal(head_cs, np.cumsum(head, axis=-1).transpose(0, 2, 1))

@@ -672,9 +672,15 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
 #: orders 4–10, lags 1–10; BENCHMARKS.md, eleventh session). With the phases and three
 #: levels (twelfth session) 16–32 channels ran at 0.77–2.45× (below 1× on 100-sample epochs,
 #: 0.77–1.08×, and once on 250 samples, 0.97×), 10–12 channels at 0.57–1.46× and 2–8 channels
-#: at 0.31–1.42×: the thresholds stay.
+#: at 0.31–1.42×: the thresholds stay. These were measured with BLAS products.
 PROGRESSION_MIN_BLOCKS = 8
 PROGRESSION_MIN_CHANNELS = 16
+#: Fewest channels where the products go through the register kernel
+#: (:func:`~brainmill.features._small_products.uses_blas` false). There, one transform by the
+#: progression's single pass took 0.32–0.70× the time of the direct products' passes for 2–12
+#: channels (60 epochs of 100–2000 samples, orders 4–10, lags 1–10, 2 threads, medians of 15
+#: alternating rounds; BENCHMARKS.md, nineteenth session).
+PROGRESSION_MIN_CHANNELS_REGISTER = 2
 #: Longest epoch (bytes) the progression takes: its scratch is about 8 epochs per thread,
 #: where the direct products centre at most a 4-MiB chunk (or one epoch) at a time.
 PROGRESSION_MAX_EPOCH_BYTES = 4 << 20
@@ -682,12 +688,15 @@ PROGRESSION_MAX_EPOCH_BYTES = 4 << 20
 
 def progression_step(delays: Sequence[int], n_times: int, n_channels: int) -> int:
     """``τ`` if ``delays`` are ``0, τ, …, (p−1)·τ`` with ``p ≥ 4``, on epochs where
-    :mod:`~brainmill.features._acm_products` pays off (at least 16 channels and 8 paired
-    blocks) and whose scratch stays small (epochs of at most 4 MiB); else 0 (the direct
-    products)."""
+    :mod:`~brainmill.features._acm_products` pays off (at least 16 channels, or 2 where the
+    products go through the register kernel, and 8 paired blocks) and whose scratch stays
+    small (epochs of at most 4 MiB); else 0 (the direct products)."""
     from ._acm_products import GROUP, paired_blocks
+    from ._small_products import uses_blas
 
-    if len(delays) < GROUP or delays[0] != 0 or n_channels < PROGRESSION_MIN_CHANNELS \
+    min_channels = PROGRESSION_MIN_CHANNELS if uses_blas(n_channels) \
+        else PROGRESSION_MIN_CHANNELS_REGISTER
+    if len(delays) < GROUP or delays[0] != 0 or n_channels < min_channels \
             or 8 * n_channels * n_times > PROGRESSION_MAX_EPOCH_BYTES:
         return 0
     step = delays[1]

@@ -195,11 +195,11 @@ class ACMClassifier(ClassifierMixin, BaseEstimator):
                      test: np.ndarray, scorer) -> np.ndarray:
         """Inner-CV scores of one (order, lag) on one split: shape (n_svm_params,).
 
-        scikit-learn's own checks are off inside (``skip_parameter_validation``,
+        Two of scikit-learn's checks are off inside (``skip_parameter_validation``,
         ``assume_finite``; per thread): every estimator here is made by this class with
         valid parameters, and the matrices were checked finite before the tangent space.
-        Those checks (signature binding, ``check_array``) took about 5 % of PhysioNet's
-        nested search on two threads, where they also hold the GIL (7.29 against 6.93 s,
+        Parameter validation (signature binding) and the finiteness scans of ``check_array``
+        took about 5 % of PhysioNet's nested search on two threads (7.29 against 6.93 s,
         medians of 4 alternating runs, the same decision values; BENCHMARKS.md, nineteenth
         session).
         """

@@ -9,7 +9,6 @@ from numba.core.errors import TypingError
 from brainmill.features._simd import (
     vfma8,
     vget,
-    vget8,
     vload,
     vload8_n,
     vload_n,
@@ -72,18 +71,6 @@ def test_loads_and_stores_at_any_offset():
     np.testing.assert_array_equal(out, [-1.0] * 5 + [5.0, 6.0, 7.0, 8.0] + [-1.0] * 2)
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4])
-def test_masked_load_and_store_touch_only_n_elements(n):
-    src = np.arange(1.0, 9.0)
-    out = np.full(8, -1.0)
-    _masked(src, 3, n, out)
-    expected = np.full(8, -1.0)
-    expected[3:3 + n] = src[3:3 + n]
-    np.testing.assert_array_equal(out, expected)
-    lanes = _masked_lanes(src, 3, n)
-    assert lanes == tuple(src[3:3 + n].tolist() + [0.0] * (4 - n))
-
-
 def test_masked_load_at_the_array_end():
     # the last two elements of an array (llvm.masked.load reads nothing past them; a plain
     # 4-wide load here would read 16 bytes past the buffer, which this test cannot see)
@@ -140,9 +127,14 @@ def _masked8(src, j, n, out):
 
 
 @njit(cache=False)
-def _lanes8(src, j, n):
-    v = vload8_n(src, j, n)
-    return [vget8(v, k) for k in range(8)]
+def _lanes8(src, j, n, out):
+    vstore8_n(out, 0, vload8_n(src, j, n), 8)  # every lane, those past n too
+
+
+def _read_lanes8(src, j, n):
+    out = np.full(8, -1.0)
+    _lanes8(src, j, n, out)
+    return out.tolist()
 
 
 @njit(cache=False)
@@ -150,15 +142,22 @@ def _fma8(a, b, c, out):
     vstore8_n(out, 0, vfma8(vload8_n(a, 0, 8), vload8_n(b, 0, 8), vsplat8(c)), 8)
 
 
-@pytest.mark.parametrize("n", [0, 1, 5, 7, 8])
-def test_eight_lane_masked_load_and_store_touch_only_n_elements(n):
-    src = np.arange(1.0, 17.0)
-    out = np.full(16, -1.0)
-    _masked8(src, 3, n, out)
-    expected = np.full(16, -1.0)
+#: lanes -> (masked copy, every lane of a masked load as a list)
+_MASKED = {4: (_masked, lambda src, j, n: list(_masked_lanes(src, j, n))),
+           8: (_masked8, _read_lanes8)}
+
+
+@pytest.mark.parametrize("lanes,n", [(4, n) for n in (0, 1, 2, 3, 4)]
+                         + [(8, n) for n in (0, 1, 5, 7, 8)])
+def test_masked_load_and_store_touch_only_n_elements(lanes, n):
+    masked, read = _MASKED[lanes]
+    src = np.arange(1.0, 2 * lanes + 1)
+    out = np.full(2 * lanes, -1.0)
+    masked(src, 3, n, out)
+    expected = np.full(2 * lanes, -1.0)
     expected[3:3 + n] = src[3:3 + n]
     np.testing.assert_array_equal(out, expected)
-    assert _lanes8(src, 3, n) == src[3:3 + n].tolist() + [0.0] * (8 - n)
+    assert read(src, 3, n) == src[3:3 + n].tolist() + [0.0] * (lanes - n)
 
 
 def test_eight_lane_fma_rounds_once():

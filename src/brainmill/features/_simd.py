@@ -1,4 +1,4 @@
-"""Four-wide float64 vectors for the compiled kernels (numba intrinsics).
+"""Four- and eight-wide float64 vectors for the compiled kernels (numba intrinsics).
 
 LLVM vectorises numba's loops for this machine's cores with 8-wide vectors unrolled four
 times, so a loop over 22 channels (BNCI2014-001, the PhysioNet benchmark) runs 32-value
@@ -14,6 +14,10 @@ written with them gives the bits of the same scalar operations), :func:`vsplat` 
 scalar, :func:`vget` reads a lane and :func:`vtranspose4` transposes a 4 × 4 block held as
 four vectors.
 
+The eight-wide :data:`vec8` (one AVX-512 register, for
+:mod:`~brainmill.features._small_products`) has masked loads and stores, a broadcast and a
+fused multiply-add only (see its section below).
+
 Nothing here checks bounds: the caller's loop keeps ``idx + 4`` (or ``idx + n``) within the
 array.
 """
@@ -27,8 +31,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-__all__ = ["vec4", "vec8", "vfma8", "vget", "vget8", "vload", "vload8_n", "vload_n", "vsplat",
-           "vsplat8", "vstore", "vstore8_n", "vstore_n", "vtranspose4"]
+__all__ = ["vec4", "vec8", "vfma8", "vget", "vload", "vload8_n", "vload_n", "vsplat", "vsplat8",
+           "vstore", "vstore8_n", "vstore_n", "vtranspose4"]
 
 _LANES = 4
 _V = ir.VectorType(ir.DoubleType(), _LANES)
@@ -112,6 +116,39 @@ def _lane_mask(context, builder, n, n_type, lanes=_LANES):
     return builder.icmp_signed("<", ir.Constant(i64s, list(range(lanes))), splat)
 
 
+def _masked_load(context, builder, sig, args, vector_type):
+    """``llvm.masked.load`` of ``args = (arr, idx, n)``'s first ``n`` lanes, zeros elsewhere."""
+    lanes = vector_type.count
+    ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1], vector_type)
+    mask = _lane_mask(context, builder, args[2], sig.args[2], lanes)
+    fnty = ir.FunctionType(vector_type, [ptr.type, _I32, mask.type, vector_type])
+    fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                        f"llvm.masked.load.v{lanes}f64.p0")
+    return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask,
+                             ir.Constant(vector_type, [0.0] * lanes)])
+
+
+def _masked_store(context, builder, sig, args, vector_type):
+    """``llvm.masked.store`` of ``args = (arr, idx, v, n)``: ``v``'s first ``n`` lanes."""
+    lanes = vector_type.count
+    ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1], vector_type)
+    mask = _lane_mask(context, builder, args[3], sig.args[3], lanes)
+    fnty = ir.FunctionType(ir.VoidType(), [vector_type, ptr.type, _I32, mask.type])
+    fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                        f"llvm.masked.store.v{lanes}f64.p0")
+    builder.call(fn, [args[2], ptr, ir.Constant(_I32, 8), mask])
+    return context.get_dummy_value()
+
+
+def _splat(context, builder, sig, args, vector_type):
+    """``args[0]`` (a float or an integer) in every lane of ``vector_type``."""
+    x = context.cast(builder, args[0], sig.args[0], types.float64)
+    one = builder.insert_element(ir.Constant(vector_type, ir.Undefined), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vector_type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, vector_type.count),
+                                              [0] * vector_type.count))
+
+
 @intrinsic
 def vload(typingctx, arr, idx):
     """``arr[idx:idx + 4]`` as a :data:`vec4` (``arr``: 1-D float64)."""
@@ -157,12 +194,7 @@ def vload_n(typingctx, arr, idx, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        mask = _lane_mask(context, builder, args[2], sig.args[2])
-        fnty = ir.FunctionType(_V, [ptr.type, _I32, mask.type, _V])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v4f64.p0")
-        return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask,
-                                 ir.Constant(_V, [0.0] * _LANES)])
+        return _masked_load(context, builder, sig, args, _V)
 
     return vec4(arr, idx, n), codegen
 
@@ -176,12 +208,7 @@ def vstore_n(typingctx, arr, idx, v, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        mask = _lane_mask(context, builder, args[3], sig.args[3])
-        fnty = ir.FunctionType(ir.VoidType(), [_V, ptr.type, _I32, mask.type])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v4f64.p0")
-        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 8), mask])
-        return context.get_dummy_value()
+        return _masked_store(context, builder, sig, args, _V)
 
     return types.none(arr, idx, v, n), codegen
 
@@ -193,10 +220,7 @@ def vsplat(typingctx, x):
         return None
 
     def codegen(context, builder, sig, args):
-        x = context.cast(builder, args[0], sig.args[0], types.float64)
-        one = builder.insert_element(ir.Constant(_V, ir.Undefined), x, ir.Constant(_I32, 0))
-        return builder.shuffle_vector(one, ir.Constant(_V, ir.Undefined),
-                                      ir.Constant(ir.VectorType(_I32, _LANES), [0] * _LANES))
+        return _splat(context, builder, sig, args, _V)
 
     return vec4(x), codegen
 
@@ -271,7 +295,7 @@ for _pyop, _instruction in ((operator.add, "fadd"), (operator.sub, "fsub"),
 #
 # For :mod:`~brainmill.features._small_products`' register kernel: an LLVM ``<8 x double>``
 # (one AVX-512 register), masked loads and stores of its first ``n ≤ 8`` lanes, a broadcast
-# and a fused multiply-add. Unlike the four-wide operators above, :func:`vfma8` rounds once,
+# and a fused multiply-add (the same code as the four-wide ones, at eight lanes). Unlike the four-wide operators above, :func:`vfma8` rounds once,
 # as BLAS's kernels do: products made with it are not the bits of a scalar ``a·b + c``.
 
 _V8 = ir.VectorType(ir.DoubleType(), 8)
@@ -302,11 +326,7 @@ def vload8_n(typingctx, arr, idx, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
-        mask = _lane_mask(context, builder, args[2], sig.args[2], 8)
-        fnty = ir.FunctionType(_V8, [ptr.type, _I32, mask.type, _V8])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v8f64.p0")
-        return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask, ir.Constant(_V8, [0.0] * 8)])
+        return _masked_load(context, builder, sig, args, _V8)
 
     return vec8(arr, idx, n), codegen
 
@@ -320,12 +340,7 @@ def vstore8_n(typingctx, arr, idx, v, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
-        mask = _lane_mask(context, builder, args[3], sig.args[3], 8)
-        fnty = ir.FunctionType(ir.VoidType(), [_V8, ptr.type, _I32, mask.type])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v8f64.p0")
-        builder.call(fn, [args[2], ptr, ir.Constant(_I32, 8), mask])
-        return context.get_dummy_value()
+        return _masked_store(context, builder, sig, args, _V8)
 
     return types.none(arr, idx, v, n), codegen
 
@@ -337,10 +352,7 @@ def vsplat8(typingctx, x):
         return None
 
     def codegen(context, builder, sig, args):
-        x = context.cast(builder, args[0], sig.args[0], types.float64)
-        one = builder.insert_element(ir.Constant(_V8, ir.Undefined), x, ir.Constant(_I32, 0))
-        return builder.shuffle_vector(one, ir.Constant(_V8, ir.Undefined),
-                                      ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+        return _splat(context, builder, sig, args, _V8)
 
     return vec8(x), codegen
 
@@ -359,15 +371,3 @@ def vfma8(typingctx, a, b, c):
 
     return vec8(a, b, c), codegen
 
-
-@intrinsic
-def vget8(typingctx, v, k):
-    """Lane ``k`` of an eight-lane ``v``."""
-    if not (v == vec8 and isinstance(k, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.extract_element(args[0], context.cast(builder, args[1], sig.args[1],
-                                                              types.int32))
-
-    return types.float64(v, k), codegen

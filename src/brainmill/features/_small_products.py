@@ -8,9 +8,9 @@ whose runtime dispatch gives AMD cores its AVX2 kernels) each took 1.94 µs; thi
 session). It keeps a 4 × 24 tile of ``M`` in twelve 8-wide accumulators while it runs over
 the samples, 64 at a time (so that the operands' rows it rereads for each tile stay in L1),
 loading three vectors of ``B``'s row and broadcasting four values of ``A``'s for every twelve
-fused multiply-adds. Against BLAS it took 0.30–0.92× the time from 8 to 96 channels and 32 to
-1000 samples, but up to 1.25× at 128 channels, so :func:`lagged_product` takes it up to
-:data:`MAX_CHANNELS` only.
+fused multiply-adds. Against BLAS its prototype took 0.30–0.92× the time from 8 to 96
+channels and 32 to 1000 samples, but up to 1.25× at 128 channels, so
+:func:`lagged_product` takes it up to :data:`MAX_CHANNELS` only.
 
 Its accumulators and row vectors fit AVX-512's 32 registers. Compiled for a core without
 AVX-512, LLVM splits each 8-wide vector in two, which AVX2's 16 registers cannot hold: 1.5–4×
@@ -55,9 +55,11 @@ def targets_avx512(features: str | None = None) -> bool:
 REGISTER_PRODUCTS = targets_avx512()
 
 
-def uses_blas(n_channels: int) -> bool:
+@njit(cache=True)
+def uses_blas(n_channels):  # pragma: no cover - compiled
     """Whether :func:`lagged_product` calls BLAS for operands of ``n_channels`` columns (a
-    caller that splits such products over threads holds BLAS to one thread only then)."""
+    caller that splits such products over threads holds BLAS to one thread only then);
+    called from Python as well."""
     return not (REGISTER_PRODUCTS and n_channels <= MAX_CHANNELS)
 
 
@@ -122,13 +124,12 @@ def _store_tile(row, j0, n0, n1, n2, v0, v1, v2):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def lagged_product(A, B, M):  # pragma: no cover - compiled
-    """``M = AᵀB`` (``A``, ``B`` C-contiguous ``(k, C)``, ``M`` ``(C, C)``): by
-    :func:`register_product` where :data:`REGISTER_PRODUCTS` and ``C ≤ MAX_CHANNELS``, else
-    by BLAS (``np.dot``)."""
-    if REGISTER_PRODUCTS and A.shape[1] <= MAX_CHANNELS:
-        register_product(A, B, M)
-    else:
+    """``M = AᵀB`` (``A``, ``B`` C-contiguous ``(k, C)``, ``M`` ``(C, C)``): by BLAS
+    (``np.dot``) where :func:`uses_blas`, else by :func:`register_product`."""
+    if uses_blas(A.shape[1]):
         np.dot(A.T, B, M)
+    else:
+        register_product(A, B, M)
 
 
 @njit(cache=True, nogil=True)
